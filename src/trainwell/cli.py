@@ -1,0 +1,135 @@
+"""The ``trainwell`` command.
+
+    trainwell train [CONFIG] [--set KEY=VALUE ...] [--out DIR] [--resume RUN_DIR]
+    trainwell config show [CONFIG] [--set KEY=VALUE ...]
+    trainwell lr-find [CONFIG] [--set ...] [--out DIR]
+    trainwell doctor CONFIG ... | trainwell report RUN_DIR | trainwell experiment NAME ...
+
+Bad input of any kind prints one line, ``error: ...``, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .errors import UserError
+
+__all__ = ["main", "build_parser"]
+
+_STARTED = time.perf_counter()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}; see {self.prog} --help")
+
+
+def _add_config_args(p: argparse.ArgumentParser, config_required: bool = False) -> None:
+    p.add_argument("config", nargs=None if config_required else "?", metavar="CONFIG",
+                   help="TOML config file (default: the built-in MNIST-1D run)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .report_table import print_run_summary
+    from .runner import run
+
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.toml"
+        if not saved.is_file():
+            raise UserError(f"--resume {run_dir}: no config.toml there; give the folder of a "
+                            "run made by trainwell train")
+        if args.config is not None:
+            raise UserError("--resume: give either CONFIG or --resume RUN_DIR, not both "
+                            "(the run's own config.toml is used)")
+        config = load_config(saved, args.overrides)
+        out = run_dir
+    else:
+        config = load_config(args.config, args.overrides)
+        out = Path(args.out) if args.out else Path("runs") / config.name
+    result = run(config, out, progress=not args.quiet, resume=args.resume is not None,
+                 started=_STARTED)
+    print_run_summary(result)
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    from .config import load_config, to_toml
+
+    sys.stdout.write(to_toml(load_config(args.config, args.overrides)))
+    return 0
+
+
+def _cmd_lr_find(args: argparse.Namespace) -> int:
+    from .lr_find_command import run_lr_find
+
+    return run_lr_find(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``trainwell`` command (subcommands registered here)."""
+    from . import __version__
+
+    parser = _Parser(prog="trainwell", description="Train deep neural networks well.")
+    parser.add_argument("--version", action="version", version=f"trainwell {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a network from a config (default: MNIST-1D MLP)")
+    _add_config_args(p)
+    p.add_argument("--out", help="run folder (default: runs/NAME)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("config", help="show the fully resolved config")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
+    ps = csub.add_parser("show", help="print the resolved config as TOML")
+    _add_config_args(ps)
+    ps.set_defaults(func=_cmd_config_show)
+
+    p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
+    _add_config_args(p)
+    p.add_argument("--out", help="folder for lr_find.png and lr_find.json (default: runs/NAME-lr-find)")
+    p.add_argument("--steps", type=int, default=200, help="sweep steps")
+    p.set_defaults(func=_cmd_lr_find)
+
+    for register in _extensions():
+        register(sub)
+    return parser
+
+
+def _extensions() -> list[Callable]:
+    """Subcommands contributed by upper layers (doctor, experiments, transfer)."""
+    from .cli_extensions import REGISTRARS
+
+    return list(REGISTRARS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trainwell`` console script; returns the exit code."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""The run configuration: one typed, validated, frozen section per concern.
+
+Every field carries its meaning (and unit) in its description; ``trainwell config show``
+prints the resolved defaults. Cross-field rules live in :meth:`Config._cross_checks`, each
+error naming the rule, the values found and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "ClipConfig",
+           "ScheduleConfig", "PlateauConfig", "RegularizationConfig", "TrainConfig",
+           "TransferConfig"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where the data come from and how they are prepared."""
+
+    source: str = Field("mnist1d", description="mnist1d, digits, synthetic, idx:PATH, npz:PATH, "
+                        "cifar10:PATH, mnist or fashion-mnist")
+    num_samples: int | None = Field(20000, gt=0, description="samples to generate (mnist1d, "
+                                    "synthetic); ignored by file sources")
+    val_fraction: float = Field(0.1, ge=0, le=0.9, description="share of the training split "
+                                "held out for validation")
+    standardize: bool = Field(True, description="standardize features with training-split "
+                              "statistics")
+    input_scale: float = Field(1.0, gt=0, description="multiply all inputs by this after "
+                               "standardization (100 reproduces unnormalized inputs)")
+    download: bool = Field(False, description="download mnist / fashion-mnist to the cache if "
+                           "absent (SHA-256 checked)")
+    classes: list[int] | None = Field(None, description="keep only these classes, relabelled "
+                                      "0..k-1 in the order given")
+    options: dict[str, Any] = Field(default_factory=dict, description="source-specific options, "
+                                    "e.g. {kind = \"moons\", noise = 0.2} for synthetic")
+
+
+class ModelConfig(_Section):
+    """The network: an MLP or a small CNN built by trainwell.nn."""
+
+    kind: Literal["mlp", "cnn"] = Field("mlp", description="mlp or cnn")
+    depth: int = Field(8, ge=0, description="hidden layers of the MLP")
+    width: int = Field(256, gt=0, description="units per hidden layer")
+    hidden: list[int] | None = Field(None, description="explicit hidden sizes; overrides "
+                                     "depth × width")
+    activation: str = Field("relu", description="hidden activation (trainwell.nn.ACTIVATIONS)")
+    init: str = Field("auto", description="initializer name, or auto = by activation "
+                      "(Glorot/He/LeCun)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate after each hidden layer")
+    batch_norm: bool = Field(False, description="batch normalization before each activation")
+    output_activation: str | None = Field(None, description="activation on the output layer; "
+                                          "none = logits")
+    out_features: int | None = Field(None, gt=0, description="output units; none = from the data")
+    channels: list[int] = Field([16, 32], description="conv channels per block (cnn)")
+    kernel_size: int = Field(3, gt=0, description="conv kernel size (cnn)")
+
+
+class ClipConfig(_Section):
+    """Gradient clipping."""
+
+    kind: Literal["none", "value", "global_norm", "tensor_norm", "adaptive"] = Field(
+        "none", description="none, value, global_norm, tensor_norm (Keras clipnorm) or adaptive (AGC)")
+    threshold: float = Field(1.0, gt=0, description="clip value, max norm, or AGC ratio λ")
+
+
+class OptimConfig(_Section):
+    """The optimizer; fields left unset take the optimizer's own defaults."""
+
+    name: str = Field("adam", description="sgd, momentum, nesterov, adagrad, rmsprop, adam, "
+                      "adamw, nadam, adamax")
+    lr: float = Field(3e-3, gt=0, description="learning rate η (the schedule's peak when one is set)")
+    momentum: float | None = Field(None, ge=0, lt=1, description="β of Momentum/Nesterov")
+    beta: float | None = Field(None, ge=0, lt=1, description="RMSProp's decay β")
+    betas: tuple[float, float] | None = Field(None, description="(β1, β2) of the Adam family")
+    eps: float | None = Field(None, gt=0, description="ε of adaptive optimizers")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay (decoupled for adamw)")
+    convention: Literal["lecture", "torch", "keras"] | None = Field(
+        None, description="whose formulas: lecture (default), torch or keras")
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+
+
+class PlateauConfig(_Section):
+    """The performance (reduce-on-plateau) controller, composable with any schedule."""
+
+    factor: float = Field(0.5, gt=0, lt=1, description="multiply the LR by this on a plateau")
+    patience: int = Field(3, ge=0, description="epochs without improvement before reducing")
+    min_lr: float = Field(0.0, ge=0, description="never go below this LR")
+
+
+class ScheduleConfig(_Section):
+    """The learning-rate schedule, a pure function of the step (or epoch)."""
+
+    name: str = Field("one_cycle", description="constant, power, exponential, piecewise, cosine "
+                      "or one_cycle")
+    unit: Literal["step", "epoch"] = Field("step", description="advance per batch or per epoch")
+    params: dict[str, Any] = Field(default_factory=dict, description="the schedule's arguments; "
+                                   "lr0 / max_lr default to optim.lr, total_steps to the run's length")
+    plateau: PlateauConfig | None = Field(None, description="add the performance controller")
+
+
+class RegularizationConfig(_Section):
+    """Weight penalties and constraints (dropout lives in the model section)."""
+
+    l1: float = Field(0.0, ge=0, description="λ1 · Σ|w| added to the loss (weights only)")
+    l2: float = Field(0.0, ge=0, description="λ2 · Σw² added to the loss (weights only)")
+    max_norm: float | None = Field(None, gt=0, description="max L2 norm of each unit's incoming "
+                                   "weights, applied after every step")
+
+
+class TrainConfig(_Section):
+    """The training loop."""
+
+    epochs: int = Field(20, gt=0, description="passes over the training split")
+    batch_size: int = Field(128, gt=0, description="samples per step")
+    loss: Literal["auto", "cross_entropy", "nll", "bce", "mse"] = Field(
+        "auto", description="auto = cross_entropy for classes, mse for regression")
+    checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
+    log_grad_norm: bool = Field(False, description="log the global gradient norm without clipping")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch; none = torch's default")
+
+
+class TransferConfig(_Section):
+    """Reuse layers of an earlier run (see trainwell.transfer)."""
+
+    from_: str | None = Field(None, alias="from", description="run folder or .safetensors file "
+                              "to reuse layers from")
+    n_layers: int | None = Field(None, ge=0, description="hidden layers to reuse; none = all")
+    freeze_epochs: int = Field(0, ge=0, description="epochs with reused layers frozen first")
+    fine_tune_lr_factor: float = Field(1.0, gt=0, description="LR factor of reused layers "
+                                       "after unfreezing")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Config(_Section):
+    """A whole run: ``trainwell train CONFIG`` reads one of these from TOML."""
+
+    name: str = Field("mnist1d-mlp", description="run name: the folder under runs/")
+    seed: int = Field(0, ge=0, description="seeds data splits, initialization, shuffling, dropout")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when present")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        m = self.model
+        if m.kind == "cnn" and not m.channels:
+            raise ValueError("model.channels: a cnn needs at least one conv block; "
+                             "set channels = [16, 32]")
+        if self.train.loss == "bce" and m.out_features not in (None, 1):
+            raise ValueError(f"train.loss: bce needs one output unit but model.out_features = "
+                             f"{m.out_features}; set out_features = 1 or use cross_entropy")
+        if self.schedule.unit == "epoch" and "total_steps" in self.schedule.params:
+            steps = self.schedule.params["total_steps"]
+            if isinstance(steps, int) and steps != self.train.epochs:
+                raise ValueError(f"schedule.params.total_steps: {steps} epochs but train.epochs = "
+                                 f"{self.train.epochs}; remove total_steps to fit the run")
+        return self

@@ -1,0 +1,301 @@
+"""Probes: per-layer gradient, weight and activation statistics from sampled steps.
+
+This is the *measure* step of the doctor. A :class:`Probe` walks a module tree once,
+finds the layers with weights (modules owning a ``weight`` of 2+ dimensions: Linear,
+Conv) and the activation module that follows each one, and on a probe step records, per
+layer ℓ with weight W and gradient g = ∂J/∂W:
+
+- ``grad_norm`` ‖g‖₂ and ``grad_abs_mean`` mean |g|, computed in float64 (a vanishing
+  gradient of ~1e-32 squares to ~1e-64, which underflows float32 to an exact 0);
+- ``grad_zero_share`` the share of entries of g that are exactly 0;
+- ``weight_norm`` ‖W‖₂ and ``update_ratio`` ‖ΔW‖/‖W‖ over the optimizer step;
+- ``unit_spread`` ‖W − mean_row(W)‖/‖W‖ (0 when all units are identical: symmetry);
+- ``act_mean``/``act_std`` of the activation output, and a 24-bin histogram of it;
+- ``dead_share``: ReLU-family units that output exactly 0 for every sample of the batch;
+- ``saturated_share``: sigmoid/tanh entries with |z| ≥ 5 or output within 0.01 of an
+  asymptote.
+
+Forward hooks exist only while a probe step is *armed*: they are registered before the
+probed forward pass and removed right after it, so other steps pay nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["LayerInfo", "Probe", "describe_layers", "probe_schedule"]
+
+HIST_BINS = 24  # bins of the activation histograms kept for the report
+SATURATION_Z = 5.0  # |z| ≥ 5: σ'(z) ≤ 0.0066, tanh'(z) ≤ 1.8e-4
+SATURATION_EPS = 0.01  # output within 0.01 of an asymptote counts as saturated
+
+_RELU_FAMILY = (nn.ReLU, nn.ReLU6)  # these output an exact 0 for z ≤ 0
+_ACT_NAMES: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu",
+    nn.LeakyReLU: "leaky_relu",
+    nn.PReLU: "prelu",
+    nn.RReLU: "rrelu",
+    nn.ELU: "elu",
+    nn.SELU: "selu",
+    nn.CELU: "elu",
+    nn.GELU: "gelu",
+    nn.SiLU: "silu",
+    nn.Mish: "mish",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+    nn.Softplus: "softplus",
+    nn.Softmax: "softmax",
+    nn.LogSoftmax: "log_softmax",
+}
+
+
+@dataclass
+class LayerInfo:
+    """A layer with weights and the activation module that follows it (if any).
+
+    Attributes:
+        name: dotted module name (``"blocks.0.linear"``; ``"model"`` for a bare layer).
+        kind: the module's class name, e.g. ``"Linear"``.
+        fan_in, fan_out: input and output size (channels for convolutions).
+        activation: name of the following activation (``"relu"``, ``"sigmoid"`` …) or None.
+        module: the layer; ``act_module``: its activation module or None.
+    """
+
+    name: str
+    kind: str
+    fan_in: int
+    fan_out: int
+    activation: str | None
+    module: nn.Module
+    act_module: nn.Module | None
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-ready description (no modules)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "fan_in": self.fan_in,
+            "fan_out": self.fan_out,
+            "activation": self.activation,
+        }
+
+
+def describe_layers(model: nn.Module) -> list[LayerInfo]:
+    """Walk ``model`` in registration order and pair each weighted layer with its activation.
+
+    A weighted layer is a module that directly owns a ``weight`` parameter of 2+
+    dimensions. An activation module (ReLU, sigmoid, …) belongs to the nearest weighted
+    layer registered before it; normalization and dropout in between are skipped.
+
+    Args:
+        model: any ``nn.Module``.
+
+    Returns:
+        The layers in order, the output head last.
+    """
+    layers: list[LayerInfo] = []
+    for name, module in model.named_modules():
+        weight = module._parameters.get("weight") if hasattr(module, "_parameters") else None
+        if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
+            layers.append(
+                LayerInfo(
+                    name=name or "model",
+                    kind=type(module).__name__,
+                    fan_in=int(weight.shape[1]) * (module.groups if hasattr(module, "groups") else 1),
+                    fan_out=int(weight.shape[0]),
+                    activation=None,
+                    module=module,
+                    act_module=None,
+                )
+            )
+        elif type(module) in _ACT_NAMES and layers and layers[-1].act_module is None:
+            layers[-1].activation = _ACT_NAMES[type(module)]
+            layers[-1].act_module = module
+    return layers
+
+
+def probe_schedule(step: int, every: int) -> bool:
+    """Whether global step ``step`` (0-based) is probed.
+
+    Steps 0, 1, 2, 4, 8, … (powers of two below ``every``) and then every ``every``-th
+    step: a short run is still seen at its start, and a long run costs ~1/``every``.
+    """
+    if step < every:
+        return step == 0 or (step & (step - 1)) == 0
+    return step % every == 0
+
+
+def _f64_norm(t: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(t.detach().to(torch.float64)))
+
+
+class Probe:
+    """Per-layer statistics of one model on sampled steps.
+
+    Usage per probe step (the Trainer callback and :func:`watch` do this for you):
+    ``arm()`` before the forward pass, ``grads()`` once gradients exist (it also takes the
+    weight snapshot for the update ratio), ``update()`` after the optimizer step; then
+    ``record()`` returns the step's statistics as a JSON-ready dict.
+
+    Args:
+        model: the model to watch.
+        every: probe period in steps (see :func:`probe_schedule`).
+    """
+
+    def __init__(self, model: nn.Module, every: int = 50) -> None:
+        if every < 1:
+            raise ValueError(f"every: must be >= 1, got {every}")
+        self.model = model
+        self.every = int(every)
+        self.layers = describe_layers(model)
+        self._handles: list[Any] = []
+        self._stats: dict[str, dict[str, Any]] = {}
+        self._snap: dict[str, torch.Tensor] = {}
+        self._global: dict[str, Any] = {}
+        self._input: dict[str, float] = {}
+
+    # ---- forward side -------------------------------------------------------------
+    def arm(self) -> None:
+        """Register the forward hooks for the next training forward pass."""
+        self.disarm()
+        self._stats = {info.name: {} for info in self.layers}
+        self._input = {}
+        if self.layers:
+            first = self.layers[0].module
+            self._handles.append(first.register_forward_pre_hook(self._input_hook))
+        for info in self.layers:
+            target = info.act_module if info.act_module is not None else info.module
+            self._handles.append(target.register_forward_hook(self._make_act_hook(info)))
+
+    def disarm(self) -> None:
+        """Remove the forward hooks (idempotent)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    @property
+    def armed(self) -> bool:
+        """True while forward hooks are registered."""
+        return bool(self._handles)
+
+    def _input_hook(self, module: nn.Module, inputs: tuple) -> None:
+        if not module.training or self._input or not inputs:
+            return
+        x = inputs[0].detach().to(torch.float64)
+        self._input = {"abs_mean": float(x.abs().mean()), "std": float(x.std()) if x.numel() > 1 else 0.0}
+
+    def _make_act_hook(self, info: LayerInfo):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            if not module.training or self._stats[info.name] or not torch.is_tensor(output):
+                return
+            self._stats[info.name] = _activation_stats(info.activation, inputs, output.detach())
+
+        return hook
+
+    # ---- backward / step side -----------------------------------------------------
+    def grads(self) -> None:
+        """Record gradient statistics and snapshot the weights (call before the step)."""
+        total = 0.0
+        finite = True
+        for info in self.layers:
+            w = info.module.weight
+            st = self._stats.setdefault(info.name, {})
+            st["weight_norm"] = _f64_norm(w)
+            st["unit_spread"] = _unit_spread(w)
+            self._snap[info.name] = w.detach().clone()
+            if w.grad is None:
+                st.update(grad_norm=None, grad_abs_mean=None, grad_zero_share=None)
+                continue
+            g = w.grad.detach().to(torch.float64)
+            norm = float(torch.linalg.vector_norm(g))
+            st["grad_norm"] = norm
+            st["grad_abs_mean"] = float(g.abs().mean()) if g.numel() else 0.0
+            st["grad_zero_share"] = float((g == 0).to(torch.float64).mean()) if g.numel() else 0.0
+            finite = finite and math.isfinite(norm)
+        for p in self.model.parameters():
+            if p.grad is not None:
+                total += float(torch.linalg.vector_norm(p.grad.detach().to(torch.float64))) ** 2
+        self._global = {"grad_norm": math.sqrt(total), "grads_finite": finite and math.isfinite(total)}
+
+    def update(self) -> None:
+        """Record ‖ΔW‖/‖W‖ against the snapshot taken by :meth:`grads` (after the step)."""
+        for info in self.layers:
+            before = self._snap.get(info.name)
+            if before is None:
+                continue
+            w_norm = _f64_norm(before)
+            delta = _f64_norm(info.module.weight.detach() - before)
+            ratio = delta / w_norm if w_norm > 0 else (math.inf if delta > 0 else 0.0)
+            self._stats[info.name]["update_ratio"] = ratio
+        self._snap = {}
+
+    def record(self, step: int, loss: float | None = None, epoch: int | None = None) -> dict:
+        """The statistics of the probe step as a JSON-ready dict (and reset for the next)."""
+        self.disarm()
+        rec = {
+            "type": "probe",
+            "step": int(step),
+            "epoch": epoch,
+            "loss": loss,
+            "loss_finite": loss is None or math.isfinite(loss),
+            **self._global,
+            "input": self._input or None,
+            "layers": {name: dict(st) for name, st in self._stats.items()},
+        }
+        self._stats, self._global, self._input = {}, {}, {}
+        return rec
+
+    def meta(self) -> dict[str, Any]:
+        """The model description written once at the top of ``health.jsonl``."""
+        return {"type": "meta", "every": self.every, "layers": [i.meta() for i in self.layers]}
+
+
+def _unit_spread(w: torch.Tensor) -> float:
+    """‖W − mean_row‖/‖W‖ over output units; 0 for identical units (or W = 0)."""
+    m = w.detach().to(torch.float64).reshape(w.shape[0], -1)
+    total = float(torch.linalg.vector_norm(m))
+    if m.shape[0] < 2 or total == 0.0:
+        return 0.0 if m.shape[0] >= 2 else 1.0
+    return float(torch.linalg.vector_norm(m - m.mean(dim=0, keepdim=True))) / total
+
+
+def _activation_stats(kind: str | None, inputs: tuple, y: torch.Tensor) -> dict[str, Any]:
+    y = y.to(torch.float32)
+    finite = torch.isfinite(y)
+    yf = y[finite] if not bool(finite.all()) else y
+    st: dict[str, Any] = {
+        "act_mean": float(yf.mean()) if yf.numel() else math.nan,
+        "act_std": float(yf.std()) if yf.numel() > 1 else 0.0,
+        "dead_share": None,
+        "saturated_share": None,
+    }
+    if yf.numel():
+        lo, hi = float(yf.min()), float(yf.max())
+        if hi <= lo:
+            hi = lo + 1e-6
+        st["hist"] = [int(c) for c in torch.histc(yf, bins=HIST_BINS, min=lo, max=hi).tolist()]
+        st["hist_range"] = [lo, hi]
+    if y.dim() >= 2 and y.shape[0] > 0:
+        if kind == "relu":
+            # A unit (feature, or channel of a conv map) is dead when it is 0 for every
+            # sample and position of the batch.
+            dims = [d for d in range(y.dim()) if d != 1]
+            alive = (y != 0).any(dim=dims[0]) if len(dims) == 1 else (y != 0).flatten(2).any(2).any(0)
+            st["dead_share"] = float(1.0 - alive.to(torch.float64).mean())
+        elif kind in ("sigmoid", "tanh"):
+            z = inputs[0].detach() if inputs and torch.is_tensor(inputs[0]) else None
+            if kind == "sigmoid":
+                near = torch.minimum(y, 1.0 - y) <= SATURATION_EPS
+            else:
+                near = (1.0 - y.abs()) <= SATURATION_EPS
+            if z is not None and z.shape == y.shape:
+                near = near | (z.abs() >= SATURATION_Z)
+            st["saturated_share"] = float(near.to(torch.float64).mean())
+    return st
+

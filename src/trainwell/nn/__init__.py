@@ -1,0 +1,35 @@
+"""Neural-network parts: initializers and the init policy, activations, regularization, builders.
+
+Example:
+    >>> import trainwell as tw
+    >>> model = tw.nn.MLP(in_features=40, hidden=[256] * 8, out_features=10, activation="relu")
+    >>> tw.nn.init_for_activation("selu")
+    'lecun_normal'
+"""
+
+from __future__ import annotations
+
+from torch.nn import AlphaDropout
+
+from . import init
+from .activations import ACTIVATIONS, activation, name_of_activation
+from .builders import CNN, MLP, Block
+from .init import INITIALIZERS, apply_init, init_for_activation
+from .regularization import MaxNorm, max_norm_, mc_predict
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITIALIZERS",
+    "AlphaDropout",
+    "Block",
+    "CNN",
+    "MLP",
+    "MaxNorm",
+    "activation",
+    "apply_init",
+    "init",
+    "init_for_activation",
+    "max_norm_",
+    "mc_predict",
+    "name_of_activation",
+]

@@ -1,0 +1,208 @@
+"""Shared machinery of trainwell's exact optimizers: the base class and argument checks.
+
+Every optimizer in :mod:`trainwell.optim` subclasses :class:`ExactOptimizer`. The base
+class resolves per-convention defaults, checks hyperparameters (also those of param groups
+added later), creates state lazily and gathers ``(params, grads, states)`` of a group so
+that each subclass only writes its update in two forms: a plain loop and ``torch._foreach_``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Literal
+
+import torch
+
+__all__ = [
+    "CONVENTIONS",
+    "Convention",
+    "ExactOptimizer",
+    "check_betas",
+    "check_interval",
+    "check_nonnegative",
+    "use_foreach",
+]
+
+Convention = Literal["lecture", "torch", "keras"]
+CONVENTIONS: tuple[str, ...] = ("lecture", "torch", "keras")
+
+
+def _as_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: must be a number, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(name: str, value: Any) -> None:
+    """Raise ``ValueError("<name>: must be >= 0, got <value>")`` unless ``value >= 0``.
+
+    Args:
+        name: the hyperparameter's name, as the user writes it.
+        value: its value.
+
+    Raises:
+        ValueError: ``value`` is not a number, is negative or is NaN.
+    """
+    v = _as_float(name, value)
+    if not v >= 0.0:  # written so that NaN fails too
+        raise ValueError(f"{name}: must be >= 0, got {value!r}")
+
+
+def check_interval(name: str, value: Any, low: float = 0.0, high: float = 1.0) -> None:
+    """Raise ``ValueError`` unless ``low <= value < high`` (a decay rate lives in [0, 1)).
+
+    Args:
+        name: the hyperparameter's name.
+        value: its value.
+        low: smallest allowed value (inclusive).
+        high: bound (exclusive).
+
+    Raises:
+        ValueError: naming ``name``, the range and the value found.
+    """
+    v = _as_float(name, value)
+    if not low <= v < high:
+        raise ValueError(f"{name}: must be in [{low:g}, {high:g}), got {value!r}")
+
+
+def check_betas(value: Any) -> None:
+    """Check ``betas=(β1, β2)``: a pair with each decay rate in [0, 1).
+
+    Raises:
+        ValueError: ``betas`` is not a pair, or ``betas[i]`` is out of range.
+    """
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"betas: must be a pair (beta1, beta2), got {value!r}")
+    check_interval("betas[0]", value[0])
+    check_interval("betas[1]", value[1])
+
+
+def use_foreach(foreach: bool | None, params: list[torch.Tensor]) -> bool:
+    """Decide the path: ``foreach`` if given, else multi-tensor when one device type is used.
+
+    Args:
+        foreach: the user's choice; ``None`` means automatic.
+        params: the tensors that will be updated together.
+
+    Returns:
+        True for the ``torch._foreach_*`` path, False for the per-tensor loop.
+    """
+    if foreach is not None:
+        return bool(foreach)
+    return len({p.device.type for p in params}) <= 1
+
+
+class ExactOptimizer(torch.optim.Optimizer):
+    """Base of trainwell's optimizers: defaults per convention, checks, lazy state.
+
+    A subclass sets :attr:`DEFAULTS` (convention → hyperparameter → default; a ``None``
+    argument takes the convention's value), implements :meth:`_check` (raise ``ValueError``
+    naming the hyperparameter), :meth:`_init_state` and :meth:`_update`.
+
+    Args:
+        params: iterable of tensors or of param-group dicts.
+        convention: ``"lecture"``, ``"torch"`` or ``"keras"``.
+        foreach: ``True`` multi-tensor path, ``False`` loop, ``None`` automatic.
+        **hyperparameters: the subclass' hyperparameters (``None`` = convention default).
+
+    Raises:
+        ValueError: unknown convention or a hyperparameter out of range.
+    """
+
+    DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        *,
+        convention: str,
+        foreach: bool | None,
+        **hyperparameters: Any,
+    ) -> None:
+        if convention not in CONVENTIONS:
+            raise ValueError(
+                f"convention: must be one of {list(CONVENTIONS)}, got {convention!r}"
+            )
+        resolved = dict(hyperparameters)
+        for key, value in resolved.items():
+            if value is None and key in self.DEFAULTS[convention]:
+                resolved[key] = self.DEFAULTS[convention][key]
+        if isinstance(resolved.get("betas"), list):
+            resolved["betas"] = tuple(resolved["betas"])
+        defaults = {**resolved, "convention": convention, "foreach": foreach}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group (see ``torch.optim.Optimizer``), checking its hyperparameters.
+
+        Raises:
+            ValueError: a hyperparameter of the group is out of range.
+        """
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if group["convention"] not in CONVENTIONS:
+            raise ValueError(
+                f"convention: must be one of {list(CONVENTIONS)}, got {group['convention']!r}"
+            )
+        self._check(group)
+
+    def _check(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
+        raise NotImplementedError
+
+    def _update(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        states: list[dict[str, Any]],
+        foreach: bool,
+    ) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Do one update of every parameter that has a gradient.
+
+        The learning rate and all hyperparameters are read from each param group at
+        every step, so LR schedulers and manual edits of ``group["lr"]`` take effect.
+
+        Args:
+            closure: optional callable that re-evaluates the model and returns the loss.
+
+        Returns:
+            The closure's loss, or None.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, states = [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                state = self.state[p]
+                if not state:
+                    self._init_state(p, state, group)
+                params.append(p)
+                grads.append(p.grad)
+                states.append(state)
+            if params:
+                self._update(group, params, grads, states, use_foreach(group["foreach"], params))
+        return loss
+
+
+def bias_correction(beta: float, step: int) -> float:
+    """``1 − βᵗ``: the factor that unbiases a zero-initialized moving average at step t."""
+    return 1.0 - beta**step
+
+
+def sqrt(x: float) -> float:
+    """Square root of a Python float (kept here so both paths compute scalars identically)."""
+    return math.sqrt(x)

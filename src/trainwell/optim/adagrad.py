@@ -1,0 +1,140 @@
+"""AdaGrad: per-coordinate step sizes from the sum of squared gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._foreach import ExactOptimizer, check_nonnegative
+
+__all__ = ["AdaGrad", "adagrad"]
+
+
+class AdaGrad(ExactOptimizer):
+    r"""AdaGrad: s ← s + g⊗g;  θ ← θ − η g / √(s + ε)   (ε inside the root).
+
+    g = ∇J(θ) + λθ (L2 weight decay). ``convention="keras"`` has the same formula with
+    Keras' defaults (accumulator starting at 0.1, ε = 1e-7, η = 1e-3) and Keras'
+    decoupled weight decay θ ← θ − η λ θ.
+
+    Differences from ``torch.optim.Adagrad``: torch puts ε outside the root,
+    θ ← θ − η g / (√s + ε); ``convention="torch"`` reproduces it (without ``lr_decay``).
+
+    Args:
+        params: tensors or param-group dicts.
+        lr: η ≥ 0 (None: the convention's default: 0.01, 0.01, 1e-3).
+        eps: ε ≥ 0 (1e-10 lecture/torch, 1e-7 keras).
+        weight_decay: λ ≥ 0.
+        initial_accumulator_value: s₀ ≥ 0 (0 lecture/torch, 0.1 keras).
+        convention: "lecture", "torch" or "keras".
+        foreach: True multi-tensor path, False loop, None automatic.
+
+    Raises:
+        ValueError: a hyperparameter out of range, naming it.
+
+    Reference: Duchi, Hazan & Singer (2011).
+    """
+
+    DEFAULTS = {
+        "lecture": {"lr": 0.01, "eps": 1e-10, "weight_decay": 0.0, "initial_accumulator_value": 0.0},
+        "torch": {"lr": 0.01, "eps": 1e-10, "weight_decay": 0.0, "initial_accumulator_value": 0.0},
+        "keras": {"lr": 1e-3, "eps": 1e-7, "weight_decay": 0.0, "initial_accumulator_value": 0.1},
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | None = None,
+        eps: float | None = None,
+        weight_decay: float | None = None,
+        initial_accumulator_value: float | None = None,
+        *,
+        convention: str = "lecture",
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            convention=convention,
+            foreach=foreach,
+            lr=lr,
+            eps=eps,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+        )
+
+    def _check(self, group: dict[str, Any]) -> None:
+        for name in ("lr", "eps", "weight_decay", "initial_accumulator_value"):
+            check_nonnegative(name, group[name])
+
+    def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
+        state["sum"] = torch.full_like(
+            param, group["initial_accumulator_value"], memory_format=torch.preserve_format
+        )
+
+    def _update(self, group, params, grads, states, foreach):  # noqa: D102
+        adagrad(
+            params,
+            grads,
+            [s["sum"] for s in states],
+            lr=group["lr"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            convention=group["convention"],
+            foreach=foreach,
+        )
+
+
+def adagrad(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    sums: list[torch.Tensor],
+    *,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    convention: str,
+    foreach: bool,
+) -> None:
+    """Functional AdaGrad step (formulas in :class:`AdaGrad`); updates tensors in place.
+
+    Args:
+        params: parameters θ.
+        grads: gradients (not modified).
+        sums: accumulators s.
+        lr, eps, weight_decay, convention: see :class:`AdaGrad`.
+        foreach: use the multi-tensor path.
+    """
+    fn = _multi_tensor_adagrad if foreach else _single_tensor_adagrad
+    fn(params, grads, sums, lr, eps, weight_decay, convention)
+
+
+def _single_tensor_adagrad(params, grads, sums, lr, eps, weight_decay, convention):
+    for p, g, s in zip(params, grads, sums):
+        if weight_decay != 0:
+            if convention == "keras":
+                p.mul_(1.0 - lr * weight_decay)
+            else:
+                g = g.add(p, alpha=weight_decay)
+        s.addcmul_(g, g)
+        if convention == "torch":
+            denom = s.sqrt().add_(eps)
+        else:
+            denom = s.add(eps).sqrt_()
+        p.addcdiv_(g, denom, value=-lr)
+
+
+def _multi_tensor_adagrad(params, grads, sums, lr, eps, weight_decay, convention):
+    if weight_decay != 0:
+        if convention == "keras":
+            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_addcmul_(sums, grads, grads)
+    if convention == "torch":
+        denoms = torch._foreach_sqrt(sums)
+        torch._foreach_add_(denoms, eps)
+    else:
+        denoms = torch._foreach_add(sums, eps)
+        torch._foreach_sqrt_(denoms)
+    torch._foreach_addcdiv_(params, grads, denoms, value=-lr)

@@ -1,0 +1,399 @@
+"""The Adam family: ``Adam``, ``AdamW`` (decoupled weight decay), ``Nadam``, ``AdaMax``.
+
+Implementation note: the bias corrections are folded into per-tensor Python scalars, e.g.
+η m̂ / √(ŝ + ε) = (η √(1−β2ᵗ) / (1−β1ᵗ)) · m / √(s + ε (1−β2ᵗ)), so a step makes one pass
+less over memory than the textbook order; the results agree with it to rounding (~1e-16).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._foreach import ExactOptimizer, check_betas, check_nonnegative
+
+__all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "nadam"]
+
+class Adam(ExactOptimizer):
+    r"""Adam: adaptive moments with bias correction.
+
+    Lecture formula (default; g = ∇J(θ) + λθ, t ≥ 1):
+    m ← β1 m + (1 − β1) g;  s ← β2 s + (1 − β2) g⊗g;  m̂ = m/(1 − β1ᵗ);  ŝ = s/(1 − β2ᵗ);
+    θ ← θ − η m̂ / √(ŝ + ε)   (ε inside the root, ε = 1e-7).
+
+    Differences from ``torch.optim.Adam``: torch puts ε outside the root,
+    θ ← θ − η m̂ / (√ŝ + ε), ε = 1e-8; ``convention="torch"`` reproduces it (no amsgrad).
+    ``convention="keras"`` applies Keras' ε-hat to the uncorrected second moment,
+    θ ← θ − η_t m / (√s + ε̂) with η_t = η √(1 − β2ᵗ)/(1 − β1ᵗ), ε̂ = 1e-7, and Keras'
+    decoupled weight decay θ ← θ − η λ θ before the step.
+
+    Args:
+        params: tensors or param-group dicts.
+        lr: η ≥ 0 (None: the convention's default, 1e-3).
+        betas: (β1, β2), each in [0, 1); default (0.9, 0.999).
+        eps: ε ≥ 0.
+        weight_decay: λ ≥ 0 (L2 on the gradient; decoupled in ``AdamW`` and keras).
+        convention: "lecture", "torch" or "keras".
+        foreach: True multi-tensor path, False loop, None automatic.
+
+    Raises:
+        ValueError: a hyperparameter out of range, naming it.
+
+    Reference: Kingma & Ba (2015), Algorithm 1 and the ε̂ form before section 2.1.
+    """
+
+    DEFAULTS = {
+        "lecture": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.0},
+        "torch": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0},
+        "keras": {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.0},
+    }
+    _decoupled = False  # AdamW: θ ← θ (1 − η λ) instead of g ← g + λ θ
+    _second = "exp_avg_sq"  # name of the second state tensor
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | None = None,
+        betas: tuple[float, float] | None = None,
+        eps: float | None = None,
+        weight_decay: float | None = None,
+        *,
+        convention: str = "lecture",
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            convention=convention,
+            foreach=foreach,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+        )
+
+    def _check(self, group: dict[str, Any]) -> None:
+        check_nonnegative("lr", group["lr"])
+        check_betas(group["betas"])
+        check_nonnegative("eps", group["eps"])
+        check_nonnegative("weight_decay", group["weight_decay"])
+
+    def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
+        state["step"] = 0  # a Python int: bias corrections need no device sync
+        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        state[self._second] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _common(self, group, states) -> dict[str, Any]:
+        for s in states:
+            s["step"] += 1
+        decoupled = self._decoupled or group["convention"] == "keras"
+        return {
+            "lr": group["lr"],
+            "betas": group["betas"],
+            "eps": group["eps"],
+            "weight_decay": group["weight_decay"],
+            "decoupled": decoupled,
+            "convention": group["convention"],
+        }
+
+    def _update(self, group, params, grads, states, foreach):  # noqa: D102
+        kw = self._common(group, states)
+        ms, ss = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        adam(params, grads, ms, ss, [s["step"] for s in states], foreach=foreach, **kw)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: θ ← θ (1 − η λ), then the Adam step of :class:`Adam`.
+
+    Same as ``torch.optim.AdamW`` apart from the conventions described in :class:`Adam`.
+    Default λ: 0.01 (lecture, torch), 0.004 (keras).
+
+    Args:
+        params, lr, betas, eps, convention, foreach: as :class:`Adam`.
+        weight_decay: λ ≥ 0.
+    """
+
+    DEFAULTS = {
+        "lecture": {**Adam.DEFAULTS["lecture"], "weight_decay": 0.01},
+        "torch": {**Adam.DEFAULTS["torch"], "weight_decay": 0.01},
+        "keras": {**Adam.DEFAULTS["keras"], "weight_decay": 0.004},
+    }
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | None = None,
+        betas: tuple[float, float] | None = None,
+        eps: float | None = None,
+        weight_decay: float | None = None,
+        *,
+        convention: str = "lecture",
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, convention=convention, foreach=foreach)
+
+
+class Nadam(Adam):
+    r"""Nadam: Adam with Nesterov momentum.
+
+    With μ_t = β1 (1 − ½·0.96^(tψ)) (ψ = ``momentum_decay``; ψ = 0 means no schedule,
+    μ_t = β1) and Π_t = μ_1⋯μ_t:
+    m̂ = μ_{t+1} m / (1 − Π_{t+1}) + (1 − μ_t) g / (1 − Π_t);  ŝ = s/(1 − β2ᵗ);
+    θ ← θ − η m̂ / √(ŝ + ε)   (lecture: ε inside the root, ψ = 0, η = 1e-3).
+
+    ``convention="torch"`` reproduces ``torch.optim.NAdam``: ε outside the root, ψ = 0.004,
+    η = 2e-3, ε = 1e-8. ``convention="keras"``: ε outside, 0.96ᵗ (ψ = 1), η = 1e-3,
+    ε = 1e-7, decoupled weight decay.
+
+    Args:
+        params, lr, betas, eps, weight_decay, convention, foreach: as :class:`Adam`.
+        momentum_decay: ψ ≥ 0 (None: the convention's default).
+
+    Reference: Dozat (2016), "Incorporating Nesterov momentum into Adam".
+    """
+
+    DEFAULTS = {
+        "lecture": {**Adam.DEFAULTS["lecture"], "momentum_decay": 0.0},
+        "torch": {**Adam.DEFAULTS["torch"], "lr": 2e-3, "momentum_decay": 4e-3},
+        "keras": {**Adam.DEFAULTS["keras"], "momentum_decay": 1.0},
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | None = None,
+        betas: tuple[float, float] | None = None,
+        eps: float | None = None,
+        weight_decay: float | None = None,
+        momentum_decay: float | None = None,
+        *,
+        convention: str = "lecture",
+        foreach: bool | None = None,
+    ) -> None:
+        ExactOptimizer.__init__(
+            self,
+            params,
+            convention=convention,
+            foreach=foreach,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum_decay=momentum_decay,
+        )
+
+    def _check(self, group: dict[str, Any]) -> None:
+        super()._check(group)
+        check_nonnegative("momentum_decay", group["momentum_decay"])
+
+    def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
+        super()._init_state(param, state, group)
+        state["mu_product"] = 1.0  # Π_t, a Python float
+
+    def _update(self, group, params, grads, states, foreach):  # noqa: D102
+        kw = self._common(group, states)
+        beta1, psi = group["betas"][0], group["momentum_decay"]
+        coefs = []  # (μ_t, μ_{t+1}, Π_t, Π_{t+1}) per tensor
+        for s in states:
+            mu, mu_next = _mu(beta1, psi, s["step"]), _mu(beta1, psi, s["step"] + 1)
+            s["mu_product"] = _product(s["mu_product"], mu, group["convention"])
+            coefs.append((mu, mu_next, s["mu_product"], s["mu_product"] * mu_next))
+        ms, ss = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        nadam(params, grads, ms, ss, [s["step"] for s in states], coefs, foreach=foreach, **kw)
+
+
+class AdaMax(Adam):
+    r"""AdaMax: Adam with the infinity norm.
+
+    m ← β1 m + (1 − β1) g;  u ← max(β2 u, |g|);  θ ← θ − η m / ((1 − β1ᵗ)(u + ε))
+    (lecture and keras; η = 2e-3 lecture, 1e-3 keras; ε = 1e-7).
+
+    Differences from ``torch.optim.Adamax``: torch adds ε before the max,
+    u ← max(β2 u, |g| + ε), θ ← θ − η m / ((1 − β1ᵗ) u), ε = 1e-8, η = 2e-3;
+    ``convention="torch"`` reproduces it.
+
+    Args:
+        params, lr, betas, eps, weight_decay, convention, foreach: as :class:`Adam`.
+
+    Reference: Kingma & Ba (2015), section 7.1.
+    """
+
+    DEFAULTS = {
+        "lecture": {**Adam.DEFAULTS["lecture"], "lr": 2e-3},
+        "torch": {**Adam.DEFAULTS["torch"], "lr": 2e-3},
+        "keras": dict(Adam.DEFAULTS["keras"]),
+    }
+    _second = "exp_inf"
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | None = None,
+        betas: tuple[float, float] | None = None,
+        eps: float | None = None,
+        weight_decay: float | None = None,
+        *,
+        convention: str = "lecture",
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, convention=convention, foreach=foreach)
+
+    def _update(self, group, params, grads, states, foreach):  # noqa: D102
+        kw = self._common(group, states)
+        ms, us = [s["exp_avg"] for s in states], [s["exp_inf"] for s in states]
+        adamax(params, grads, ms, us, [s["step"] for s in states], foreach=foreach, **kw)
+
+
+def _mu(beta1: float, psi: float, t: int) -> float:
+    """Nadam's momentum schedule μ_t = β1 (1 − ½·0.96^(tψ)); ψ = 0 means μ_t = β1."""
+    return beta1 if psi == 0 else beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
+
+
+def _product(mu_product: float, mu: float, convention: str) -> float:
+    """Π_t = Π_{t−1} μ_t; torch keeps Π in a tensor of the default dtype, so round like it."""
+    if convention == "torch" and torch.get_default_dtype() == torch.float32:
+        return float(np.float32(mu_product) * np.float32(mu))
+    return mu_product * mu
+
+
+def _eps_term(eps: float, bc2: float, convention: str) -> float:
+    # The ε added to s (lecture, before the root) or to √s (torch, keras) once the
+    # factor √(1 − β2ᵗ) has moved into the step size.
+    if convention == "lecture":
+        return eps * bc2
+    return eps * math.sqrt(bc2) if convention == "torch" else eps
+
+
+def _decay_one(p, g, lr, weight_decay, decoupled):
+    if weight_decay == 0:
+        return g
+    if decoupled:
+        p.mul_(1.0 - lr * weight_decay)
+        return g
+    return g.add(p, alpha=weight_decay)
+
+
+def _decay_many(params, grads, lr, weight_decay, decoupled):
+    if weight_decay == 0:
+        return grads
+    if decoupled:
+        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        return grads
+    return torch._foreach_add(grads, params, alpha=weight_decay)
+
+
+def _moments(ms, ss, grads, beta1, beta2, foreach):
+    # m ← m + (1 − β1)(g − m) (lerp), s ← β2 s + (1 − β2) g⊗g
+    if foreach:
+        torch._foreach_lerp_(ms, grads, 1.0 - beta1)
+        torch._foreach_mul_(ss, beta2)
+        torch._foreach_addcmul_(ss, grads, grads, value=1.0 - beta2)
+    else:
+        for m, s, g in zip(ms, ss, grads):
+            m.lerp_(g, 1.0 - beta1)
+            s.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+
+
+def _denoms(ss, eps_terms, convention, foreach):
+    # lecture: √(s + ε(1−β2ᵗ)); torch/keras: √s + ε' (a new tensor, s untouched)
+    if foreach:
+        if convention == "lecture":
+            out = torch._foreach_add(ss, eps_terms)
+            torch._foreach_sqrt_(out)
+        else:
+            out = torch._foreach_sqrt(ss)
+            torch._foreach_add_(out, eps_terms)
+        return out
+    if convention == "lecture":
+        return [s.add(e).sqrt_() for s, e in zip(ss, eps_terms)]
+    return [s.sqrt().add_(e) for s, e in zip(ss, eps_terms)]
+
+
+def adam(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, betas, eps, weight_decay, decoupled, convention, foreach):  # fmt: skip
+    """Functional Adam step (formulas in :class:`Adam`); updates tensors in place.
+
+    Args:
+        params, grads, exp_avgs, exp_avg_sqs: θ, g (not modified), m, s per tensor.
+        steps: t per tensor (already incremented).
+        lr, betas, eps, weight_decay, convention: see :class:`Adam`.
+        decoupled: weight decay as θ ← θ (1 − η λ) instead of g ← g + λ θ.
+        foreach: use the multi-tensor path.
+    """
+    beta1, beta2 = betas
+    bc1 = [1.0 - beta1**t for t in steps]
+    bc2 = [1.0 - beta2**t for t in steps]
+    step_sizes = [-lr * math.sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
+    eps_terms = [_eps_term(eps, b2, convention) for b2 in bc2]
+    if foreach:
+        grads = _decay_many(params, grads, lr, weight_decay, decoupled)
+    else:
+        grads = [_decay_one(p, g, lr, weight_decay, decoupled) for p, g in zip(params, grads)]
+    _moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, foreach)
+    denoms = _denoms(exp_avg_sqs, eps_terms, convention, foreach)
+    if foreach:
+        torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
+    else:
+        for p, m, d, c in zip(params, exp_avgs, denoms, step_sizes):
+            p.addcdiv_(m, d, value=c)
+
+
+def nadam(params, grads, exp_avgs, exp_avg_sqs, steps, coefs, *, lr, betas, eps, weight_decay, decoupled, convention, foreach):  # fmt: skip
+    """Functional Nadam step (formulas in :class:`Nadam`); updates tensors in place.
+
+    Args:
+        params, grads, exp_avgs, exp_avg_sqs, steps: as :func:`adam`.
+        coefs: (μ_t, μ_{t+1}, Π_t, Π_{t+1}) per tensor.
+        lr, betas, eps, weight_decay, decoupled, convention, foreach: as :func:`adam`.
+    """
+    beta1, beta2 = betas
+    rbc2 = [math.sqrt(1.0 - beta2**t) for t in steps]
+    eps_terms = [_eps_term(eps, 1.0 - beta2**t, convention) for t in steps]
+    c_grad = [-lr * (1.0 - mu) / (1.0 - pr) * r for (mu, _, pr, _), r in zip(coefs, rbc2)]
+    c_avg = [-lr * mu1 / (1.0 - pr1) * r for (_, mu1, _, pr1), r in zip(coefs, rbc2)]
+    if foreach:
+        grads = _decay_many(params, grads, lr, weight_decay, decoupled)
+    else:
+        grads = [_decay_one(p, g, lr, weight_decay, decoupled) for p, g in zip(params, grads)]
+    _moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, foreach)
+    denoms = _denoms(exp_avg_sqs, eps_terms, convention, foreach)
+    if foreach:
+        torch._foreach_addcdiv_(params, grads, denoms, c_grad)
+        torch._foreach_addcdiv_(params, exp_avgs, denoms, c_avg)
+    else:
+        for p, g, m, d, cg, cm in zip(params, grads, exp_avgs, denoms, c_grad, c_avg):
+            p.addcdiv_(g, d, value=cg).addcdiv_(m, d, value=cm)
+
+
+def adamax(params, grads, exp_avgs, exp_infs, steps, *, lr, betas, eps, weight_decay, decoupled, convention, foreach):  # fmt: skip
+    """Functional AdaMax step (formulas in :class:`AdaMax`); updates tensors in place.
+
+    Args:
+        params, grads, exp_avgs, steps: as :func:`adam`.
+        exp_infs: the infinity-norm accumulators u.
+        lr, betas, eps, weight_decay, decoupled, convention, foreach: as :func:`adam`.
+    """
+    beta1, beta2 = betas
+    step_sizes = [-lr / (1.0 - beta1**t) for t in steps]
+    if foreach:
+        grads = _decay_many(params, grads, lr, weight_decay, decoupled)
+        torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+        torch._foreach_mul_(exp_infs, beta2)
+        abs_grads = torch._foreach_abs(grads)
+        if convention == "torch":
+            torch._foreach_add_(abs_grads, eps)
+        torch._foreach_maximum_(exp_infs, abs_grads)
+        denoms = exp_infs if convention == "torch" else torch._foreach_add(exp_infs, eps)
+        torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
+        return
+    for p, g, m, u, c in zip(params, grads, exp_avgs, exp_infs, step_sizes):
+        g = _decay_one(p, g, lr, weight_decay, decoupled)
+        m.lerp_(g, 1.0 - beta1)
+        u.mul_(beta2)
+        abs_g = g.abs()
+        if convention == "torch":
+            abs_g.add_(eps)
+        torch.maximum(u, abs_g, out=u)
+        p.addcdiv_(m, u if convention == "torch" else u.add(eps), value=c)

@@ -1,0 +1,144 @@
+"""RMSProp: AdaGrad with an exponentially decaying average of squared gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._foreach import ExactOptimizer, check_interval, check_nonnegative
+
+__all__ = ["RMSProp", "rmsprop"]
+
+
+class RMSProp(ExactOptimizer):
+    r"""RMSProp: s ← β s + (1 − β) g⊗g;  θ ← θ − η g / (√s + ε), β = 0.9.
+
+    g = ∇J(θ) + λθ (L2 weight decay). ``convention="torch"`` is the same formula with
+    torch's defaults (β = ``alpha`` = 0.99, η = 0.01, ε = 1e-8); ``convention="keras"``
+    puts ε inside the root, θ ← θ − η g / √(s + ε) (ρ = 0.9, η = 1e-3, ε = 1e-7) and uses
+    Keras' decoupled weight decay θ ← θ − η λ θ.
+
+    Differences from ``torch.optim.RMSprop``: the decay is called ``beta`` (torch:
+    ``alpha``) and defaults to 0.9 (torch: 0.99); no momentum/centered variants.
+
+    Args:
+        params: tensors or param-group dicts.
+        lr: η ≥ 0 (None: the convention's default: 1e-3, 1e-2, 1e-3).
+        beta: decay β in [0, 1).
+        eps: ε ≥ 0 (1e-10 lecture, 1e-8 torch, 1e-7 keras).
+        weight_decay: λ ≥ 0.
+        convention: "lecture", "torch" or "keras".
+        foreach: True multi-tensor path, False loop, None automatic.
+
+    Raises:
+        ValueError: a hyperparameter out of range, naming it.
+
+    Reference: Tieleman & Hinton (2012), Coursera lecture 6.5.
+    """
+
+    DEFAULTS = {
+        "lecture": {"lr": 1e-3, "beta": 0.9, "eps": 1e-10, "weight_decay": 0.0},
+        "torch": {"lr": 1e-2, "beta": 0.99, "eps": 1e-8, "weight_decay": 0.0},
+        "keras": {"lr": 1e-3, "beta": 0.9, "eps": 1e-7, "weight_decay": 0.0},
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float | None = None,
+        beta: float | None = None,
+        eps: float | None = None,
+        weight_decay: float | None = None,
+        *,
+        convention: str = "lecture",
+        foreach: bool | None = None,
+    ) -> None:
+        super().__init__(
+            params,
+            convention=convention,
+            foreach=foreach,
+            lr=lr,
+            beta=beta,
+            eps=eps,
+            weight_decay=weight_decay,
+        )
+
+    def _check(self, group: dict[str, Any]) -> None:
+        check_nonnegative("lr", group["lr"])
+        check_interval("beta", group["beta"])
+        check_nonnegative("eps", group["eps"])
+        check_nonnegative("weight_decay", group["weight_decay"])
+
+    def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
+        state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def _update(self, group, params, grads, states, foreach):  # noqa: D102
+        rmsprop(
+            params,
+            grads,
+            [s["square_avg"] for s in states],
+            lr=group["lr"],
+            beta=group["beta"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            convention=group["convention"],
+            foreach=foreach,
+        )
+
+
+def rmsprop(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    square_avgs: list[torch.Tensor],
+    *,
+    lr: float,
+    beta: float,
+    eps: float,
+    weight_decay: float,
+    convention: str,
+    foreach: bool,
+) -> None:
+    """Functional RMSProp step (formulas in :class:`RMSProp`); updates tensors in place.
+
+    Args:
+        params: parameters θ.
+        grads: gradients (not modified).
+        square_avgs: moving averages s of g⊗g.
+        lr, beta, eps, weight_decay, convention: see :class:`RMSProp`.
+        foreach: use the multi-tensor path.
+    """
+    fn = _multi_tensor_rmsprop if foreach else _single_tensor_rmsprop
+    fn(params, grads, square_avgs, lr, beta, eps, weight_decay, convention)
+
+
+def _single_tensor_rmsprop(params, grads, square_avgs, lr, beta, eps, weight_decay, convention):
+    for p, g, s in zip(params, grads, square_avgs):
+        if weight_decay != 0:
+            if convention == "keras":
+                p.mul_(1.0 - lr * weight_decay)
+            else:
+                g = g.add(p, alpha=weight_decay)
+        s.mul_(beta).addcmul_(g, g, value=1.0 - beta)
+        if convention == "keras":
+            denom = s.add(eps).sqrt_()
+        else:
+            denom = s.sqrt().add_(eps)
+        p.addcdiv_(g, denom, value=-lr)
+
+
+def _multi_tensor_rmsprop(params, grads, square_avgs, lr, beta, eps, weight_decay, convention):
+    if weight_decay != 0:
+        if convention == "keras":
+            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    torch._foreach_mul_(square_avgs, beta)
+    torch._foreach_addcmul_(square_avgs, grads, grads, value=1.0 - beta)
+    if convention == "keras":
+        denoms = torch._foreach_add(square_avgs, eps)
+        torch._foreach_sqrt_(denoms)
+    else:
+        denoms = torch._foreach_sqrt(square_avgs)
+        torch._foreach_add_(denoms, eps)
+    torch._foreach_addcdiv_(params, grads, denoms, value=-lr)

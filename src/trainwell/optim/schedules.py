@@ -1,0 +1,693 @@
+"""Learning-rate schedules as pure functions ``step -> lr``, and the plateau controller.
+
+A schedule is a small frozen dataclass with ``__call__(step) -> float`` (step counted from
+0): it holds no counter, so resuming a run needs no ``last_epoch`` bookkeeping — call it
+with the restored step. Schedules pickle, print their arguments, and compose
+(:func:`warmup`, :func:`join`, :class:`Performance`). A schedule with a fixed length
+exposes ``total_steps`` so a mismatch with the run is refused before training starts
+(:func:`check_total_steps`). :func:`apply` is the one helper that writes the value into an
+optimizer's parameter groups.
+
+Every factory validates its arguments and raises ``ValueError`` naming the argument, e.g.
+``"power: s must be > 0, got 0"``; :func:`build` (the config's entry point) turns those
+into :class:`~trainwell.errors.UserError` ``"schedule.s: ..."``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from ..errors import UserError
+
+__all__ = [
+    "Schedule",
+    "Constant",
+    "Power",
+    "Exponential",
+    "Piecewise",
+    "Cosine",
+    "OneCycle",
+    "Warmup",
+    "Join",
+    "constant",
+    "power",
+    "exponential",
+    "piecewise",
+    "cosine",
+    "one_cycle",
+    "warmup",
+    "join",
+    "Performance",
+    "apply",
+    "check_total_steps",
+    "with_total_steps",
+    "SCHEDULES",
+    "build",
+]
+
+
+class _ArgError(ValueError):
+    """A bad schedule argument; ``arg`` names it so :func:`build` can say ``schedule.<arg>``."""
+
+    def __init__(self, fn: str, arg: str, rule: str, value: Any) -> None:
+        super().__init__(f"{fn}: {arg} {rule}, got {value!r}")
+        self.arg = arg
+
+
+def _num(fn: str, arg: str, v: Any, *, low: float = 0.0, strict: bool = True) -> None:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise _ArgError(fn, arg, "must be a finite number", v)
+    if v < low or (strict and v == low):
+        raise _ArgError(fn, arg, f"must be {'>' if strict else '>='} {low:g}", v)
+
+
+def _int(fn: str, arg: str, v: Any, *, low: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+        raise _ArgError(fn, arg, f"must be an integer >= {low}", v)
+
+
+def _step(step: int) -> int:
+    if step < 0:
+        raise ValueError(f"schedule step must be >= 0, got {step}")
+    return step
+
+
+class Schedule:
+    """Base of all schedules: ``__call__(step) -> lr``, optional ``momentum`` and length."""
+
+    name: ClassVar[str] = "schedule"
+    total_steps: int | None = None  # fixed-length schedules override this
+
+    def __call__(self, step: int) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def momentum(self, step: int) -> float | None:
+        """The momentum to use at ``step``, or ``None`` when the schedule leaves it alone."""
+        return None
+
+
+@dataclass(frozen=True)
+class Constant(Schedule):
+    """The schedule built by :func:`constant` (see its formula)."""
+
+    name: ClassVar[str] = "constant"
+    lr: float
+
+    def __post_init__(self) -> None:
+        _num("constant", "lr", self.lr, strict=False)
+
+    def __call__(self, step: int) -> float:
+        _step(step)
+        return float(self.lr)
+
+
+@dataclass(frozen=True)
+class Power(Schedule):
+    """The schedule built by :func:`power` (see its formula)."""
+
+    name: ClassVar[str] = "power"
+    lr0: float
+    s: float
+    c: float = 1.0
+
+    def __post_init__(self) -> None:
+        _num("power", "lr0", self.lr0)
+        _num("power", "s", self.s)
+        _num("power", "c", self.c)
+
+    def __call__(self, step: int) -> float:
+        return self.lr0 / (1.0 + _step(step) / self.s) ** self.c
+
+
+@dataclass(frozen=True)
+class Exponential(Schedule):
+    """The schedule built by :func:`exponential` (see its formula)."""
+
+    name: ClassVar[str] = "exponential"
+    lr0: float
+    s: float
+
+    def __post_init__(self) -> None:
+        _num("exponential", "lr0", self.lr0)
+        _num("exponential", "s", self.s)
+
+    def __call__(self, step: int) -> float:
+        return self.lr0 * 0.1 ** (_step(step) / self.s)
+
+
+@dataclass(frozen=True)
+class Piecewise(Schedule):
+    """The schedule built by :func:`piecewise` (see its formula)."""
+
+    name: ClassVar[str] = "piecewise"
+    boundaries: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "boundaries", tuple(self.boundaries))
+        object.__setattr__(self, "values", tuple(self.values))
+        if len(self.values) != len(self.boundaries) + 1:
+            raise _ArgError(
+                "piecewise",
+                "values",
+                f"must have len(boundaries)+1 = {len(self.boundaries) + 1} entries",
+                self.values,
+            )
+        for b in self.boundaries:
+            _int("piecewise", "boundaries", b, low=0)
+        if any(b1 <= b0 for b0, b1 in zip(self.boundaries, self.boundaries[1:])):
+            raise _ArgError(
+                "piecewise", "boundaries", "must be strictly increasing", self.boundaries
+            )
+        for v in self.values:
+            _num("piecewise", "values", v, strict=False)
+
+    def __call__(self, step: int) -> float:
+        return float(self.values[bisect.bisect_right(self.boundaries, _step(step))])
+
+
+def _need_total(s: Schedule) -> int:
+    if s.total_steps is None:
+        raise ValueError(
+            f"{s.name}: total_steps is unset; fill it with with_total_steps(schedule, n)"
+        )
+    return s.total_steps
+
+
+@dataclass(frozen=True)
+class Cosine(Schedule):
+    """The schedule built by :func:`cosine` (see its formula)."""
+
+    name: ClassVar[str] = "cosine"
+    lr0: float
+    total_steps: int | None = None
+    final_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        _num("cosine", "lr0", self.lr0)
+        if self.total_steps is not None:
+            _int("cosine", "total_steps", self.total_steps, low=1)
+        _num("cosine", "final_lr", self.final_lr, strict=False)
+
+    def __call__(self, step: int) -> float:
+        t = min(_step(step), total := _need_total(self))
+        return self.final_lr + (self.lr0 - self.final_lr) * 0.5 * (
+            1.0 + math.cos(math.pi * t / total)
+        )
+
+
+def _interp(points: Sequence[tuple[int, float]], t: int, anneal: str) -> float:
+    """Interpolate through ``(step, value)`` anchors; past the last anchor, its value."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if t < x1:  # x1 > t >= x0, so the segment has positive length
+            frac = (t - x0) / (x1 - x0)
+            if anneal == "cos":
+                frac = 0.5 * (1.0 - math.cos(math.pi * frac))
+            return y0 + (y1 - y0) * frac
+    return points[-1][1]
+
+
+@dataclass(frozen=True)
+class OneCycle(Schedule):
+    """The schedule built by :func:`one_cycle` (see its formula)."""
+
+    name: ClassVar[str] = "one_cycle"
+    max_lr: float
+    total_steps: int | None = None
+    start_div: float = 10.0
+    final_div: float = 1e3
+    warmup_fraction: float = 0.45
+    anneal: Literal["linear", "cos"] = "linear"
+    momentum_range: tuple[float, float] | None = (0.95, 0.85)
+
+    def __post_init__(self) -> None:
+        _num("one_cycle", "max_lr", self.max_lr)
+        _num("one_cycle", "start_div", self.start_div, low=1.0, strict=False)
+        _num("one_cycle", "final_div", self.final_div, low=1.0, strict=False)
+        _num("one_cycle", "warmup_fraction", self.warmup_fraction)
+        if self.warmup_fraction > 0.5:
+            raise _ArgError(
+                "one_cycle",
+                "warmup_fraction",
+                "must be <= 0.5 (up and down phases)",
+                self.warmup_fraction,
+            )
+        if self.anneal not in ("linear", "cos"):
+            raise _ArgError("one_cycle", "anneal", "must be 'linear' or 'cos'", self.anneal)
+        if self.momentum_range is not None:
+            m = tuple(self.momentum_range)
+            if len(m) != 2 or any(
+                isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1 for v in m
+            ):
+                raise _ArgError(
+                    "one_cycle",
+                    "momentum",
+                    "must be None or two numbers in [0, 1)",
+                    self.momentum_range,
+                )
+            object.__setattr__(self, "momentum_range", m)
+        if self.total_steps is not None:
+            _int("one_cycle", "total_steps", self.total_steps, low=3)
+            if self._n_up() < 1:
+                raise _ArgError(
+                    "one_cycle",
+                    "total_steps",
+                    f"is too short for warmup_fraction={self.warmup_fraction}",
+                    self.total_steps,
+                )
+
+    def _n_up(self) -> int:
+        total = _need_total(self)
+        return min(int(self.warmup_fraction * total), (total - 1) // 2)
+
+    def _anchors(self, up: float, peak: float, end: float) -> list[tuple[int, float]]:
+        n = self._n_up()
+        return [(0, up), (n, peak), (2 * n, up), (_need_total(self) - 1, end)]
+
+    def __call__(self, step: int) -> float:
+        start = self.max_lr / self.start_div
+        return _interp(
+            self._anchors(start, self.max_lr, start / self.final_div), _step(step), self.anneal
+        )
+
+    def momentum(self, step: int) -> float | None:
+        """Momentum cycled inversely to the lr: m_start → m_peak → m_start, then held."""
+        if self.momentum_range is None:
+            return None
+        m0, m1 = self.momentum_range
+        return _interp(self._anchors(m0, m1, m0), _step(step), self.anneal)
+
+
+@dataclass(frozen=True)
+class Warmup(Schedule):
+    """The schedule built by :func:`warmup` (see its formula)."""
+
+    name: ClassVar[str] = "warmup"
+    schedule: Schedule
+    warmup_steps: int
+    start_lr: float = 0.0
+    shift: bool = False
+
+    def __post_init__(self) -> None:
+        if not callable(self.schedule):
+            raise _ArgError("warmup", "schedule", "must be a callable step -> lr", self.schedule)
+        _int("warmup", "warmup_steps", self.warmup_steps, low=1)
+        _num("warmup", "start_lr", self.start_lr, strict=False)
+
+    @property
+    def total_steps(self) -> int | None:  # type: ignore[override]
+        inner = getattr(self.schedule, "total_steps", None)
+        return None if inner is None else inner + (self.warmup_steps if self.shift else 0)
+
+    def _inner_step(self, step: int) -> int:
+        return step - self.warmup_steps if self.shift else step
+
+    def __call__(self, step: int) -> float:
+        w = self.warmup_steps
+        if _step(step) >= w:
+            return float(self.schedule(self._inner_step(step)))
+        target = float(self.schedule(0 if self.shift else w))
+        return self.start_lr + (target - self.start_lr) * step / w
+
+    def momentum(self, step: int) -> float | None:
+        """The wrapped schedule's momentum (at its step 0 during a shifted warm-up)."""
+        inner = getattr(self.schedule, "momentum", None)
+        return None if inner is None else inner(max(self._inner_step(_step(step)), 0))
+
+
+@dataclass(frozen=True)
+class Join(Schedule):
+    """The schedule built by :func:`join` (see its formula)."""
+
+    name: ClassVar[str] = "join"
+    schedules: tuple[Schedule, ...]
+    boundaries: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schedules", tuple(self.schedules))
+        object.__setattr__(self, "boundaries", tuple(self.boundaries))
+        if len(self.schedules) != len(self.boundaries) + 1:
+            raise _ArgError(
+                "join", "schedules", "must number len(boundaries)+1", len(self.schedules)
+            )
+        for b in self.boundaries:
+            _int("join", "boundaries", b, low=1)
+        if any(b1 <= b0 for b0, b1 in zip(self.boundaries, self.boundaries[1:])):
+            raise _ArgError("join", "boundaries", "must be strictly increasing", self.boundaries)
+
+    @property
+    def total_steps(self) -> int | None:  # type: ignore[override]
+        last = getattr(self.schedules[-1], "total_steps", None)
+        return None if last is None else self.boundaries[-1] + last if self.boundaries else last
+
+    def _locate(self, step: int) -> tuple[Schedule, int]:
+        i = bisect.bisect_right(self.boundaries, _step(step))
+        return self.schedules[i], step - (self.boundaries[i - 1] if i else 0)
+
+    def __call__(self, step: int) -> float:
+        s, local = self._locate(step)
+        return float(s(local))
+
+    def momentum(self, step: int) -> float | None:
+        """The momentum of the schedule active at ``step``, if it has one."""
+        s, local = self._locate(step)
+        m = getattr(s, "momentum", None)
+        return None if m is None else m(local)
+
+
+def constant(lr: float) -> Schedule:
+    """η(t) = lr for every step."""
+    return Constant(lr)
+
+
+def power(lr0: float, s: float, c: float = 1.0) -> Schedule:
+    """Power scheduling: η(t) = η0 / (1 + t/s)^c (lr halves after s steps when c = 1).
+
+    Args: lr0: η0 > 0. s: steps scale > 0. c: exponent > 0.
+    Raises: ValueError naming the bad argument.
+    """
+    return Power(lr0, s, c)
+
+
+def exponential(lr0: float, s: float) -> Schedule:
+    """Exponential scheduling: η(t) = η0 · 0.1^(t/s) (divided by 10 every s steps)."""
+    return Exponential(lr0, s)
+
+
+def piecewise(boundaries: Sequence[int], values: Sequence[float]) -> Schedule:
+    """Piecewise constant: η(t) = values[i] where i = #{b in boundaries : b <= t}.
+
+    So ``values[0]`` holds for t < boundaries[0] and the value switches AT each boundary.
+    Raises ValueError unless len(values) == len(boundaries) + 1 and boundaries strictly increase.
+    """
+    return Piecewise(tuple(boundaries), tuple(values))
+
+
+def cosine(lr0: float, total_steps: int | None = None, final_lr: float = 0.0) -> Schedule:
+    """Cosine decay: η(t) = η_f + (η0 − η_f) · (1 + cos(π·min(t, T)/T)) / 2.
+
+    ``total_steps`` (T) may be left ``None`` and filled later by :func:`with_total_steps`;
+    past T the schedule holds ``final_lr``.
+    """
+    return Cosine(lr0, total_steps, final_lr)
+
+
+def one_cycle(
+    max_lr: float,
+    total_steps: int | None = None,
+    *,
+    start_div: float = 10.0,  # start lr = max_lr / start_div
+    final_div: float = 1e3,  # final lr = start lr / final_div
+    warmup_fraction: float = 0.45,  # share of the steps of EACH of the up and down phases
+    anneal: Literal["linear", "cos"] = "linear",
+    momentum: tuple[float, float] | None = (0.95, 0.85),  # (at start, at peak)
+) -> Schedule:
+    """Smith's 1cycle: up, down symmetrically, then a short final anneal.
+
+    With T = total_steps, n = min(⌊warmup_fraction·T⌋, ⌊(T−1)/2⌋) and η_s = max_lr/start_div:
+    η goes η_s → max_lr over steps [0, n] (peak at step n), max_lr → η_s over [n, 2n], then
+    η_s → η_s/final_div over [2n, T−1] (the last step gets the final value, held after).
+    ``anneal="cos"`` interpolates each phase with a half cosine instead of a line. Momentum
+    moves inversely: momentum[0] → momentum[1] → momentum[0], then held (``.momentum(step)``;
+    ``None`` leaves the optimizer's momentum alone). Smith 2018, arXiv:1803.09820.
+
+    Raises: ValueError naming the bad argument (T must leave n >= 1).
+    """
+    return OneCycle(max_lr, total_steps, start_div, final_div, warmup_fraction, anneal, momentum)
+
+
+def warmup(
+    schedule: Schedule, warmup_steps: int, start_lr: float = 0.0, *, shift: bool = False
+) -> Schedule:
+    """Linear warm-up in front of ``schedule``.
+
+    For t < W: η(t) = start_lr + (target − start_lr)·t/W. With ``shift=False`` (default) the
+    wrapped schedule keeps its own clock: target = schedule(W) and η(t) = schedule(t) for
+    t >= W, so the warm-up replaces its first W steps and the total length is unchanged.
+    With ``shift=True`` it starts after the warm-up: target = schedule(0), η(t) = schedule(t−W)
+    for t >= W, and a fixed length grows by W.
+    """
+    return Warmup(schedule, warmup_steps, start_lr, shift)
+
+
+def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    """Run ``schedules[i]`` from ``boundaries[i-1]`` on, each seeing steps counted from its start.
+
+    η(t) = schedules[i](t − boundaries[i−1]) with i = #{b <= t} (boundaries[−1] := 0).
+    """
+    return Join(tuple(schedules), tuple(boundaries))
+
+
+@dataclass(eq=False)
+class Performance(Schedule):
+    """Performance scheduling: the plateau controller, fed a validation metric each epoch.
+
+    It keeps a multiplier ``scale`` (1.0 at first) and multiplies it by ``factor`` after
+    ``patience`` epochs in a row without improvement, then waits ``cooldown`` epochs before
+    counting again. Improvement means metric < best − threshold·|best| (mode "min") or
+    metric > best + threshold·|best| (mode "max"); NaN never improves. It composes with any
+    schedule: η(t) = max(schedule(t) · scale, min_lr), which ``__call__`` returns when a
+    ``schedule`` is given (so a warm-up or 1cycle keeps its shape, scaled).
+
+    Args:
+        factor: multiplier in (0, 1) applied at each reduction.
+        patience: epochs without improvement tolerated before a reduction (>= 0).
+        min_lr: floor of the learning rate (>= 0).
+        mode: "min" for a loss, "max" for an accuracy.
+        threshold: relative improvement needed (>= 0).
+        cooldown: epochs after a reduction during which bad epochs are not counted.
+        schedule: the schedule to scale (None: use ``scale`` yourself).
+
+    Raises:
+        ValueError naming the bad argument.
+    """
+
+    name: ClassVar[str] = "performance"
+    factor: float = 0.5
+    patience: int = 5
+    min_lr: float = 0.0
+    mode: Literal["min", "max"] = "min"
+    threshold: float = 1e-4
+    cooldown: int = 0
+    schedule: Any = None
+    scale: float = dataclasses.field(default=1.0, init=False)
+    best: float = dataclasses.field(default=math.nan, init=False)
+    num_bad_epochs: int = dataclasses.field(default=0, init=False)
+    cooldown_left: int = dataclasses.field(default=0, init=False)
+    num_reductions: int = dataclasses.field(default=0, init=False)
+
+    _STATE: ClassVar[tuple[str, ...]] = (
+        "scale",
+        "best",
+        "num_bad_epochs",
+        "cooldown_left",
+        "num_reductions",
+    )
+
+    def __post_init__(self) -> None:
+        _num("performance", "factor", self.factor)
+        if self.factor >= 1:
+            raise _ArgError("performance", "factor", "must be < 1", self.factor)
+        _int("performance", "patience", self.patience, low=0)
+        _num("performance", "min_lr", self.min_lr, strict=False)
+        if self.mode not in ("min", "max"):
+            raise _ArgError("performance", "mode", "must be 'min' or 'max'", self.mode)
+        _num("performance", "threshold", self.threshold, strict=False)
+        _int("performance", "cooldown", self.cooldown, low=0)
+        if self.schedule is not None and not callable(self.schedule):
+            raise _ArgError(
+                "performance", "schedule", "must be None or a callable step -> lr", self.schedule
+            )
+
+    @property
+    def total_steps(self) -> int | None:  # type: ignore[override]
+        return getattr(self.schedule, "total_steps", None)
+
+    def _improved(self, metric: float) -> bool:
+        if math.isnan(metric):
+            return False
+        if math.isnan(self.best):
+            return True
+        margin = self.threshold * abs(self.best)
+        return metric < self.best - margin if self.mode == "min" else metric > self.best + margin
+
+    def update(self, metric: float) -> bool:
+        """Record one epoch's validation ``metric``; return True when ``scale`` was reduced."""
+        metric = float(metric)
+        if self._improved(metric):
+            self.best, self.num_bad_epochs = metric, 0
+        elif self.cooldown_left > 0:
+            self.cooldown_left -= 1
+        else:
+            self.num_bad_epochs += 1
+        if self.num_bad_epochs > self.patience:
+            self.scale *= self.factor
+            self.num_reductions += 1
+            self.num_bad_epochs, self.cooldown_left = 0, self.cooldown
+            return True
+        return False
+
+    def lr(self, base_lr: float) -> float:
+        """max(base_lr · scale, min_lr): the controller applied to any schedule's value."""
+        return max(base_lr * self.scale, self.min_lr)
+
+    def __call__(self, step: int) -> float:
+        if self.schedule is None:
+            raise ValueError("performance: no schedule to scale; pass schedule= or use .lr(value)")
+        return self.lr(float(self.schedule(step)))
+
+    def momentum(self, step: int) -> float | None:
+        """The wrapped schedule's momentum, if it has one."""
+        m = getattr(self.schedule, "momentum", None)
+        return None if m is None else m(step)
+
+    def state_dict(self) -> dict[str, float | int]:
+        """The controller's counters, for an exact resume (JSON-safe numbers)."""
+        return {k: getattr(self, k) for k in self._STATE}
+
+    def load_state_dict(self, state: dict[str, float | int]) -> None:
+        """Restore counters saved by :meth:`state_dict`."""
+        missing = [k for k in self._STATE if k not in state]
+        if missing:
+            raise ValueError(f"performance.load_state_dict: missing keys {missing}")
+        for k in self._STATE:
+            setattr(self, k, type(getattr(self, k))(state[k]))
+
+
+def with_total_steps(schedule: Any, n: int) -> Any:
+    """A copy of ``schedule`` with an unset ``total_steps`` filled so the whole equals ``n``.
+
+    Schedules whose length is already fixed (or that have none) are returned unchanged;
+    :func:`check_total_steps` then reports any mismatch.
+    """
+    _int("with_total_steps", "n", n, low=1)
+    if isinstance(schedule, Cosine | OneCycle) and schedule.total_steps is None:
+        return dataclasses.replace(schedule, total_steps=n)
+    if isinstance(schedule, Warmup) and schedule.total_steps is None:
+        inner_n = n - schedule.warmup_steps if schedule.shift else n
+        return dataclasses.replace(
+            schedule, schedule=with_total_steps(schedule.schedule, max(inner_n, 1))
+        )
+    if isinstance(schedule, Join) and schedule.total_steps is None:
+        last = with_total_steps(schedule.schedules[-1], max(n - schedule.boundaries[-1], 1))
+        return dataclasses.replace(schedule, schedules=(*schedule.schedules[:-1], last))
+    if isinstance(schedule, Performance) and schedule.schedule is not None:
+        out = copy.copy(schedule)
+        out.schedule = with_total_steps(schedule.schedule, n)
+        return out
+    return schedule
+
+
+def check_total_steps(
+    schedule: Any,
+    total_steps: int,
+    *,
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+) -> None:
+    """Refuse a fixed-length schedule whose length differs from the run's, before training.
+
+    Raises:
+        UserError: ``"schedule.total_steps: one_cycle was built for 1000 steps but the run
+        has 2260 (20 epochs × 113 batches); set total_steps=2260 or leave it unset"``.
+    """
+    built = getattr(schedule, "total_steps", None)
+    if built is None or built == total_steps:
+        return
+    how = f" ({epochs} epochs × {steps_per_epoch} batches)" if epochs and steps_per_epoch else ""
+    name = getattr(schedule, "name", type(schedule).__name__)
+    raise UserError(
+        f"schedule.total_steps: {name} was built for {built} steps but the run has "
+        f"{total_steps}{how}; set total_steps={total_steps} or leave it unset"
+    )
+
+
+def apply(optimizer: Any, schedule: Callable[[int], float], step: int, scale: float = 1.0) -> float:
+    """Write the schedule's value into every parameter group of ``optimizer``.
+
+    group["lr"] = schedule(step) · scale · group.get("lr_scale", 1.0) (``lr_scale`` gives
+    discriminative learning rates). When ``schedule.momentum(step)`` is not None it writes
+    group["momentum"] = m if the group has that key, else group["betas"] = (m, β2).
+
+    Returns:
+        The lr written for the first group.
+    """
+    lr = float(schedule(step)) * scale
+    mom_fn = getattr(schedule, "momentum", None)
+    m = mom_fn(step) if callable(mom_fn) else None
+    first = None
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+        first = group["lr"] if first is None else first
+        if m is not None:
+            if "momentum" in group:
+                group["momentum"] = m
+            elif "betas" in group:
+                group["betas"] = (m, group["betas"][1])
+    return lr if first is None else first
+
+
+SCHEDULES: dict[str, Callable[..., Any]] = {
+    "constant": constant,
+    "power": power,
+    "exponential": exponential,
+    "piecewise": piecewise,
+    "cosine": cosine,
+    "one_cycle": one_cycle,
+}
+
+
+def _performance(lr: float, **controller: Any) -> Performance:
+    return Performance(schedule=constant(lr), **controller)
+
+
+def build(name: str, **kw: Any) -> Any:
+    """Build the schedule registered as ``name`` (or ``"performance"``: a plateau controller
+    over ``constant(lr)``) from config keyword arguments.
+
+    Raises:
+        UserError: ``"schedule.<arg>: ..."`` for an unknown name, unknown or missing
+        argument, or a bad value.
+    """
+    factory = SCHEDULES.get(name) or (_performance if name == "performance" else None)
+    if factory is None:
+        raise UserError(
+            f"schedule.name: unknown schedule {name!r}; choose one of {sorted([*SCHEDULES, 'performance'])}"
+        )
+    sig = inspect.signature(factory)
+    valid = [
+        p for p in sig.parameters if sig.parameters[p].kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    if name == "performance":
+        valid += [
+            f.name for f in dataclasses.fields(Performance) if f.init and f.name != "schedule"
+        ]
+    for key in kw:
+        if key not in valid:
+            raise UserError(
+                f"schedule.{key}: unknown argument for {name}; valid: {', '.join(valid)}"
+            )
+    for p in sig.parameters.values():
+        if (
+            p.default is inspect.Parameter.empty
+            and p.kind is not inspect.Parameter.VAR_KEYWORD
+            and p.name not in kw
+        ):
+            raise UserError(f"schedule.{p.name}: required by {name}; set it")
+    if name == "piecewise":
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+    if name == "one_cycle" and isinstance(kw.get("momentum"), list):
+        kw["momentum"] = tuple(kw["momentum"])
+    try:
+        return factory(**kw)
+    except _ArgError as e:
+        raise UserError(f"schedule.{e.arg}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise UserError(f"schedule: {name}: {e}") from None

@@ -1,0 +1,206 @@
+"""Checkpoints: safetensors for every tensor, JSON for the rest, written atomically.
+
+A checkpoint of epoch ``E`` is two files in ``run_dir/checkpoints/``:
+
+- ``epoch-EEEE.safetensors``: the model's state (``model/<name>``) and every tensor of the
+  optimizer's state (``optim/<param index>/<key>``);
+- ``epoch-EEEE.json``: everything else (optimizer hyperparameters and scalar state, the
+  trainer's counters and history, callback and schedule state) plus the SHA-256 of the
+  tensor file.
+
+Each file is written to a temporary name, flushed to disk and renamed into place, and the
+JSON goes last: a checkpoint exists only once its JSON does, so a run killed at any moment
+leaves either a whole checkpoint or none. Loading checks the hash, the names and the shapes
+and turns any mismatch into one :class:`~trainwell.errors.UserError` line. Nothing is ever
+unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import UserError
+
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "atomic_write_text",
+    "apply_model_state",
+    "apply_optimizer_state",
+]
+
+_NAME = re.compile(r"^epoch-(\d+)\.json$")
+FORMAT_VERSION = 1
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old file or the new one, never half."""
+    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, pstate in state["state"].items():
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim/{idx}/{key}"] = value.detach().cpu().clone().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, extra: dict[str, Any], keep: int = 2) -> Path:
+    """Write the checkpoint of the completed epoch ``epoch`` and keep the newest ``keep``.
+
+    Args:
+        run_dir: the run folder; files go to ``run_dir/checkpoints``.
+        epoch: number of completed epochs (1-based: ``epoch-0001`` after the first).
+        model, optimizer: whose states are saved.
+        extra: JSON-serializable trainer state (counters, history, callbacks, schedule).
+        keep: how many checkpoints to keep; older ones are deleted after the new one exists.
+
+    Returns:
+        The path of the JSON file (the checkpoint's name).
+    """
+    folder = Path(run_dir) / "checkpoints"
+    stem = f"epoch-{epoch:04d}"
+    tensors = {f"model/{k}": v.detach().cpu().clone().contiguous()
+               for k, v in model.state_dict().items()}
+    optim_tensors, optim_rest = _split_optimizer_state(optimizer.state_dict())
+    tensors.update(optim_tensors)
+    tensor_path = folder / f"{stem}.safetensors"
+    _atomic_write(tensor_path, lambda tmp: save_file(tensors, tmp))
+    meta = {
+        "format": FORMAT_VERSION,
+        "epoch": epoch,
+        "tensors": tensor_path.name,
+        "sha256": _sha256(tensor_path),
+        "model_keys": sorted(model.state_dict()),
+        "optimizer": optim_rest,
+        "trainer": extra,
+    }
+    json_path = folder / f"{stem}.json"
+    atomic_write_text(json_path, json.dumps(meta))
+    for old in sorted(folder.glob("epoch-*.json"))[:-keep]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".safetensors").unlink(missing_ok=True)
+    return json_path
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The JSON file of the newest checkpoint in ``run_dir/checkpoints``, or ``None``."""
+    folder = Path(run_dir) / "checkpoints"
+    found = sorted(p for p in folder.glob("epoch-*.json") if _NAME.match(p.name))
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read and verify a checkpoint; return ``(tensors, meta)``.
+
+    Raises:
+        UserError: the JSON is unreadable, the tensor file is missing or its SHA-256 does
+            not match (a corrupt or truncated checkpoint).
+    """
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        tensor_path = path.parent / meta["tensors"]
+        expected = meta["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"checkpoint {path}: unreadable ({type(e).__name__}); "
+                        "delete it to resume from the previous one") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise UserError(f"checkpoint {path}: format {meta.get('format')!r} is not "
+                        f"{FORMAT_VERSION}; it was written by another trainwell version")
+    if not tensor_path.is_file():
+        raise UserError(f"checkpoint {path}: its tensor file {tensor_path.name} is missing; "
+                        "delete the checkpoint to resume from the previous one")
+    if _sha256(tensor_path) != expected:
+        raise UserError(f"checkpoint {tensor_path}: corrupt (SHA-256 does not match the one "
+                        "recorded); delete it to resume from the previous checkpoint")
+    try:
+        tensors = load_file(str(tensor_path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"checkpoint {tensor_path}: unreadable safetensors file ({e})") from None
+    return tensors, meta
+
+
+def apply_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Load the ``model/*`` tensors into ``model`` after checking names and shapes.
+
+    Raises:
+        UserError: a missing or unexpected parameter, or a shape that differs — the
+            checkpoint comes from another model.
+    """
+    state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise UserError(f"checkpoint {source}: it is from another model ({what}); resume with "
+                        "the config the run was made with")
+    for name, value in state.items():
+        if tuple(value.shape) != tuple(own[name].shape):
+            raise UserError(
+                f"checkpoint {source}: parameter {name!r} has shape {tuple(value.shape)} but the "
+                f"model has {tuple(own[name].shape)}; resume with the config the run was made with")
+    model.load_state_dict(state)
+
+
+def apply_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                          meta: dict[str, Any], source: str) -> None:
+    """Rebuild the optimizer's state dict from a checkpoint and load it."""
+    rest = meta["optimizer"]
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim/"):
+            _, idx, name = key.split("/", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for idx, scalars in rest["scalars"].items():
+        state.setdefault(int(idx), {}).update(scalars)
+    groups = rest["param_groups"]
+    for group in groups:  # JSON turns tuples into lists; optimizers expect tuples
+        for k, v in group.items():
+            if isinstance(v, list) and k != "params":
+                group[k] = tuple(v)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise UserError(f"checkpoint {source}: optimizer state does not fit ({e}); resume with "
+                        "the config the run was made with") from None

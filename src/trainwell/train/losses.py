@@ -1,0 +1,63 @@
+"""Loss functions by name, and the metrics that go with them.
+
+- ``cross_entropy``: the model outputs logits ``(N, K)``; y holds class indices.
+- ``nll``: the model outputs probabilities (e.g. a softmax head); loss = −mean log p_y.
+- ``bce``: the model outputs one probability per sample ``(N, 1)``; y in {0, 1}.
+- ``mse``: regression, mean of (ŷ − y)².
+``auto`` picks ``cross_entropy`` for classification and ``mse`` for regression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+
+__all__ = ["LOSSES", "resolve_loss", "batch_correct"]
+
+# Probabilities are clamped away from 0 before the log: log(0) would make one bad sample
+# turn the whole loss into inf and hide every other signal.
+_P_MIN = 1e-12
+
+
+def _nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.nll_loss(torch.log(out.clamp_min(_P_MIN)), y)
+
+
+def _bce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    p = out.reshape(-1).clamp(_P_MIN, 1 - 1e-7)
+    return F.binary_cross_entropy(p, y.reshape(-1).to(p.dtype))
+
+
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(out, y.reshape(out.shape).to(out.dtype))
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "cross_entropy": F.cross_entropy,
+    "nll": _nll,
+    "bce": _bce,
+    "mse": _mse,
+}
+
+
+def resolve_loss(name: str, task: str) -> tuple[str, Callable]:
+    """Return ``(name, fn)`` for a loss name, resolving ``"auto"`` by the task."""
+    if name == "auto":
+        name = "cross_entropy" if task == "classification" else "mse"
+    if name not in LOSSES:
+        raise UserError(f"train.loss: unknown loss {name!r}; choose one of auto, {', '.join(LOSSES)}")
+    if task == "regression" and name != "mse":
+        raise UserError(f"train.loss: {name!r} needs class labels but the data are a regression "
+                        "task; use loss = \"mse\"")
+    return name, LOSSES[name]
+
+
+def batch_correct(loss_name: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Number of correct predictions in a batch (a 0-dim tensor, no sync)."""
+    if loss_name == "bce":
+        return ((out.reshape(-1) > 0.5) == y.reshape(-1).bool()).sum()
+    return (out.argmax(dim=1) == y).sum()

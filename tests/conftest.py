@@ -1,0 +1,33 @@
+"""Shared test set-up: CPU only, a private cache folder, deterministic torch."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _deterministic_cpu():
+    torch.use_deterministic_algorithms(True)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    # Tests never share the user's cache (and never download into it).
+    cache = tmp_path_factory.getbasetemp() / "trainwell-cache"
+    monkeypatch.setenv("TRAINWELL_CACHE", str(cache))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    yield
+
+
+@pytest.fixture
+def generator():
+    """An explicit, seeded random generator for a test."""
+    return torch.Generator().manual_seed(1234)
+
+
+def pytest_configure(config):
+    os.environ.setdefault("MPLBACKEND", "Agg")
