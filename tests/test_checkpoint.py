@@ -7,8 +7,13 @@ import torch
 from torch import nn
 
 from trainwell import UserError
-from trainwell.train.checkpoint import (apply_model_state, apply_optimizer_state,
-                                        latest_checkpoint, load_checkpoint, save_checkpoint)
+from trainwell.train.checkpoint import (
+    apply_model_state,
+    apply_optimizer_state,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def model_and_optimizer(width=8):

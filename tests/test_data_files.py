@@ -309,8 +309,12 @@ def make_cifar_py(folder, n=6, protocol=2):
     written = {}
     for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
         data, labels = cifar_arrays(n, i)
-        batch = {b"batch_label": b"training batch", b"labels": labels, b"data": data,
-                 b"filenames": [b"img%d.png" % j for j in range(n)]}  # fmt: skip
+        batch = {
+            b"batch_label": b"training batch",
+            b"labels": labels,
+            b"data": data,
+            b"filenames": [b"img%d.png" % j for j in range(n)],
+        }
         (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
         written[name] = (data, labels)
     return written
@@ -413,3 +417,21 @@ def test_malformed_pickle(tmp_path):
     )
     with pytest.raises(UserError, match=r"expected uint8 \(N, 3072\)"):
         tw.data.load(f"cifar10:{tmp_path}")
+
+
+def test_cifar_pickle_with_numpy1_module_names(tmp_path):
+    """Real CIFAR pickles name numpy.core.multiarray (numpy 1); numpy 2 must load them quietly."""
+    written = make_cifar_py(tmp_path, protocol=2)
+    for name in written:
+        path = tmp_path / name
+        raw = path.read_bytes()
+        if b"numpy._core.multiarray" in raw:
+            path.write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    assert b"numpy.core.multiarray" in (tmp_path / "test_batch").read_bytes()
+    check_cifar(tw.data.load(f"cifar10:{tmp_path}", standardize=False), written)
+
+
+def test_codecs_encode_only_latin1():
+    payload = b"\x80\x02c_codecs\nencode\nq\x00X\x01\x00\x00\x00aq\x01X\x05\x00\x00\x00utf-7q\x02\x86q\x03Rq\x04."
+    with pytest.raises(UserError, match=r"_codecs\.encode with 'utf-7'"):
+        safe_unpickle(payload, source="evil")

@@ -145,7 +145,11 @@ def _build_schedule(config: Config, steps_per_epoch: int):
     if s.name == "performance":
         params.setdefault("lr", config.optim.lr)
     schedule = tw_optim.schedules.build(s.name, **params)
-    return tw_optim.schedules.with_total_steps(schedule, total)
+    try:
+        return tw_optim.schedules.with_total_steps(schedule, total)
+    except ValueError as e:
+        raise UserError(f"schedule.params.total_steps: the run has only {total} {s.unit}s for "
+                        f"{s.name} ({e}); train longer or use schedule.name = \"constant\"") from None
 
 
 def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Path | None = None,
@@ -184,6 +188,7 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
                       log_grad_norm=config.train.log_grad_norm, callbacks=callbacks,
                       device=config.device, run_dir=run_dir,
                       checkpoint_every=config.train.checkpoint_every, progress=progress)
+    trainer.check(data)  # a schedule that does not fit the run fails here, before any file
     return Run(config, data, model, optimizer, trainer)
 
 

@@ -41,12 +41,24 @@ _ALLOWED_GLOBALS = {
 }
 
 
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """Stand-in for ``_codecs.encode``: protocol <= 2 pickles written by Python 3 store
+    bytes as ``_codecs.encode(text, "latin1")``. Only that exact use is allowed."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise UserError(
+            f"data.source: a pickle asks for _codecs.encode with {encoding!r}, which a CIFAR-10 "
+            "batch never needs; refusing to unpickle it"
+        )
+    return text.encode("latin1")
+
+
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler that can rebuild NumPy arrays, dicts, lists, bytes and numbers only.
 
     Contract: :meth:`find_class` returns the real object only for the NumPy
     array-reconstruction globals (``_reconstruct``, ``_frombuffer``, ``ndarray``,
-    ``dtype``); any other global — ``os.system``, ``builtins.eval``, ... — raises
+    ``dtype``) and a latin-1-only stand-in for ``_codecs.encode`` (how Python 3 writes
+    bytes at protocol <= 2); any other global — ``os.system``, ``builtins.eval``, ... — raises
     :class:`~trainwell.errors.UserError` before it can be called. Persistent ids are
     refused by the base class.
     """
@@ -62,6 +74,8 @@ class SafeUnpickler(pickle.Unpickler):
         Raises:
             UserError: for any global outside the allow-list.
         """
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         if (module, name) in _ALLOWED_GLOBALS:
             # Import through numpy._core where it exists: numpy 2 warns on numpy.core.
             if module.startswith("numpy.core") and hasattr(np, "_core"):

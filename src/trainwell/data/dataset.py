@@ -115,7 +115,7 @@ def iterate_batches(
 def standardize(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-8):
     """Standardize features by the training split's per-feature mean and std.
 
-    z = (x − μ_train) / (σ_train + eps), with μ and σ computed over the training samples
+    z = (x − μ_train) / (σ_train + eps) (σ_train ≤ 1e-6: divide by 1), with μ and σ computed over the training samples
     only, so no statistic leaks from validation or test data.
 
     Returns:
@@ -123,7 +123,9 @@ def standardize(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-8):
     """
     mean = train.mean(dim=0, keepdim=True)
     std = train.std(dim=0, keepdim=True)
-    denom = std + eps
+    # A feature constant over the training split (e.g. an always-blank pixel) is only
+    # centred: dividing by its ~0 std would blow any other value up by 1/eps.
+    denom = torch.where(std > 1e-6, std + eps, torch.ones_like(std))
     out = [(train - mean) / denom] + [(o - mean) / denom for o in others]
     return (*out, mean.squeeze(0), std.squeeze(0))
 

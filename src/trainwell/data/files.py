@@ -281,7 +281,12 @@ def load_npz(path: str, *, task: str | None = None) -> dict:
     if raw["task"] == "regression":
         for k in [k for k in raw if k.startswith("y")]:
             y = raw[k].astype(np.float32)
-            raw[k] = y[:, None] if y.ndim == 1 else y.reshape(len(y), -1)
+            if y.ndim > 2:
+                raise UserError(
+                    f"data.source: npz file {file}: {k} has shape {y.shape}; regression "
+                    "targets need shape (N,) or (N, T)"
+                )
+            raw[k] = y[:, None] if y.ndim == 1 else y
         raw["num_classes"] = None
         return raw
     for k in [k for k in raw if k.startswith("y")]:
@@ -292,6 +297,8 @@ def load_npz(path: str, *, task: str | None = None) -> dict:
 
 def _integer_labels(y: np.ndarray, where: str) -> np.ndarray:
     """Labels as int64 ``(N,)``; refuse fractional, non-numeric or negative values."""
+    if y.ndim == 2 and y.shape[1] == 1:  # a column of labels
+        y = y[:, 0]
     if y.ndim != 1:
         raise UserError(
             f"data.source: {where} labels have shape {y.shape}; classification needs one "

@@ -93,8 +93,12 @@ def _perm_split(
 
 def _to_split(x: np.ndarray, y: np.ndarray, task: str) -> Split:
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    ydt = np.int64 if task == "classification" else np.float32
-    return Split(xt, torch.from_numpy(np.ascontiguousarray(y, dtype=ydt)))
+    if task == "classification":
+        return Split(xt, torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)))
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 1:  # regression targets are (N, T)
+        y = y[:, None]
+    return Split(xt, torch.from_numpy(np.ascontiguousarray(y)))
 
 
 def _standardize_splits(train: torch.Tensor, others: list[torch.Tensor]):
@@ -192,8 +196,8 @@ def load(
                 f"data.{key}: unknown option for source {name!r}; valid options: {valid}"
             )
     val_fraction = _check_val_fraction(val_fraction)
-    given = {"seed": seed, "download": download,
-             "cache_dir": Path(cache_dir).expanduser() if cache_dir is not None else _download.cache_dir()}  # fmt: skip
+    root = Path(cache_dir).expanduser() if cache_dir is not None else _download.cache_dir()
+    given = {"seed": seed, "download": download, "cache_dir": root}
     kwargs = {**{k: given[k] for k in common}, **options}
     raw = loader(path, **kwargs) if takes_path else loader(**kwargs)
     return _finish(raw, name, seed=seed, val_fraction=val_fraction, do_standardize=standardize)
@@ -207,8 +211,8 @@ def _finish(
     generator = torch.Generator().manual_seed(int(seed))
     if "x" in raw:
         keep, held = _perm_split(len(raw["x"]), raw.get("test_fraction", 0.2), generator)
-        raw = {**raw, "x_train": raw["x"][keep], "y_train": raw["y"][keep],
-               "x_test": raw["x"][held], "y_test": raw["y"][held]}  # fmt: skip
+        x, y = raw["x"], raw["y"]
+        raw = {**raw, "x_train": x[keep], "y_train": y[keep], "x_test": x[held], "y_test": y[held]}
     if "x_val" not in raw:
         keep, held = _perm_split(len(raw["x_train"]), val_fraction, generator)
         x_tr, y_tr = raw["x_train"], raw["y_train"]
@@ -237,12 +241,13 @@ def _finish(
                 "labels must be class indices 0..K-1"
             )
     splits = [_to_split(raw[f"x_{s}"], raw[f"y_{s}"], task) for s in ("train", "val", "test")]
-    info = {**raw.get("info", {}), "source": name, "seed": seed,
-            "sizes": {s: len(p) for s, p in zip(("train", "val", "test"), splits)}}  # fmt: skip
+    sizes = {s: len(p) for s, p in zip(("train", "val", "test"), splits)}
+    info = {**raw.get("info", {}), "source": name, "seed": seed, "sizes": sizes}
     if do_standardize:
         (tr, va, te), mean, std = _standardize_splits(splits[0].x, [s.x for s in splits[1:]])
         splits = [Split(z.contiguous(), s.y) for z, s in zip((tr, va, te), splits)]
-        info.update(standardized="per_feature" if tr.ndim == 2 else "per_channel",
-                    mean=mean.tolist(), std=std.tolist())  # fmt: skip
-    return Dataset(*splits, task=task, num_classes=num_classes if task == "classification" else None,
-                   name=name, info=info)  # fmt: skip
+        info["standardized"] = "per_feature" if tr.ndim == 2 else "per_channel"
+        info["mean"], info["std"] = mean.tolist(), std.tolist()
+    if task != "classification":
+        num_classes = None
+    return Dataset(*splits, task=task, num_classes=num_classes, name=name, info=info)

@@ -6,8 +6,9 @@ Classification kinds (``task="classification"``):
   Centers μ_k ~ N(0, I_d) for k = 0..K-1; labels y uniform over the K classes (balanced:
   sample i has class i mod K before shuffling); x = μ_y + 10·noise·ε, ε ~ N(0, I_d). The
   default noise 0.1 gives unit within-class spread.
-- ``blobs``: ``sklearn.datasets.make_blobs`` with K centers in the box [-10, 10]^d and
-  ``cluster_std = 10·noise`` (the default 0.1 is scikit-learn's default spread 1.0).
+- ``blobs``: ``sklearn.datasets.make_blobs`` with K centers in the box [-10, 10]^d (d = 2
+  by default) and ``cluster_std = 10·noise`` (the default 0.1 gives scikit-learn's
+  default spread 1.0).
 - ``circles``: ``make_circles(noise=noise, factor=0.5)``, two classes in 2-D.
 - ``moons``: ``make_moons(noise=noise)``, two classes in 2-D.
 
@@ -63,8 +64,8 @@ def load_synthetic(
         task: ``"classification"`` or ``"regression"``.
         kind: classification generator, one of ``gaussian, blobs, circles, moons``.
         num_samples: total samples, train + val + test.
-        num_features: input dimension d; default 20 (gaussian, blobs, regression) or 2
-            (circles, moons, which allow only 2).
+        num_features: input dimension d; default 20 (gaussian, regression) or 2 (blobs,
+            and circles, moons, which allow only 2).
         num_classes: K; default 3 (gaussian, blobs) or 2 (circles, moons, only 2).
         num_targets: regression outputs T.
         noise: noise level, see the module doc (>= 0).
@@ -90,9 +91,8 @@ def load_synthetic(
         raise UserError(f"data.test_fraction: must be in (0, 1), got {test_fraction}")
     noise = float(noise)
     two_d = task == "classification" and kind in _TWO_D
-    d = _positive_int(
-        "num_features", num_features if num_features is not None else (2 if two_d else 20)
-    )
+    default_d = 2 if task == "classification" and kind in (*_TWO_D, "blobs") else 20
+    d = _positive_int("num_features", num_features if num_features is not None else default_d)
     info: dict = {"task": task, "noise": noise, "num_features": d}
 
     if task == "regression":
@@ -130,9 +130,12 @@ def load_synthetic(
 
         if kind == "blobs":
             x, y = datasets.make_blobs(
-                n_samples=n, n_features=d, centers=k, cluster_std=_NOISE_SCALE * noise,
+                n_samples=n,
+                n_features=d,
+                centers=k,
+                cluster_std=_NOISE_SCALE * noise,
                 random_state=seed,
-            )  # fmt: skip
+            )
         elif kind == "circles":
             x, y = datasets.make_circles(n_samples=n, noise=noise, factor=0.5, random_state=seed)
         else:

@@ -199,8 +199,12 @@ class Probe:
         return hook
 
     # ---- backward / step side -----------------------------------------------------
+    def snapshot(self) -> None:
+        """Copy the weights now, for the update ratio of the next optimizer step."""
+        self._snap = {info.name: info.module.weight.detach().clone() for info in self.layers}
+
     def grads(self) -> None:
-        """Record gradient statistics and snapshot the weights (call before the step)."""
+        """Record gradient statistics (and snapshot the weights unless :meth:`snapshot` did)."""
         total = 0.0
         finite = True
         for info in self.layers:
@@ -208,7 +212,8 @@ class Probe:
             st = self._stats.setdefault(info.name, {})
             st["weight_norm"] = _f64_norm(w)
             st["unit_spread"] = _unit_spread(w)
-            self._snap[info.name] = w.detach().clone()
+            if info.name not in self._snap:
+                self._snap[info.name] = w.detach().clone()
             if w.grad is None:
                 st.update(grad_norm=None, grad_abs_mean=None, grad_zero_share=None)
                 continue

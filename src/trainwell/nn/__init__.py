@@ -15,7 +15,7 @@ from . import init
 from .activations import ACTIVATIONS, activation, name_of_activation
 from .builders import CNN, MLP, Block
 from .init import INITIALIZERS, apply_init, init_for_activation
-from .regularization import MaxNorm, max_norm_, mc_predict
+from .regularization import MaxNorm, MCDropout, max_norm_, mc_predict
 
 __all__ = [
     "ACTIVATIONS",
@@ -24,6 +24,7 @@ __all__ = [
     "Block",
     "CNN",
     "MLP",
+    "MCDropout",
     "MaxNorm",
     "activation",
     "apply_init",

@@ -202,7 +202,10 @@ class CNN(nn.Module):
             if batch_norm:
                 layers["norm"] = nn.BatchNorm2d(out_c)
             layers["act"] = make_activation(self.activation_name)
-            h, w = h + 2 * (kernel_size // 2) - kernel_size + 1, w + 2 * (kernel_size // 2) - kernel_size + 1
+            h, w = (
+                h + 2 * (kernel_size // 2) - kernel_size + 1,
+                w + 2 * (kernel_size // 2) - kernel_size + 1,
+            )
             if pools[pool] is not None:
                 layers["pool"] = pools[pool](2)
                 h, w = h // 2, w // 2

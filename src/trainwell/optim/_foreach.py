@@ -121,9 +121,7 @@ class ExactOptimizer(torch.optim.Optimizer):
         **hyperparameters: Any,
     ) -> None:
         if convention not in CONVENTIONS:
-            raise ValueError(
-                f"convention: must be one of {list(CONVENTIONS)}, got {convention!r}"
-            )
+            raise ValueError(f"convention: must be one of {list(CONVENTIONS)}, got {convention!r}")
         resolved = dict(hyperparameters)
         for key, value in resolved.items():
             if value is None and key in self.DEFAULTS[convention]:

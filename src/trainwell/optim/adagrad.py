@@ -37,7 +37,12 @@ class AdaGrad(ExactOptimizer):
     """
 
     DEFAULTS = {
-        "lecture": {"lr": 0.01, "eps": 1e-10, "weight_decay": 0.0, "initial_accumulator_value": 0.0},
+        "lecture": {
+            "lr": 0.01,
+            "eps": 1e-10,
+            "weight_decay": 0.0,
+            "initial_accumulator_value": 0.0,
+        },
         "torch": {"lr": 0.01, "eps": 1e-10, "weight_decay": 0.0, "initial_accumulator_value": 0.0},
         "keras": {"lr": 1e-3, "eps": 1e-7, "weight_decay": 0.0, "initial_accumulator_value": 0.1},
     }

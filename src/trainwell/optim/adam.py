@@ -17,6 +17,7 @@ from ._foreach import ExactOptimizer, check_betas, check_nonnegative
 
 __all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "nadam"]
 
+
 class Adam(ExactOptimizer):
     r"""Adam: adaptive moments with bias correction.
 
@@ -133,7 +134,9 @@ class AdamW(Adam):
         convention: str = "lecture",
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, convention=convention, foreach=foreach)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, convention=convention, foreach=foreach
+        )
 
 
 class Nadam(Adam):
@@ -239,7 +242,9 @@ class AdaMax(Adam):
         convention: str = "lecture",
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, convention=convention, foreach=foreach)
+        super().__init__(
+            params, lr, betas, eps, weight_decay, convention=convention, foreach=foreach
+        )
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)
@@ -350,7 +355,9 @@ def nadam(params, grads, exp_avgs, exp_avg_sqs, steps, coefs, *, lr, betas, eps,
     """
     beta1, beta2 = betas
     rbc2 = [math.sqrt(1.0 - beta2**t) for t in steps]
-    eps_terms = [_eps_term(eps, 1.0 - beta2**t, convention) for t in steps]
+    # Keras' Nadam, unlike its Adam, adds ε to the corrected √ŝ, as torch does.
+    eps_conv = "torch" if convention == "keras" else convention
+    eps_terms = [_eps_term(eps, 1.0 - beta2**t, eps_conv) for t in steps]
     c_grad = [-lr * (1.0 - mu) / (1.0 - pr) * r for (mu, _, pr, _), r in zip(coefs, rbc2)]
     c_avg = [-lr * mu1 / (1.0 - pr1) * r for (_, mu1, _, pr1), r in zip(coefs, rbc2)]
     if foreach:

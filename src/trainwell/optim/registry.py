@@ -15,7 +15,7 @@ import torch
 
 from ..errors import UserError
 from .adagrad import AdaGrad
-from .adam import AdaMax, Adam, AdamW, Nadam
+from .adam import Adam, AdaMax, AdamW, Nadam
 from .rmsprop import RMSProp
 from .sgd import SGD, Momentum, Nesterov
 

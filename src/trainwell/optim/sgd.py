@@ -129,7 +129,9 @@ class Momentum(SGD):
         convention: str = "lecture",
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, momentum, weight_decay, False, convention=convention, foreach=foreach)
+        super().__init__(
+            params, lr, momentum, weight_decay, False, convention=convention, foreach=foreach
+        )
 
 
 class Nesterov(SGD):
@@ -155,7 +157,9 @@ class Nesterov(SGD):
         convention: str = "lecture",
         foreach: bool | None = None,
     ) -> None:
-        super().__init__(params, lr, momentum, weight_decay, True, convention=convention, foreach=foreach)
+        super().__init__(
+            params, lr, momentum, weight_decay, True, convention=convention, foreach=foreach
+        )
 
 
 def sgd(

@@ -175,7 +175,7 @@ def apply_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], 
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise UserError(f"checkpoint {source}: it is from another model ({what}); resume with "
                         "the config the run was made with")
-    for name, value in state.items():
+    for name, value in sorted(state.items(), key=lambda kv: list(own).index(kv[0])):
         if tuple(value.shape) != tuple(own[name].shape):
             raise UserError(
                 f"checkpoint {source}: parameter {name!r} has shape {tuple(value.shape)} but the "

@@ -132,13 +132,8 @@ class Trainer:
         With ``resume=True`` and a checkpoint in ``run_dir``, model, optimizer, counters,
         history and callback state are restored first and training continues from there.
         """
-        self.task = data.task
-        self.loss_name, self.loss_fn = resolve_loss(self.loss_name, data.task)
+        steps_per_epoch = self.check(data)
         train, val = data.train.to(self.device), data.val.to(self.device)
-        if len(train) == 0:
-            raise UserError("data: the training split is empty; use more samples")
-        steps_per_epoch = math.ceil(len(train) / self.batch_size)
-        self._check_schedule_length(steps_per_epoch)
         if resume:
             self._resume()
         metrics_path = self.run_dir / "metrics.jsonl" if self.run_dir else None
@@ -162,6 +157,24 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_end(self, self.history)
         return self.history
+
+    def check(self, data: Dataset) -> int:
+        """Check that ``data`` fits this trainer (loss, schedule length) before any training.
+
+        Returns:
+            The number of steps per epoch.
+
+        Raises:
+            UserError: an empty training split, a loss that does not fit the task, or a
+                fixed-length schedule whose length differs from the run's.
+        """
+        self.task = data.task
+        self.loss_name, self.loss_fn = resolve_loss(self.loss_name, data.task)
+        if len(data.train) == 0:
+            raise UserError("data: the training split is empty; use more samples")
+        steps_per_epoch = math.ceil(len(data.train) / self.batch_size)
+        self._check_schedule_length(steps_per_epoch)
+        return steps_per_epoch
 
     @torch.no_grad()
     def evaluate(self, split: Split) -> dict[str, float]:

@@ -76,7 +76,9 @@ def param_groups(
     elif isinstance(factors, Mapping):
         unknown = [k for k in factors if k not in names]
         if unknown:
-            raise UserError(f"factors: no layer named {unknown[0]!r}; the model's layers are {names}")
+            raise UserError(
+                f"factors: no layer named {unknown[0]!r}; the model's layers are {names}"
+            )
         per_layer = [float(factors.get(n, 1.0)) for n in names]
     else:
         per_layer = [float(f) for f in factors]

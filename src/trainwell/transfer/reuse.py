@@ -30,7 +30,7 @@ from ..errors import UserError
 from ..nn.init import glorot_uniform
 from .freeze import unfreeze
 
-__all__ = ["reuse", "load_source", "copy_blocks"]
+__all__ = ["reuse", "load_source", "copy_blocks", "count_blocks"]
 
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
 
@@ -85,7 +85,15 @@ def _model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return dict(tensors)
 
 
-def _count_blocks(state: dict[str, torch.Tensor]) -> int:
+def count_blocks(state: dict[str, torch.Tensor]) -> int:
+    """Number of hidden blocks in a model ``state_dict`` (keys ``blocks.<i>.…``).
+
+    Args:
+        state: a model state dict.
+
+    Returns:
+        ``1 + max(i)`` over the block indices found, 0 without blocks.
+    """
     ids = {int(m.group(1)) for k in state if (m := _BLOCK_KEY.match(k))}
     return max(ids) + 1 if ids else 0
 
@@ -108,7 +116,7 @@ def copy_blocks(
     Raises:
         UserError: ``n_layers`` beyond either model's blocks, or a name or shape mismatch.
     """
-    available = _count_blocks(state)
+    available = count_blocks(state)
     blocks = getattr(target, "blocks", None)
     if not isinstance(blocks, (nn.ModuleList, nn.Sequential)):
         raise UserError("reuse: the new model has no `blocks`; build it with trainwell.nn.MLP")
@@ -119,8 +127,10 @@ def copy_blocks(
         )
     for i in range(n_layers):
         own = blocks[i].state_dict()
-        theirs = {k[len(f"blocks.{i}.") :]: v for k, v in state.items() if k.startswith(f"blocks.{i}.")}
-        for name in sorted(set(own) | set(theirs)):
+        theirs = {
+            k[len(f"blocks.{i}.") :]: v for k, v in state.items() if k.startswith(f"blocks.{i}.")
+        }
+        for name in [*own, *(n for n in theirs if n not in own)]:  # model order
             key = f"blocks.{i}.{name}"
             if name not in theirs:
                 raise UserError(
@@ -185,13 +195,15 @@ def reuse(
             not match, or a missing ``new_head``.
     """
     if share and model is not None:
-        raise UserError("reuse: share=True cannot copy into model=; leave model out to share layers")
+        raise UserError(
+            "reuse: share=True cannot copy into model=; leave model out to share layers"
+        )
     if isinstance(source, nn.Module):
         state, settings, label = source.state_dict(), None, "the source model"
         available = len(_blocks_of(source, "source"))
     else:
         state, settings, label = load_source(source)
-        available = _count_blocks(state)
+        available = count_blocks(state)
     n = available if n_layers is None else n_layers
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= available:
         raise UserError(
@@ -229,7 +241,11 @@ def _from_module(
                 "give new_head=<number of outputs of the new task>"
             )
     else:
-        width = _width_after(new.blocks, _input_width(source)) if not isinstance(new_head, nn.Module) else 0
+        width = (
+            _width_after(new.blocks, _input_width(source))
+            if not isinstance(new_head, nn.Module)
+            else 0
+        )
         new.head = _make_head(new_head, width, generator)
     if not share:  # a fresh copy starts trainable; shared blocks keep the source's state
         unfreeze(new)
@@ -245,7 +261,9 @@ def _from_state(state, settings: dict, label: str, n: int, new_head, available: 
             "model=tw.nn.MLP(...) built like the source"
         )
     if settings.get("kind", "mlp") != "mlp":
-        raise UserError(f"reuse: {label} is a {settings.get('kind')!r} run; pass model= to copy into")
+        raise UserError(
+            f"reuse: {label} is a {settings.get('kind')!r} run; pass model= to copy into"
+        )
     if n == 0 and "blocks.0.linear.weight" not in state:
         raise UserError(f"reuse: {label} has no hidden layers to reuse")
     hidden = [int(state[f"blocks.{i}.linear.weight"].shape[0]) for i in range(n)]
@@ -310,7 +328,9 @@ def _make_head(new_head, in_features: int, generator: torch.Generator | None) ->
     if isinstance(new_head, nn.Module):
         return new_head
     if isinstance(new_head, bool) or not isinstance(new_head, int) or new_head < 1:
-        raise UserError(f"new_head: expected a positive number of outputs or a module, got {new_head!r}")
+        raise UserError(
+            f"new_head: expected a positive number of outputs or a module, got {new_head!r}"
+        )
     head = nn.Linear(in_features, new_head)
     with torch.no_grad():
         glorot_uniform(head.weight, generator)  # Glorot for the output layer, as MLP's policy

@@ -1,0 +1,225 @@
+"""``trainwell doctor`` and ``trainwell report``: argument parsing and output.
+
+``trainwell doctor CONFIG [--diagnose-only] [--json] [--set k=v ...] [--out DIR]``
+diagnoses a config, tries repairs and writes ``repaired.toml``; ``--cases DIR`` runs every
+case listed in ``DIR/cases.toml`` instead. Exit code 0 healthy/repaired, 1 a problem
+remains (or a case missed its target), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+__all__ = ["add_arguments", "register", "report_add_arguments", "report_command", "run",
+           "run_cases", "load_cases"]
+
+REFERENCE_TOLERANCE = 0.02  # a repaired case must end within 2 accuracy points of healthy
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``trainwell doctor`` arguments to ``parser``."""
+    parser.add_argument("config", nargs="?", metavar="CONFIG", help="TOML config to diagnose")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a config field (repeatable)")
+    parser.add_argument("--diagnose-only", action="store_true", help="stop after the findings")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--cases", metavar="DIR", help="run the cases listed in DIR/cases.toml")
+    parser.add_argument("--fast", action="store_true", help="with --cases: only cases marked fast")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/NAME-doctor)")
+    parser.add_argument("--max-trials", type=int, default=3, help="repair trials at most")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``trainwell doctor`` from parsed arguments; return the exit code.
+
+    Raises:
+        UserError: bad config, arguments or case list (the CLI turns it into exit code 2).
+    """
+    from ..config import load_config
+    from .loop import diagnose, repair
+
+    if args.max_trials < 0:
+        raise UserError(f"--max-trials: must be >= 0, got {args.max_trials}")
+    if args.cases:
+        if args.config:
+            raise UserError("doctor: give CONFIG or --cases DIR, not both")
+        return run_cases(Path(args.cases), as_json=args.json, fast=args.fast,
+                         diagnose_only=args.diagnose_only, out=args.out)
+    if not args.config:
+        raise UserError("doctor: CONFIG is missing; give a TOML config (or --cases DIR)")
+    config = load_config(args.config, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"{config.name}-doctor"
+    if args.diagnose_only:
+        result = diagnose(config, out_dir=out)
+    else:
+        result = repair(config, out_dir=out, max_trials=args.max_trials)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        _print_findings(result)
+        if not args.diagnose_only:
+            _print_before_after(result)
+            if result.chosen:
+                print(f"repaired config: {out / 'repaired.toml'}")
+        print(f"report: {out / 'report.html'}")
+    return result.exit_code
+
+
+def _print_findings(result) -> None:
+    if not result.findings:
+        print("no finding: the run looks healthy")
+        return
+    print(f"{'finding':<22} {'layers':<28} evidence")
+    for f in result.findings:
+        layers = ", ".join(f.layers[:3]) + (" …" if len(f.layers) > 3 else "")
+        ev = ", ".join(f"{k}={v}" for k, v in list(f.evidence.items())[:3])
+        print(f"{f.kind:<22} {layers:<28} {ev}")
+        print(f"{'':<22} {f.explanation}; repairs: {', '.join(f.repairs)}")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _print_before_after(result) -> None:
+    print(f"\n{'trial':<22} {'val_accuracy':>12} {'val_loss':>10}  findings")
+    rows = [("(diagnostic)", result.diagnostic)] + [(t.repair, t) for t in result.trials]
+    for name, t in rows:
+        print(f"{name:<22} {_fmt(t.val_accuracy):>12} {_fmt(t.val_loss):>10}  {', '.join(t.findings) or '-'}")
+    print(f"\nchosen: {result.chosen or 'none'} -> status {result.status}")
+    if result.after:
+        print(f"{'':<10} {'val_accuracy':>12} {'test_accuracy':>13}")
+        print(f"{'before':<10} {_fmt(result.before.get('val_accuracy')):>12} "
+              f"{_fmt(result.before.get('test_accuracy')):>13}  ({result.before.get('epochs')} epochs)")
+        print(f"{'after':<10} {_fmt(result.after.get('val_accuracy')):>12} "
+              f"{_fmt(result.after.get('test_accuracy')):>13}  ({result.after.get('epochs')} epochs)")
+
+
+def load_cases(folder: Path) -> list[dict[str, Any]]:
+    """Read ``folder/cases.toml``: ``[[case]]`` tables with name, config, expected, reference.
+
+    Raises:
+        UserError: missing file, bad TOML, or a case without its fields / config file.
+    """
+    path = folder / "cases.toml"
+    if not path.is_file():
+        raise UserError(f"--cases {folder}: no cases.toml there; give the cases folder")
+    try:
+        cases = tomllib.loads(path.read_text(encoding="utf-8")).get("case", [])
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from None
+    for i, case in enumerate(cases):
+        for key in ("name", "config", "expected", "reference"):
+            if key not in case:
+                raise UserError(f"{path}: case {i + 1} has no {key!r}; add it")
+        if not (folder / case["config"]).is_file():
+            raise UserError(f"{path}: case {case['name']}: no file {case['config']} in {folder}")
+    return cases
+
+
+def _case_config(folder: Path, case: dict[str, Any]):
+    """Load a case's config; a relative ``npz:``/``idx:`` path is taken from the cases folder."""
+    from ..config import apply_patch, load_config
+
+    config = load_config(folder / case["config"])
+    kind, sep, path = config.data.source.partition(":")
+    if sep and not Path(path).is_absolute() and (folder / path).exists():
+        config = apply_patch(config, {"data.source": f"{kind}:{folder / path}"})
+    return config
+
+
+def case_outcome(case: dict[str, Any], result, full_epochs: int) -> dict[str, Any]:
+    """One case's row: detected, repaired (within tolerance of the reference), budgets."""
+    kinds = [f.kind for f in result.findings]
+    healthy = case["expected"] == "healthy"
+    detected = kinds == [] if healthy else case["expected"] in kinds
+    final = result.after.get("test_accuracy") if result.after else result.before.get("test_accuracy")
+    short = result.before.get("epochs") or 0
+    epochs = short * (1 + len(result.trials)) + (result.after.get("epochs") or 0)
+    ok_final = isinstance(final, float) and final >= case["reference"] - REFERENCE_TOLERANCE
+    return {
+        "case": case["name"], "expected": case["expected"], "found": kinds, "detected": detected,
+        "chosen": result.chosen, "status": result.status,
+        "accuracy_before": result.before.get("test_accuracy"), "accuracy_after": final,
+        "reference": case["reference"], "within_reference": bool(ok_final) if not healthy else None,
+        "budget_ratio": round(epochs / full_epochs, 3) if not healthy else None,
+        "seconds": round(result.seconds, 2),
+    }  # fmt: skip
+
+
+def run_cases(folder: Path, *, as_json: bool = False, fast: bool = False,
+              diagnose_only: bool = False, out: str | None = None) -> int:
+    """Run the doctor over every case; print one row per case and the totals.
+
+    Returns:
+        0 when every case is detected right, no healthy control is flagged, and at least
+        90% of broken cases end within 2 points of their reference; 1 otherwise.
+    """
+    from .loop import diagnose, repair
+
+    cases = [c for c in load_cases(folder) if c.get("fast") or not fast]
+    rows = []
+    t0 = time.perf_counter()
+    for case in cases:
+        config = _case_config(folder, case)
+        run_out = Path(out) / case["name"] if out else None
+        result = (diagnose(config, out_dir=run_out) if diagnose_only or case["expected"] == "healthy"
+                  else repair(config, out_dir=run_out))
+        row = case_outcome(case, result, config.train.epochs)
+        rows.append(row)
+        if as_json:
+            print(json.dumps(row), flush=True)
+        else:
+            print(f"{row['case']:<28} {row['expected']:<20} {'ok' if row['detected'] else 'MISSED':<7}"
+                  f" {str(row['chosen']):<20} {_fmt(row['accuracy_before']):>7} -> "
+                  f"{_fmt(row['accuracy_after']):>7} (ref {row['reference']:.3f}) {row['seconds']:>6.1f}s",
+                  flush=True)
+    broken = [r for r in rows if r["expected"] != "healthy"]
+    repaired = sum(1 for r in broken if r["within_reference"])
+    summary = {"cases": len(rows), "detected": sum(r["detected"] for r in rows),
+               "broken": len(broken), "repaired_within_reference": repaired,
+               "healthy_flagged": sum(1 for r in rows if r["expected"] == "healthy" and not r["detected"]),
+               "seconds": round(time.perf_counter() - t0, 1)}
+    print(json.dumps({"summary": summary}) if as_json else f"summary: {summary}")
+    ok = summary["detected"] == len(rows) and (diagnose_only or not broken
+                                               or repaired >= 0.9 * len(broken))
+    return 0 if ok else 1
+
+
+def report_add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``trainwell report`` arguments to ``parser``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder with health.jsonl")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Regenerate ``RUN_DIR/report.html``; return 0.
+
+    Raises:
+        UserError: RUN_DIR is not a folder or has no health.jsonl.
+    """
+    from .report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"report: {run_dir} is not a folder; give a run folder (runs/NAME)")
+    path = write_report(run_dir)
+    print(f"report: {path}", file=sys.stdout)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``doctor`` and ``report`` subcommands to the CLI's subparsers."""
+    p = subparsers.add_parser("doctor", help="diagnose a config's training and repair it")
+    add_arguments(p)
+    p.set_defaults(func=run)
+    p = subparsers.add_parser("report", help="regenerate a run's report.html")
+    report_add_arguments(p)
+    p.set_defaults(func=report_command)

@@ -1,0 +1,245 @@
+"""The diagnose/repair loop over a config.
+
+1. Train a short diagnostic budget (``diagnostic_epochs``) with dense probes → findings.
+2. For the findings in order, their ranked repairs that apply to the config become trial
+   patches; each trial trains the same short budget from the same seed.
+3. A trial counts only if its validation accuracy beats the diagnostic run's by at least
+   ``MIN_GAIN`` (same budget, same seed): the symptom going away is not enough.
+   A trial with no finding left that clears the gain ends the search early.
+4. The best trial's config is trained for the full budget; ``repaired.toml``,
+   ``doctor.json`` and ``report.html`` are written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .callback import DoctorCallback
+from .findings import Finding
+from .repairs import REPAIRS
+
+__all__ = ["MIN_GAIN", "DoctorResult", "Trial", "diagnose", "diagnostic_epochs", "repair"]
+
+MIN_GAIN = 0.02  # validation accuracy points a repair must add to count (2 points)
+DIAG_SHARE = 0.25  # share of the full budget the diagnostic and each trial train
+DIAG_MIN_EPOCHS = 3  # …but at least this many epochs (overfitting needs a trend)
+DIAG_PROBES = 40  # probe steps wanted in a diagnostic run (sets the probe period)
+MAX_TRIALS = 3
+
+
+@dataclass
+class Trial:
+    """One short training run: the diagnostic (``repair=None``) or a repair's trial."""
+
+    repair: str | None
+    patch: dict[str, Any]
+    val_accuracy: float | None
+    val_loss: float | None
+    findings: list[str]
+    seconds: float
+
+
+@dataclass
+class DoctorResult:
+    """What :func:`repair` (or :func:`diagnose`) found and did.
+
+    Attributes:
+        findings: findings of the diagnostic run.
+        diagnostic: the diagnostic :class:`Trial`.
+        trials: the repair trials, in the order run.
+        chosen: name of the kept repair, or None.
+        patch: its config patch ({} when none).
+        repaired_config: the config to rerun (the original when nothing was kept).
+        before, after: ``{"val_accuracy", "test_accuracy", ...}`` of the diagnostic run
+            and of the final full-budget run (``after`` empty without a final run).
+        status: ``"healthy"``, ``"repaired"`` or ``"unresolved"``.
+        seconds: total wall time.
+    """
+
+    findings: list[Finding]
+    diagnostic: Trial
+    trials: list[Trial] = field(default_factory=list)
+    chosen: str | None = None
+    patch: dict[str, Any] = field(default_factory=dict)
+    repaired_config: Any = None
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    status: str = "healthy"
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """0 healthy or repaired, 1 a problem remains."""
+        return 0 if self.status in ("healthy", "repaired") else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the CLI's ``--json`` output)."""
+        return {
+            "status": self.status,
+            "findings": [f.to_dict() for f in self.findings],
+            "kinds": [f.kind for f in self.findings],
+            "chosen": self.chosen,
+            "patch": self.patch,
+            "before": self.before,
+            "after": self.after,
+            "diagnostic": asdict(self.diagnostic),
+            "trials": [asdict(t) for t in self.trials],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def diagnostic_epochs(config) -> int:
+    """Epochs of the diagnostic and trial runs: max(3, ⌈0.25·epochs⌉), at most epochs."""
+    e = config.train.epochs
+    return min(e, max(DIAG_MIN_EPOCHS, math.ceil(DIAG_SHARE * e)))
+
+
+def _short(config, epochs: int):
+    from ..config import apply_patch
+
+    return apply_patch(config, {"train.epochs": epochs})
+
+
+def _fit(config, out_dir: Path | None, every: int | None = None, report: bool = False):
+    """Train ``config`` with the doctor callback; return (trial metrics, callback, result)."""
+    from ..runner import build_data, run
+
+    data = build_data(config)
+    steps = config.train.epochs * -(-len(data.train) // config.train.batch_size)
+    every = every or max(1, steps // DIAG_PROBES)
+    cb = DoctorCallback(every=every, num_classes=data.num_classes, report=report)
+    t0 = time.perf_counter()
+    if out_dir is None:
+        from ..runner import build_run
+
+        built = build_run(config, callbacks=[cb], data=data)
+        history = built.trainer.fit(built.data)
+        final = {"val": built.trainer.evaluate(built.data.val),
+                 "test": built.trainer.evaluate(built.data.test)}
+    else:
+        res = run(config, out_dir, callbacks=[cb], progress=False)
+        history, final = res.history, res.summary["final"]
+    last = history[-1] if history else {}
+    metrics = {"val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
+               "test_accuracy": final.get("test", {}).get("accuracy"),
+               "test_loss": final.get("test", {}).get("loss"), "epochs": len(history)}
+    return metrics, cb, time.perf_counter() - t0
+
+
+def _score(m: dict[str, Any]) -> float:
+    acc = m.get("val_accuracy")
+    if isinstance(acc, int | float) and math.isfinite(acc):
+        return float(acc)
+    loss = m.get("val_loss")
+    return -float(loss) if isinstance(loss, int | float) and math.isfinite(loss) else -math.inf
+
+
+def diagnose(config, *, out_dir: str | Path | None = None) -> DoctorResult:
+    """Train the diagnostic budget of ``config`` and return its findings (no repair).
+
+    Args:
+        config: a :class:`~trainwell.config.Config`.
+        out_dir: folder for the diagnostic run (health.jsonl, report.html); None keeps
+            nothing on disk.
+
+    Returns:
+        A :class:`DoctorResult` with ``findings``, ``diagnostic`` and ``before`` set and
+        ``status`` "healthy" or "unresolved".
+    """
+    t0 = time.perf_counter()
+    short = _short(config, diagnostic_epochs(config))
+    out = Path(out_dir) / "diagnostic" if out_dir is not None else None
+    metrics, cb, secs = _fit(short, out, report=out is not None)
+    findings = cb.findings()
+    diag = Trial(None, {}, metrics["val_accuracy"], metrics["val_loss"],
+                 [f.kind for f in findings], secs)
+    return DoctorResult(findings, diag, before=metrics, repaired_config=config,
+                        status="unresolved" if findings else "healthy",
+                        seconds=time.perf_counter() - t0)
+
+
+def candidate_patches(config, findings: list[Finding]) -> list[tuple[str, dict[str, Any]]]:
+    """Applicable ``(repair name, patch)`` pairs, in finding then repair rank order."""
+    seen: set[str] = set()
+    out = []
+    for f in findings:
+        for name in f.repairs:
+            if name in seen or name not in REPAIRS:
+                continue
+            seen.add(name)
+            patch = REPAIRS[name].patch(config)
+            if patch:
+                out.append((name, patch))
+    return out
+
+
+def repair(config, *, out_dir: str | Path | None = None, max_trials: int = MAX_TRIALS,
+           finish: bool = True) -> DoctorResult:
+    """Diagnose ``config``, try ranked repairs on short budgets, keep the best, finish it.
+
+    Args:
+        config: a :class:`~trainwell.config.Config`.
+        out_dir: where ``diagnostic/``, ``final/``, ``repaired.toml``, ``doctor.json`` and
+            ``report.html`` go; None writes nothing.
+        max_trials: most repair trials to run.
+        finish: train the kept config for the full budget (``after``).
+
+    Returns:
+        A :class:`DoctorResult`; ``status`` is "repaired" only if validation accuracy
+        rose by at least :data:`MIN_GAIN` at equal budget and seed.
+    """
+    from ..config import apply_patch, to_toml
+
+    t0 = time.perf_counter()
+    result = diagnose(config, out_dir=out_dir)
+    if not result.findings:
+        result.seconds = time.perf_counter() - t0
+        _write(result, out_dir, config)
+        return result
+    short_epochs = diagnostic_epochs(config)
+    best_score = _score(result.before) + MIN_GAIN
+    best: tuple[str, dict, Any] | None = None
+    for name, patch in candidate_patches(config, result.findings)[:max_trials]:
+        patched = apply_patch(config, patch)
+        metrics, cb, secs = _fit(_short(patched, short_epochs), None)
+        kinds = [f.kind for f in cb.findings()]
+        result.trials.append(Trial(name, patch, metrics["val_accuracy"], metrics["val_loss"],
+                                   kinds, secs))
+        if _score(metrics) >= best_score:
+            best_score, best = _score(metrics), (name, patch, patched)
+            if not kinds:
+                break  # symptom gone *and* accuracy gained: no need to try more
+    if best is not None:
+        result.chosen, result.patch, result.repaired_config = best
+        result.status = "repaired"
+    if finish and best is not None:
+        out = Path(out_dir) / "final" if out_dir is not None else None
+        metrics, _, _ = _fit(result.repaired_config, out, every=None, report=out is not None)
+        result.after = metrics
+    result.seconds = time.perf_counter() - t0
+    if out_dir is not None and result.repaired_config is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "repaired.toml").write_text(to_toml(result.repaired_config), encoding="utf-8")
+    _write(result, out_dir, config)
+    return result
+
+
+def _write(result: DoctorResult, out_dir: str | Path | None, config) -> None:
+    if out_dir is None:
+        return
+    from .findings import Health
+    from .report import write_report
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "doctor.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    diag = out / "diagnostic" / "health.jsonl"
+    if diag.is_file():
+        health = Health.read(diag)
+        (out / "health.jsonl").write_text(diag.read_text(encoding="utf-8"), encoding="utf-8")
+        write_report(out, health=health, findings=result.findings)

@@ -1,0 +1,129 @@
+"""``watch``: the doctor inside a user's own training loop.
+
+Example:
+    >>> with tw.doctor.watch(model, num_classes=10) as w:
+    ...     for x, y in batches:
+    ...         loss = F.cross_entropy(model(x), y)
+    ...         optimizer.zero_grad()
+    ...         loss.backward()
+    ...         optimizer.step()
+    ...         w.step(loss)            # after step(), before the next zero_grad()
+    >>> w.findings()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from .findings import Finding, Health
+from .probes import Probe, probe_schedule
+
+__all__ = ["Watcher", "watch"]
+
+
+class Watcher:
+    """Probe a model from a hand-written loop; see :func:`watch`.
+
+    The weights are copied when a probe step is armed (at the previous :meth:`step`), so
+    the update ratio ‖ΔW‖/‖W‖ covers exactly the optimizer step in between. Gradients
+    are read in :meth:`step`, i.e. after any clipping the loop applies.
+
+    Args:
+        model: the model being trained.
+        every: probe period in steps.
+        num_classes: number of classes (chance level for the "fails to learn" test).
+        loss: the loss name (``"cross_entropy"``, ``"nll"``, ``"bce"``, ``"mse"``).
+    """
+
+    def __init__(self, model: nn.Module, *, every: int = 10, num_classes: int | None = None,
+                 loss: str = "cross_entropy") -> None:
+        self.probe = Probe(model, every)
+        head = self.probe.layers[-1] if self.probe.layers else None
+        self.health = Health(
+            layers=[info.meta() for info in self.probe.layers],
+            context={"task": "regression" if loss == "mse" else "classification", "loss": loss,
+                     "num_classes": num_classes, "every": every, "skipped_steps": 0,
+                     "output_activation": head.activation if head else None,
+                     "out_features": head.fan_out if head else None},
+        )
+        self.steps = 0
+        self._epoch = 0
+        self._losses: list[torch.Tensor] = []
+
+    def start(self) -> None:
+        """Arm the first probe (done by ``with watch(...)``)."""
+        if probe_schedule(0, self.probe.every):
+            self._arm()
+
+    def _arm(self) -> None:
+        self.probe.arm()
+        self.probe.snapshot()
+
+    def step(self, loss: torch.Tensor | float) -> None:
+        """Close step ``self.steps``: keep the loss, finish a probe, arm the next one.
+
+        Args:
+            loss: the batch loss of this step (tensor or float).
+        """
+        value = loss.detach() if torch.is_tensor(loss) else torch.tensor(float(loss))
+        self._losses.append(value)
+        if self.probe.armed:
+            self.probe.grads()
+            self.probe.update()
+            self.health.probes.append(self.probe.record(self.steps, float(value), self._epoch))
+        self.steps += 1
+        if probe_schedule(self.steps, self.probe.every):
+            self._arm()
+
+    def end_epoch(self, **metrics: Any) -> None:
+        """Optionally log per-epoch metrics (``val_accuracy``, ``val_loss``, …)."""
+        self._flush()
+        self.health.epochs.append({"epoch": self._epoch + 1, **metrics, "steps": 0})
+        self._epoch += 1
+
+    def _flush(self) -> None:
+        if self._losses:
+            self.health.losses += torch.stack(self._losses).double().cpu().tolist()
+            self._losses = []
+
+    def close(self) -> None:
+        """Remove hooks and move pending losses to the record."""
+        self.probe.disarm()
+        self._flush()
+
+    def findings(self) -> list[Finding]:
+        """The findings of the rules on everything recorded so far."""
+        from .rules import diagnose_health
+
+        self._flush()
+        return diagnose_health(self.health)
+
+
+@contextmanager
+def watch(model: nn.Module, *, every: int = 10, num_classes: int | None = None,
+          loss: str = "cross_entropy") -> Iterator[Watcher]:
+    """Watch ``model``'s gradient health in a hand-written training loop.
+
+    Call ``w.step(loss)`` once per optimizer step; ``w.findings()`` gives the diagnosis.
+    Hooks are removed on exit, also after an exception.
+
+    Args:
+        model: the model being trained.
+        every: probe period in steps (powers of two are probed before it).
+        num_classes: number of classes, if a classification task.
+        loss: the loss name, for the chance level.
+
+    Yields:
+        A :class:`Watcher`.
+    """
+    w = Watcher(model, every=every, num_classes=num_classes, loss=loss)
+    w.start()
+    try:
+        yield w
+    finally:
+        w.close()

@@ -1,0 +1,181 @@
+"""The usual transfer recipe in one call, and its config hooks for the runner.
+
+Recipe (e.g. Géron, *Hands-On Machine Learning*, ch. 11; Howard & Ruder 2018): train the
+new head with the reused layers frozen for a few epochs, so its random weights do not push
+large gradients into the good reused ones; then unfreeze everything and fine-tune with a
+lower learning rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..data.dataset import Dataset
+from ..errors import UserError
+from ..train.callbacks import Callback
+from .layers import named_layers
+from .reuse import count_blocks, load_source, reuse
+from .unfreezing import FreezeThenFineTune
+
+__all__ = ["FineTuneResult", "fine_tune", "body_layers", "apply_transfer", "transfer_callbacks"]
+
+
+@dataclass
+class FineTuneResult:
+    """What :func:`fine_tune` returns: the trained model, its history and test metrics."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    test_metrics: dict[str, float]
+    trainer: Any = field(repr=False, default=None)
+
+
+def body_layers(model: nn.Module) -> int:
+    """How many layers come before the output layer: the default set to freeze.
+
+    Contract: the index of the layer named ``head`` in
+    :func:`trainwell.transfer.named_layers`, else all layers but the last.
+
+    Args:
+        model: the model.
+
+    Returns:
+        The number of leading layers that form the body.
+    """
+    names = [n for n, _ in named_layers(model)]
+    return names.index("head") if "head" in names else max(len(names) - 1, 0)
+
+
+def fine_tune(
+    model: nn.Module,
+    data: Dataset,
+    *,
+    freeze_up_to: int | str | None = None,
+    freeze_epochs: int = 5,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    lr_factor: float = 0.1,
+    optimizer: str = "adam",
+    batch_size: int = 64,
+    seed: int = 0,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = False,
+    **trainer_kwargs: Any,
+) -> FineTuneResult:
+    """Train the new head with the reused layers frozen, then fine-tune all at ``lr·lr_factor``.
+
+    Contract: one :class:`~trainwell.train.Trainer` run of ``freeze_epochs + epochs`` epochs
+    with a :class:`FreezeThenFineTune` callback: epochs ``0 .. freeze_epochs-1`` update only
+    the unfrozen layers at ``lr``; from epoch ``freeze_epochs`` on all layers learn at
+    ``lr · lr_factor``. The optimizer holds every parameter from the start (frozen ones get
+    no gradient and no state until they unfreeze).
+
+    Args:
+        model: the model to train in place (e.g. from :func:`trainwell.transfer.reuse`).
+        data: the new task's dataset.
+        freeze_up_to: the layers to freeze first (count or name, as in
+            :func:`trainwell.transfer.freeze`); default: every layer before ``head``.
+        freeze_epochs: epochs of head-only training, >= 0.
+        epochs: fine-tuning epochs after unfreezing, >= 0 (the total must be >= 1).
+        lr: the learning rate of the first phase.
+        lr_factor: multiplier of ``lr`` for the fine-tuning phase (> 0).
+        optimizer: a name from :data:`trainwell.optim.OPTIMIZERS`.
+        batch_size: samples per step.
+        seed: the Trainer's seed (shuffling and dropout).
+        callbacks: more callbacks, run after the freezing one.
+        progress: show the progress bar.
+        **trainer_kwargs: passed to :class:`~trainwell.train.Trainer` (``schedule``,
+            ``clip``, ``device``, ``run_dir``, ...).
+
+    Returns:
+        A :class:`FineTuneResult`; ``test_metrics`` is empty when ``data.test`` is.
+
+    Raises:
+        UserError: negative epochs, a total of 0 epochs, or a bad layer selection.
+    """
+    from .. import optim as tw_optim
+    from ..train import Trainer
+
+    if freeze_epochs < 0 or epochs < 0 or freeze_epochs + epochs < 1:
+        raise UserError(
+            f"fine_tune: need freeze_epochs >= 0, epochs >= 0 and at least one epoch in all; "
+            f"got freeze_epochs={freeze_epochs}, epochs={epochs}"
+        )
+    up_to = body_layers(model) if freeze_up_to is None else freeze_up_to
+    schedule_cb = FreezeThenFineTune(up_to, freeze_epochs=freeze_epochs, lr_factor=lr_factor)
+    opt = tw_optim.build(optimizer, model.parameters(), lr=lr)
+    trainer = Trainer(
+        model,
+        opt,
+        epochs=freeze_epochs + epochs,
+        batch_size=batch_size,
+        seed=seed,
+        callbacks=[schedule_cb, *callbacks],
+        progress=progress,
+        **trainer_kwargs,
+    )
+    history = trainer.fit(data)
+    test = trainer.evaluate(data.test) if len(data.test) else {}
+    return FineTuneResult(model, history, test, trainer)
+
+
+def _reused_count(section: Any) -> int:
+    if section.n_layers is not None:
+        return int(section.n_layers)
+    state, _, _ = load_source(section.from_)
+    return count_blocks(state)
+
+
+def apply_transfer(config: Any, model: nn.Module, data: Dataset | None = None) -> nn.Module:
+    """Copy the reused layers named by ``config.transfer`` into the freshly built ``model``.
+
+    Contract: ``reuse(config.transfer.from_, n_layers=config.transfer.n_layers,
+    model=model)``: the first ``n_layers`` hidden blocks (all of the source's when unset)
+    get the source run's trained values; the head and any deeper blocks keep their fresh
+    initialization. The model must be built like the source for the reused blocks.
+
+    Args:
+        config: a run config with a ``transfer`` section (``from_``, ``n_layers``).
+        model: the model built from ``config.model`` for this run's data.
+        data: unused; accepted so the runner can pass it.
+
+    Returns:
+        ``model``, changed in place.
+
+    Raises:
+        UserError: an unreadable source, or names and shapes that do not match.
+    """
+    section = config.transfer
+    if section.from_ is None:
+        return model
+    return reuse(section.from_, n_layers=section.n_layers, model=model)
+
+
+def transfer_callbacks(config: Any) -> list[Callback]:
+    """The callbacks a config run needs for ``transfer.freeze_epochs`` (empty when 0).
+
+    Contract: with ``freeze_epochs > 0``, one :class:`FreezeThenFineTune` freezing the reused
+    blocks (``blocks.0 .. blocks.{n-1}``) for ``freeze_epochs`` epochs, then scaling the
+    learning rate by ``fine_tune_lr_factor``.
+
+    Args:
+        config: a run config with a ``transfer`` section.
+
+    Returns:
+        A list of callbacks to pass to the Trainer.
+    """
+    section = config.transfer
+    if section.from_ is None or section.freeze_epochs == 0:
+        return []
+    n = _reused_count(section)
+    if n == 0:
+        return []
+    return [
+        FreezeThenFineTune(
+            n, freeze_epochs=section.freeze_epochs, lr_factor=section.fine_tune_lr_factor
+        )
+    ]

@@ -1,0 +1,185 @@
+"""The trainwell command: the default run learns, config show, and bad input → one line, exit 2."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+import subprocess
+import sys
+import tomllib
+
+import numpy as np
+import pytest
+
+from trainwell.cli import main
+from trainwell.config import load_config, to_toml
+
+FAST = ["--set", "data.source=synthetic", "--set", "data.num_samples=400", "--set", "model.depth=2",
+        "--set", "model.width=16", "--set", "train.epochs=2", "--quiet"]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, pattern):
+    import re
+
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in err
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_default_run_learns_on_a_small_budget(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(capsys, "train", "--set", "data.num_samples=3000", "--set",
+                              "train.epochs=4", "--set", "model.depth=3", "--quiet", "--out", str(out))
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final"]["test"]["accuracy"] > 0.35  # chance is 0.10 on MNIST-1D's 10 classes
+    assert summary["seed"] == 0 and summary["versions"]["torch"]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 4
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "epoch-0003.json", "epoch-0003.safetensors", "epoch-0004.json", "epoch-0004.safetensors"]
+    saved = load_config(out / "config.toml")
+    assert saved.data.num_samples == 3000 and saved.model.depth == 3
+    assert "test" in stdout and "samples/s" in stdout
+
+
+def test_config_show_prints_toml_that_reads_back(capsys):
+    code, out, _ = run_cli(capsys, "config", "show", "--set", "optim.lr=3e-4", "--set", "model.depth=20")
+    assert code == 0
+    raw = tomllib.loads(out)
+    assert raw["optim"]["lr"] == 3e-4 and raw["model"]["depth"] == 20
+    assert to_toml(load_config(None, ["optim.lr=3e-4", "model.depth=20"])) == out
+
+
+@pytest.mark.parametrize("override, pattern", [
+    ("optim.lrr=1", r"optim\.lrr: unknown field"),
+    ("model.depth=abc", r"model\.depth: Input should be a valid integer"),
+    ("optim.lr=-0.1", r"optim\.lr: Input should be greater than 0 \(got -0\.1\)"),
+    ("optim.name=adamx", r"optim\.name: unknown optimizer 'adamx'"),
+    ("model.activation=relux", r"model\.activation: unknown activation 'relux'"),
+    ("data.source=npz:/nonexistent/file.npz", r"/nonexistent/file\.npz"),
+    ("schedule.params={total_steps=7}", r"schedule.total_steps"),
+])
+def test_bad_config_values_give_one_line_and_no_run_folder(tmp_path, capsys, override, pattern):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", *FAST, "--set", override, "--out", str(out))
+    assert_one_line_error(code, err, pattern)
+    assert not out.exists()
+
+
+def test_a_misspelt_key_in_a_toml_file_names_file_and_field(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[optim]\nname = \"adam\"\nlearning_rate = 0.1\n")
+    code, _, err = run_cli(capsys, "train", str(cfg))
+    assert_one_line_error(code, err, r"bad\.toml: optim\.learning_rate: unknown field")
+
+
+def test_a_missing_config_file(capsys):
+    code, _, err = run_cli(capsys, "train", "/no/such.toml")
+    assert_one_line_error(code, err, r"config /no/such\.toml: no such file")
+
+
+def test_an_unknown_cli_flag(capsys):
+    code, _, err = run_cli(capsys, "train", "--epochs", "3")
+    assert_one_line_error(code, err, r"unrecognized arguments: --epochs")
+
+
+def write_idx(folder, n=20, truncate=False, label_max=9):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", n), ("t10k", n // 2)):
+        images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8).tobytes()
+        if truncate and prefix == "train":
+            images = images[: len(images) // 2]
+        with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">HBBIII", 0, 0x08, 3, count, 28, 28) + images)
+        labels = rng.integers(0, 10, count, dtype=np.uint8)
+        labels[0] = label_max
+        with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">HBBI", 0, 0x08, 1, count) + labels.tobytes())
+
+
+def test_a_truncated_data_file_is_named(tmp_path, capsys):
+    write_idx(tmp_path / "fm", truncate=True)
+    code, _, err = run_cli(capsys, "train", *FAST, "--set", f"data.source=idx:{tmp_path / 'fm'}",
+                           "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, r"train-images-idx3-ubyte\.gz.*truncated")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_label_out_of_range_is_named(tmp_path, capsys):
+    write_idx(tmp_path / "fm", label_max=12)
+    code, _, err = run_cli(capsys, "train", *FAST, "--set", f"data.source=idx:{tmp_path / 'fm'}",
+                           "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, r"label")
+    assert not (tmp_path / "run").exists()
+
+
+def test_idx_folder_trains_a_cnn(tmp_path, capsys):
+    write_idx(tmp_path / "fm", n=64)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--set", f"data.source=idx:{tmp_path / 'fm'}",
+                           "--set", "model.kind=cnn", "--set", "model.channels=[4]", "--set", "schedule.name=constant",
+                           "--set", "train.epochs=1", "--quiet", "--out", str(out))
+    assert code == 0, err
+    assert json.loads((out / "summary.json").read_text())["final"]["test"]["loss"] > 0
+
+
+def test_a_shape_that_does_not_fit_the_model(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", *FAST, "--set", "model.kind=cnn",
+                           "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, r"model\.kind: a cnn needs image data")
+    assert not (tmp_path / "run").exists()
+
+
+def test_wrong_out_features_for_the_labels(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", *FAST, "--set", "model.out_features=7",
+                           "--out", str(tmp_path / "run"))
+    assert_one_line_error(code, err, r"model\.out_features: the model gives 7 outputs but the data have 3 classes")
+
+
+def finished_run(tmp_path, capsys, *extra):
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", *FAST, *extra, "--out", str(out))
+    assert code == 0, err
+    return out
+
+
+def test_a_corrupt_checkpoint_is_refused_on_resume(tmp_path, capsys):
+    out = finished_run(tmp_path, capsys)
+    tensor_file = sorted((out / "checkpoints").glob("*.safetensors"))[-1]
+    tensor_file.write_bytes(tensor_file.read_bytes()[:100])
+    before = sorted(p.name for p in out.rglob("*"))
+    code, _, err = run_cli(capsys, "train", "--resume", str(out), "--quiet")
+    assert_one_line_error(code, err, r"corrupt \(SHA-256 does not match")
+    assert sorted(p.name for p in out.rglob("*")) == before
+
+
+def test_a_checkpoint_from_another_model_is_refused(tmp_path, capsys):
+    out = finished_run(tmp_path, capsys)
+    cfg = out / "config.toml"
+    cfg.write_text(cfg.read_text().replace("width = 16", "width = 32"))
+    code, _, err = run_cli(capsys, "train", "--resume", str(out), "--quiet")
+    assert_one_line_error(code, err, r"has shape \(16, 20\) but the model has \(32, 20\)")
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path))
+    assert_one_line_error(code, err, r"no config\.toml there")
+
+
+def test_the_console_script_exits_2_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "trainwell.cli", "train", "--set", "optim.lr=-1"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: optim.lr: Input should be greater than 0 (got -1)"
+    assert not (tmp_path / "runs").exists()

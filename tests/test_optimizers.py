@@ -1,0 +1,249 @@
+"""Contract tests shared by every trainwell optimizer (one table row per optimizer) + registry."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+
+from trainwell.errors import UserError
+from trainwell.optim.registry import OPTIMIZERS, OptimizerSpec, build, hyperparameters
+
+CONVENTIONS = ("lecture", "torch", "keras")
+
+# name, learning rate for the parabola, learning rate for Rosenbrock. A new optimizer is a
+# new row; every contract test below runs on it.
+ROWS = [
+    ("sgd", 0.2, 2e-3),
+    ("momentum", 0.05, 5e-4),
+    ("nesterov", 0.05, 5e-4),
+    ("adagrad", 0.5, 0.5),
+    ("rmsprop", 0.02, 5e-3),
+    ("adam", 0.05, 0.02),
+    ("adamw", 0.05, 0.02),
+    ("nadam", 0.05, 0.02),
+    ("adamax", 0.05, 0.1),
+]
+NAMES = [r[0] for r in ROWS]
+
+
+def _parabola(x: torch.Tensor) -> torch.Tensor:
+    scale = torch.linspace(0.5, 2.0, x.numel(), dtype=x.dtype)
+    return 0.5 * (scale * (x - 3.0) ** 2).sum()
+
+
+def _rosenbrock(x: torch.Tensor) -> torch.Tensor:
+    return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+
+
+def _run(opt, params, loss_fn, steps):
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn().backward()
+        opt.step()
+
+
+def test_table_covers_registry():
+    assert set(NAMES) == set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize(("name", "lr", "_"), ROWS)
+def test_converges_on_parabola(name, lr, _):
+    x = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    opt = build(name, [x], lr=lr, weight_decay=0.0)  # AdamW decays by default
+    steps = 600 if name == "adagrad" else 400
+    _run(opt, [x], lambda: _parabola(x), steps)
+    assert torch.allclose(x.detach(), torch.full_like(x, 3.0), atol=1e-3)
+
+
+@pytest.mark.parametrize(("name", "_", "lr"), ROWS)
+def test_converges_on_rosenbrock(name, _, lr):
+    x = torch.tensor([-1.0, 1.0], dtype=torch.float64, requires_grad=True)
+    opt = build(name, [x], lr=lr, weight_decay=0.0)  # AdamW decays by default
+    start = _rosenbrock(x).item()  # 4.0
+    _run(opt, [x], lambda: _rosenbrock(x), 800)
+    assert _rosenbrock(x).item() < 0.15 < start  # from 4.0, toward the minimum at (1, 1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_keeps_dtype(name, dtype):
+    x = torch.ones(4, dtype=dtype, requires_grad=True)
+    opt = build(name, [x])
+    _run(opt, [x], lambda: _parabola(x), 3)
+    assert x.dtype == dtype
+    for value in opt.state[x].values():
+        if isinstance(value, torch.Tensor):
+            assert value.dtype == dtype
+
+
+def _grads(shapes, n, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(n)]
+
+
+def _apply(opt, params, grads):
+    for g_step in grads:
+        for p, g in zip(params, g_step):
+            p.grad = g.clone()
+        opt.step()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_state_dict_round_trip(name, convention):
+    shapes = [(3, 2), (4,)]
+    grads = _grads(shapes, 8)
+    a = [torch.ones(s, dtype=torch.float64, requires_grad=True) for s in shapes]
+    opt_a = build(name, a, convention=convention, weight_decay=0.01)
+    _apply(opt_a, a, grads[:5])
+    saved = copy.deepcopy(opt_a.state_dict())
+    b = [p.detach().clone().requires_grad_() for p in a]
+    opt_b = build(name, b, convention=convention, weight_decay=0.01)
+    opt_b.load_state_dict(saved)
+    _apply(opt_a, a, grads[5:])
+    _apply(opt_b, b, grads[5:])
+    for pa, pb in zip(a, b):
+        assert torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lr_scheduler_equals_manual_lr(name):
+    shapes = [(5,)]
+    grads = _grads(shapes, 6)
+    a = [torch.ones(5, dtype=torch.float64, requires_grad=True)]
+    b = [torch.ones(5, dtype=torch.float64, requires_grad=True)]
+    opt_a, opt_b = build(name, a, lr=0.1), build(name, b, lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt_a, step_size=2, gamma=0.5)
+    for i, g in enumerate(grads):
+        _apply(opt_a, a, [g])
+        sched.step()
+        _apply(opt_b, b, [g])
+        opt_b.param_groups[0]["lr"] = 0.1 * 0.5 ** ((i + 1) // 2)
+    assert opt_a.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**3)
+    assert torch.equal(a[0], b[0])
+    # and a changed learning rate does change the trajectory
+    c = [torch.ones(5, dtype=torch.float64, requires_grad=True)]
+    _apply(build(name, c, lr=0.1), c, grads)
+    assert not torch.equal(a[0], c[0])
+
+
+def _state_equal(sa, sb):
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        if isinstance(sa[key], torch.Tensor):
+            assert torch.equal(sa[key], sb[key]), key
+        else:
+            assert sa[key] == sb[key], key
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_foreach_equals_loop_exactly(name, convention, dtype):
+    shapes = [(7, 3), (0,), (5,), (2, 2, 2)]  # (0,): a zero-size parameter
+    grads = _grads(shapes, 6, seed=1)
+    gen = torch.Generator().manual_seed(2)
+    init = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    runs = []
+    for foreach in (False, True):
+        params = [t.clone().requires_grad_() for t in init]
+        opt = build(name, params, convention=convention, foreach=foreach, weight_decay=0.05)
+        for step, g_step in enumerate(grads):
+            _apply(opt, params, [[g.to(dtype) for g in g_step]])
+            opt.param_groups[0]["lr"] *= 0.9 if step % 2 else 1.1
+        runs.append((params, opt))
+    (pa, oa), (pb, ob) = runs
+    for a, b in zip(pa, pb):
+        assert torch.equal(a, b)
+        _state_equal(oa.state[a], ob.state[b])
+
+
+_BAD = [
+    ({"lr": -1.0}, r"^lr: must be >= 0, got -1\.0$"),
+    ({"lr": float("nan")}, r"^lr: must be >= 0, got nan$"),
+    ({"lr": "fast"}, r"^lr: must be a number, got 'fast'$"),
+    ({"weight_decay": -0.1}, r"^weight_decay: must be >= 0, got -0\.1$"),
+    (
+        {"convention": "jax"},
+        r"^convention: must be one of \['lecture', 'torch', 'keras'\], got 'jax'$",
+    ),
+]
+_BAD_SPECIFIC = {
+    "momentum": [({"momentum": 1.0}, r"^momentum: must be in \[0, 1\), got 1\.0$")],
+    "nesterov": [({"momentum": 0.0}, r"^nesterov: needs momentum in \(0, 1\), got momentum=0$")],
+    "adagrad": [({"initial_accumulator_value": -1.0}, r"^initial_accumulator_value: must be >= 0")],
+    "rmsprop": [({"beta": 1.5}, r"^beta: must be in \[0, 1\), got 1\.5$")],
+    "adam": [
+        ({"betas": (1.0, 0.9)}, r"^betas\[0\]: must be in \[0, 1\), got 1\.0$"),
+        ({"betas": 0.9}, r"^betas: must be a pair \(beta1, beta2\), got 0\.9$"),
+        ({"eps": -1e-8}, r"^eps: must be >= 0, got -1e-08$"),
+    ],
+    "nadam": [({"momentum_decay": -1.0}, r"^momentum_decay: must be >= 0, got -1\.0$")],
+    "adamax": [({"betas": (0.9, -0.5)}, r"^betas\[1\]: must be in \[0, 1\), got -0\.5$")],
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rejects_bad_hyperparameters(name):
+    cls = OPTIMIZERS[name].cls
+    x = torch.zeros(2, requires_grad=True)
+    for kwargs, pattern in _BAD + _BAD_SPECIFIC.get(name, []):
+        with pytest.raises(ValueError, match=pattern):
+            cls([x], **kwargs)
+    # a param group added later is checked too
+    opt = cls([x])
+    with pytest.raises(ValueError, match=r"^lr: must be >= 0, got -2\.0$"):
+        opt.add_param_group({"params": [torch.zeros(1, requires_grad=True)], "lr": -2.0})
+
+
+def test_registry_rows():
+    for name, spec in OPTIMIZERS.items():
+        assert isinstance(spec, OptimizerSpec) and spec.name == name
+        assert issubclass(spec.cls, torch.optim.Optimizer)
+        assert spec.description and spec.cls.__doc__
+        assert spec.defaults == hyperparameters(name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        OPTIMIZERS["sgd"].name = "x"  # type: ignore[misc]
+
+
+def test_hyperparameters_from_signature():
+    assert hyperparameters("rmsprop") == {
+        "lr": 1e-3,
+        "beta": 0.9,
+        "eps": 1e-10,
+        "weight_decay": 0.0,
+        "convention": "lecture",
+        "foreach": None,
+    }
+    assert hyperparameters("rmsprop", "torch")["beta"] == 0.99
+    assert hyperparameters("adagrad", "keras")["initial_accumulator_value"] == 0.1
+    assert hyperparameters("momentum")["momentum"] == 0.9
+    assert "nesterov" not in hyperparameters("nesterov")
+
+
+def test_build_errors_are_user_errors():
+    x = [torch.zeros(2, requires_grad=True)]
+    with pytest.raises(
+        UserError, match=r"^optim\.name: unknown optimizer 'x'; choose one of \['sgd'"
+    ):
+        build("x", x)
+    with pytest.raises(
+        UserError,
+        match=r"^optim\.betas: not a hyperparameter of 'sgd'; it takes lr, momentum, weight_decay, nesterov, convention, foreach$",
+    ):
+        build("sgd", x, betas=(0.9, 0.99))
+    with pytest.raises(UserError, match=r"^optim\.lr: must be >= 0, got -1\.0$"):
+        build("adam", x, lr=-1.0)
+    with pytest.raises(UserError, match=r"^optim\.betas\[1\]: must be in \[0, 1\), got 1\.0$"):
+        build("nadam", x, betas=(0.9, 1.0))
+
+
+def test_build_uses_convention_defaults():
+    x = [torch.zeros(2, requires_grad=True)]
+    assert build("adam", x, convention="torch").defaults["eps"] == 1e-8
+    assert build("adam", x).defaults["eps"] == 1e-7
+    assert build("nadam", x, convention="torch").defaults["lr"] == 2e-3
+    assert build("adamw", x, convention="keras").defaults["weight_decay"] == 0.004

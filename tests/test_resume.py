@@ -1,0 +1,79 @@
+"""Exact resume: a run killed with SIGKILL mid-epoch and resumed ends bit-identical."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+# Big enough that one epoch takes a noticeable time (so the kill lands inside an epoch),
+# small enough for CI: synthetic gaussian classes, 4×128 MLP, dropout on (its RNG must resume).
+ARGS = ["--set", "data.source=synthetic", "--set", "data.num_samples=12000",
+        "--set", "model.depth=4", "--set", "model.width=128", "--set", "model.dropout=0.1",
+        "--set", "train.epochs=4", "--set", "train.batch_size=16", "--set", "train.threads=1",
+        "--set", "schedule.name=one_cycle", "--set", "name=resume", "--quiet"]
+
+
+def train(out: Path, *, resume: bool = False) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = ["--resume", str(out), "--quiet"] if resume else [*ARGS, "--out", str(out)]
+    log = out.parent / f"{out.name}-{'resume' if resume else 'first'}.log"
+    with open(log, "wb") as err:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "trainwell.cli", "train", *argv],
+                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+
+
+def log_of(out: Path, resume: bool = False) -> str:
+    return (out.parent / f"{out.name}-{'resume' if resume else 'first'}.log").read_text()[-2000:]
+
+
+def final_state(run: Path):
+    last = sorted((run / "checkpoints").glob("epoch-*.safetensors"))[-1]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    timeless = [{k: v for k, v in m.items() if not k.endswith("_s")} for m in metrics]
+    return last.name, load_file(str(last)), timeless
+
+
+def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.is_file() and len(path.read_text().splitlines()) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended early with code {proc.returncode}")
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for the run")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    ref = tmp_path / "ref"
+    p = train(ref)
+    assert p.wait(timeout=600) == 0, log_of(ref)
+    ref_name, ref_tensors, ref_metrics = final_state(ref)
+
+    killed = tmp_path / "killed"
+    p = train(killed)
+    wait_for_lines(killed / "metrics.jsonl", 1, p)  # epoch 1 logged; epoch 2 under way
+    t_epoch = json.loads((killed / "metrics.jsonl").read_text().splitlines()[0])["epoch_time_s"]
+    time.sleep(t_epoch * 0.4)  # well inside epoch 2
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    lines_at_kill = len((killed / "metrics.jsonl").read_text().splitlines())
+    assert lines_at_kill < 4, "the run finished before it was killed"
+
+    r = train(killed, resume=True)
+    assert r.wait(timeout=600) == 0, log_of(killed, resume=True)
+    name, tensors, metrics = final_state(killed)
+    assert name == ref_name
+    assert tensors.keys() == ref_tensors.keys()
+    for key in ref_tensors:  # model weights and every optimizer state tensor
+        assert (tensors[key] == ref_tensors[key]).all(), key
+    assert metrics == ref_metrics
