@@ -131,7 +131,9 @@ def test_every_registered_name_builds_and_round_trips(name):
 
 
 def test_unknown_activation_is_a_user_error():
-    with pytest.raises(UserError, match=r"model.activation: unknown activation 'relu6'; choose one of \["):
+    with pytest.raises(
+        UserError, match=r"model.activation: unknown activation 'relu6'; choose one of \["
+    ):
         activation("relu6")
 
 

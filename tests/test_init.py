@@ -66,7 +66,9 @@ def test_fans_for_linear_and_conv():
     assert init.fans(nn.Conv2d(8, 6, (3, 5)).weight) == (8 * 15, 6 * 15)
     assert init.fans(nn.Conv2d(8, 6, 3, groups=2).weight) == (4 * 9, 6 * 9)
     assert init.fans(nn.Conv1d(4, 2, 7).weight) == (28, 14)
-    with pytest.raises(UserError, match=r"model.init: cannot compute fans of a tensor of shape \(5,\)"):
+    with pytest.raises(
+        UserError, match=r"model.init: cannot compute fans of a tensor of shape \(5,\)"
+    ):
         init.glorot_uniform(torch.empty(5))
 
 
@@ -124,7 +126,9 @@ def test_init_for_unknown_activation_is_a_user_error():
 
 
 def test_unknown_initializer_is_a_user_error():
-    with pytest.raises(UserError, match=r"model.init: unknown initializer 'x'; choose one of \['auto', "):
+    with pytest.raises(
+        UserError, match=r"model.init: unknown initializer 'x'; choose one of \['auto', "
+    ):
         apply_init(nn.Linear(2, 2), "x")
     with pytest.raises(UserError, match="model.init: unknown initializer 'xavier'"):
         MLP(4, [4], 2, init="xavier")

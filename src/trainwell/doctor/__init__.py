@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from .callback import DEFAULT_EVERY, DoctorCallback
 from .findings import KINDS, Finding, Health
+from .loop import DoctorResult, Trial, diagnose, repair
 from .probes import LayerInfo, Probe, describe_layers, probe_schedule
+from .repairs import REPAIRS, Repair, RollbackGuard
+from .report import render_report, write_report
 from .rules import THRESHOLDS, diagnose_health, summarize
 from .watch import Watcher, watch
 
@@ -27,14 +30,23 @@ __all__ = [
     "KINDS",
     "THRESHOLDS",
     "DoctorCallback",
+    "DoctorResult",
     "Finding",
     "Health",
     "LayerInfo",
     "Probe",
+    "REPAIRS",
+    "Repair",
+    "RollbackGuard",
+    "Trial",
     "Watcher",
     "describe_layers",
+    "diagnose",
     "diagnose_health",
     "probe_schedule",
+    "render_report",
+    "repair",
     "summarize",
     "watch",
+    "write_report",
 ]

@@ -1,0 +1,303 @@
+"""Shared parts of the playbook experiments: run config variants over seeds, tabulate, plot.
+
+An experiment is a base :class:`~trainwell.config.Config` plus named :class:`Variant`
+patches (dotted config keys, applied with :func:`trainwell.config.apply_patch`). Each
+variant is trained once per seed through :func:`trainwell.runner.build_run`; the data of a
+(data section, seed) pair is loaded once and shared by every variant, so variants differ
+only in what their patch changes. Results are reduced to mean ± sample standard deviation
+(n − 1) over seeds and written under ``runs/experiments/NAME/``::
+
+    table.md       the Markdown table (with the setup and the wall time)
+    results.json   every row: settings, per-seed values, mean and std, per-epoch curves
+    *.png          plots (matplotlib, Agg backend)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, apply_patch, load_config
+from ..errors import UserError
+
+__all__ = [
+    "Variant",
+    "seed_list",
+    "base_config",
+    "fit_one",
+    "run_variants",
+    "mean_std",
+    "pm",
+    "markdown_table",
+    "plot_curves",
+    "write_outputs",
+    "add_arguments",
+    "run_command",
+    "CURVE_KEYS",
+]
+
+# Per-epoch history keys kept as curves in results.json and the plots.
+CURVE_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of an experiment: a name, a config patch and the settings shown in the table.
+
+    Args:
+        name: row name (e.g. ``"adam"``).
+        patch: dotted config keys → values, applied on top of the experiment's base config.
+        settings: human-readable hyperparameters for the table, e.g. ``"lr=0.001"``.
+    """
+
+    name: str
+    patch: dict[str, Any] = field(default_factory=dict)
+    settings: str = ""
+
+
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` as a list: a count ``n`` means seeds ``0 .. n-1``.
+
+    Raises:
+        UserError: ``"--seeds: need at least 1 seed, got 0"``.
+    """
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise UserError(f"--seeds: need at least 1 seed, got {seeds}; use --seeds 3")
+        return list(range(seeds))
+    out = [int(s) for s in seeds]
+    if not out:
+        raise UserError("--seeds: need at least 1 seed; use --seeds 3")
+    return out
+
+
+def base_config(patch: dict[str, Any]) -> Config:
+    """The built-in default config with ``patch`` (dotted keys) applied and validated."""
+    return apply_patch(load_config(None), patch)
+
+
+Measure = Callable[[Any], dict[str, Any]]
+
+
+def fit_one(
+    config: Config,
+    *,
+    data: Any = None,
+    measure_init: Measure | None = None,
+    measure_final: Measure | None = None,
+) -> dict[str, Any]:
+    """Build and fit ``config`` once (no run folder); return its final metrics and curves.
+
+    Args:
+        config: a validated config (its seed seeds data split, init, shuffling, dropout).
+        data: a prepared :class:`~trainwell.data.Dataset` to reuse, or None to load it.
+        measure_init: called with the built :class:`~trainwell.runner.Run` before fitting;
+            its dict is stored under ``"init"``.
+        measure_final: called with the fitted run; its dict is stored under ``"final"``.
+
+    Returns:
+        ``{"seed", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss",
+        "test_accuracy", "steps", "skipped_steps", "fit_time_s", "curves", "init", "final"}``
+        where the split metrics are evaluated after training in eval mode (no dropout) and
+        ``curves`` maps each of :data:`CURVE_KEYS` to its per-epoch list.
+    """
+    from ..runner import build_run  # imported lazily: keeps `--help` fast
+
+    built = build_run(config, data=data, progress=False)
+    init = measure_init(built) if measure_init is not None else {}
+    t0 = time.perf_counter()
+    history = built.trainer.fit(built.data)
+    fit_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"seed": config.seed}
+    for split in ("train", "val", "test"):
+        for key, value in built.trainer.evaluate(getattr(built.data, split)).items():
+            out[f"{split}_{key}"] = value
+    out["steps"] = built.trainer.step
+    out["skipped_steps"] = built.trainer.skipped_steps
+    out["fit_time_s"] = fit_s
+    out["curves"] = {k: [h.get(k, math.nan) for h in history] for k in CURVE_KEYS}
+    out["init"] = init
+    out["final"] = measure_final(built) if measure_final is not None else {}
+    return out
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n − 1; 0 for a single value) of ``values``."""
+    vals = [float(v) for v in values]
+    if not vals:
+        return math.nan, math.nan
+    return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
+
+
+def pm(stat: dict[str, Any], digits: int = 3, scale: float = 1.0) -> str:
+    """Format ``{"mean", "std"}`` as ``"0.812 ± 0.010"`` (values multiplied by ``scale``)."""
+    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+
+
+def _aggregate(variant: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Reduce per-seed results to a row: mean/std of every scalar, curves kept per seed."""
+    getters: dict[str, Callable[[dict[str, Any]], Any]] = {
+        k: (lambda r, k=k: r[k])
+        for k, v in runs[0].items() if isinstance(v, int | float) and k != "seed"
+    }
+    for group in ("init", "final"):
+        for k, v in runs[0][group].items():
+            if isinstance(v, int | float):
+                getters[f"{group}_{k}"] = lambda r, g=group, k=k: r[g][k]
+    metrics: dict[str, dict[str, Any]] = {}
+    for key, get in getters.items():
+        values = [get(r) for r in runs]
+        mean, std = mean_std(values)
+        metrics[key] = {"mean": mean, "std": std, "values": values}
+    return {
+        "name": variant.name,
+        "settings": variant.settings,
+        "patch": variant.patch,
+        "seeds": [r["seed"] for r in runs],
+        "metrics": metrics,
+        "curves": {k: [r["curves"][k] for r in runs] for k in CURVE_KEYS},
+        "extra": {"init": [r["init"] for r in runs], "final": [r["final"] for r in runs]},
+    }
+
+
+def run_variants(
+    base: Config,
+    variants: Sequence[Variant],
+    seeds: Sequence[int],
+    *,
+    measure_init: Measure | None = None,
+    measure_final: Measure | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train every variant for every seed and return one aggregated row per variant.
+
+    Contract: run (variant, seed) uses ``apply_patch(base, variant.patch | {"seed": seed})``;
+    data are loaded once per distinct (data section, seed) and shared across variants.
+
+    Returns:
+        Rows in the order of ``variants``: ``{"name", "settings", "patch", "seeds",
+        "metrics": {key: {"mean", "std", "values"}}, "curves": {key: [per-seed lists]},
+        "extra": {"init": [...], "final": [...]}}``. Metric keys are those of
+        :func:`fit_one` plus ``init_*`` / ``final_*`` for scalar measurements.
+    """
+    from ..runner import build_data
+
+    cache: dict[str, Any] = {}
+    rows = []
+    for variant in variants:
+        runs = []
+        for seed in seeds:
+            config = apply_patch(base, {**variant.patch, "seed": seed})
+            key = json.dumps([config.data.model_dump(mode="json"), seed], sort_keys=True)
+            if key not in cache:
+                cache[key] = build_data(config)
+            result = fit_one(config, data=cache[key], measure_init=measure_init,
+                             measure_final=measure_final)
+            runs.append(result)
+            if log is not None:
+                log(f"  {variant.name:<14} seed {seed}: test acc {result['test_accuracy']:.3f} "
+                    f"({result['fit_time_s']:.1f} s)")
+        rows.append(_aggregate(variant, runs))
+    return rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured Markdown table; the first column is left-aligned, others right."""
+    align = [":---"] + ["---:"] * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(
+    path: Path,
+    rows: Sequence[dict[str, Any]],
+    panels: Sequence[tuple[str, str, bool]],
+    title: str,
+) -> Path:
+    """Plot per-epoch curves, mean over seeds with a ±1 std band, one panel per key.
+
+    Args:
+        path: the PNG to write.
+        rows: rows of :func:`run_variants` (their ``curves``).
+        panels: ``(curve key, y label, log scale)`` per panel.
+        title: figure title.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (key, label, logy) in zip(axes[0], panels):
+        for row in rows:
+            curves = np.asarray(row["curves"][key], dtype=float)  # (seeds, epochs)
+            mean, std = curves.mean(axis=0), curves.std(axis=0)
+            epochs = np.arange(1, curves.shape[1] + 1)
+            (line,) = ax.plot(epochs, mean, label=row["name"], lw=1.6)
+            ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(
+    out_dir: Path, name: str, table: str, setup: str, rows: list[dict[str, Any]],
+    meta: dict[str, Any],
+) -> None:
+    """Write ``table.md`` (title, setup, table, wall time) and ``results.json`` to ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wall = meta.get("wall_time_s")
+    text = f"# Experiment: {name}\n\n{setup.strip()}\n\n{table}"
+    if wall is not None:
+        text += f"\nSeeds: {meta.get('seeds')}; wall time {wall:.1f} s.\n"
+    (out_dir / "table.md").write_text(text, encoding="utf-8")
+    payload = {"experiment": name, **meta, "rows": rows}
+    (out_dir / "results.json").write_text(json.dumps(payload, indent=1, default=str) + "\n",
+                                          encoding="utf-8")
+
+
+def add_arguments(parser: argparse.ArgumentParser, default_seeds: int) -> None:
+    """Add ``--seeds N``, ``--quick`` and ``--out DIR`` to an experiment's parser."""
+    parser.add_argument("--seeds", type=int, default=default_seeds,
+                        help=f"seeds per variant (default {default_seeds})")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny budget for a smoke test (numbers are not meaningful)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default runs/experiments/NAME)")
+
+
+def run_command(name: str, run: Callable[..., list[dict[str, Any]]],
+                args: argparse.Namespace) -> int:
+    """Run an experiment from parsed CLI arguments and print its table; returns 0.
+
+    Raises:
+        UserError: ``--seeds`` below 1.
+    """
+    seeds = seed_list(args.seeds)
+    out = Path(args.out) if args.out else Path("runs") / "experiments" / name
+    run(out, seeds=seeds, quick=args.quick, log=lambda s: print(s, file=sys.stderr))
+    sys.stdout.write((out / "table.md").read_text(encoding="utf-8"))
+    print(f"wrote {out}/table.md, results.json and plots")
+    return 0
