@@ -183,3 +183,14 @@ def test_the_console_script_exits_2_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: optim.lr: Input should be greater than 0 (got -1)"
     assert not (tmp_path / "runs").exists()
+
+
+def test_lr_find_writes_a_plot_and_suggests_an_lr_inside_the_sweep(tmp_path, capsys):
+    out = tmp_path / "lrf"
+    code, stdout, err = run_cli(capsys, "lr-find", *FAST[:-1], "--steps", "60", "--out", str(out))
+    assert code == 0, err
+    result = json.loads((out / "lr_find.json").read_text())
+    assert result["lrs"][0] == pytest.approx(1e-7)
+    assert min(result["lrs"]) <= result["suggestion"] <= max(result["lrs"])
+    assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"{result['suggestion']:.2e}" in stdout

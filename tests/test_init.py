@@ -16,7 +16,7 @@ from trainwell.nn import INITIALIZERS, MLP, apply_init, init, init_for_activatio
 # (n_in, n_out, shape) for a Linear weight (out, in) and a grouped Conv2d weight
 # (out, in/groups, kh, kw): Conv2d(256 → 512, 3×3, groups=4) has n_in = 64·9, n_out = 512·9.
 LINEAR = (1000, 1000, (1000, 1000))
-RECT = (2000, 500, (500, 2000))
+RECT = (1000, 250, (250, 1000))
 CONV = (64 * 9, 512 * 9, tuple(nn.Conv2d(256, 512, 3, groups=4).weight.shape))
 
 FORMULAS = {  # name → (kwargs, Var(n_in, n_out))

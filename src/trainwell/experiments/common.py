@@ -188,9 +188,27 @@ def run_variants(
         "extra": {"init": [...], "final": [...]}}``. Metric keys are those of
         :func:`fit_one` plus ``init_*`` / ``final_*`` for scalar measurements.
     """
+    import torch
+
     from ..runner import build_data
 
-    cache: dict[str, Any] = {}
+    threads = torch.get_num_threads()  # build_run applies train.threads process-wide
+    try:
+        return _run_all(base, variants, seeds, build_data, measure_init, measure_final, log)
+    finally:
+        torch.set_num_threads(threads)  # leave the caller's thread count as it was
+
+
+def _run_all(
+    base: Config,
+    variants: Sequence[Variant],
+    seeds: Sequence[int],
+    build_data: Callable[[Config], Any],
+    measure_init: Measure | None,
+    measure_final: Measure | None,
+    log: Callable[[str], None] | None,
+) -> list[dict[str, Any]]:
+    cache: dict[str, Any] = {}  # (data section, seed) -> Dataset, shared by the variants
     rows = []
     for variant in variants:
         runs = []

@@ -41,6 +41,7 @@ __all__ = [
     "run_command",
     "markdown_table",
     "seed_list",
+    "summarize",
     "torch_threads",
 ]
 

@@ -282,6 +282,7 @@ def _from_state(state, settings: dict, label: str, n: int, new_head, available: 
         hidden=hidden,
         out_features=out_features,
         activation=settings.get("activation", "relu"),
+        init=settings.get("init", "auto"),
         dropout=float(settings.get("dropout", 0.0)),
         batch_norm="blocks.0.norm.running_mean" in state,
         output_activation=settings.get("output_activation"),
