@@ -18,6 +18,15 @@ from trainwell.errors import UserError
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # The configs below ask for train.threads = 1 (tiny nets; a shared 2-core machine):
+    # put torch's thread count back afterwards.
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 MOONS = {"source": "synthetic", "num_samples": 400, "options": {"kind": "moons", "noise": 0.2}}
 
 
@@ -25,7 +34,7 @@ def _config(**model) -> object:
     return validate({"name": "t", "seed": 0, "device": "cpu", "data": MOONS,
                      "model": {"depth": 2, "width": 16, **model},
                      "optim": {"name": "adam", "lr": 1e-2}, "schedule": {"name": "constant"},
-                     "train": {"epochs": 3, "batch_size": 32, "checkpoint_every": 100}})
+                     "train": {"epochs": 3, "batch_size": 32, "checkpoint_every": 100, "threads": 1}})
 
 
 def test_every_repair_patch_validates_where_it_applies():
@@ -97,7 +106,7 @@ def test_command_json_and_exit_codes(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[data]\nsource = "synthetic"\nnum_samples = 300\noptions = {kind = "moons"}\n'
                    '[model]\ndepth = 2\nwidth = 16\n[optim]\nlr = 1e-10\n'
-                   '[train]\nepochs = 3\nbatch_size = 32\n')
+                   '[train]\nepochs = 3\nbatch_size = 32\nthreads = 1\n')
     code = run(_args(config=str(cfg), json=True, diagnose_only=True, out=str(tmp_path / "o")))
     out = json.loads(capsys.readouterr().out)
     assert out["kinds"] == ["lr_too_low"] and code == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from . import data, nn, optim, train
+from . import doctor, transfer  # upper layers: after the ones they build on
 from .errors import UserError
 from .train import Trainer
 
@@ -26,4 +27,5 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = ["Trainer", "UserError", "data", "nn", "optim", "train", "__version__"]
+__all__ = ["Trainer", "UserError", "data", "doctor", "nn", "optim", "train", "transfer",
+           "__version__"]

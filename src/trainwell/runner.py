@@ -159,9 +159,12 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
         torch.set_num_threads(config.train.threads)
     data = build_data(config) if data is None else data
     model = build_model(config, data)
+    transfer_callbacks: list[Callback] = []
     if config.transfer.from_ is not None:
         from .transfer import apply_transfer  # the transfer layer sits above train
+        from .transfer import transfer_callbacks as make_transfer_callbacks
         model = apply_transfer(config, model, data)
+        transfer_callbacks = make_transfer_callbacks(config)
     optimizer = build_optimizer(config, model.parameters())
     steps = -(-len(data.train) // config.train.batch_size)
     schedule = _build_schedule(config, steps)
@@ -185,7 +188,8 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
                       batch_size=config.train.batch_size, seed=config.seed, loss=config.train.loss,
                       schedule=schedule, schedule_unit=config.schedule.unit, plateau=plateau,
                       clip=clip, penalty=penalty, max_norm=max_norm,
-                      log_grad_norm=config.train.log_grad_norm, callbacks=callbacks,
+                      log_grad_norm=config.train.log_grad_norm,
+                      callbacks=[*transfer_callbacks, *callbacks],
                       device=config.device, run_dir=run_dir,
                       checkpoint_every=config.train.checkpoint_every, progress=progress)
     trainer.check(data)  # a schedule that does not fit the run fails here, before any file

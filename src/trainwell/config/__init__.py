@@ -16,6 +16,6 @@ from .schema import (
                      TransferConfig,
 )
 
-__all__ = ["ClipConfig", "Config", "DataConfig", "ModelConfig", "OptimConfig", "PlateauConfig",
+__all__ = ["ClipConfig", "Config", "DataConfig", "ModelConfig", "OptimConfig", "PlateauConfig", "PretrainConfig",
            "RegularizationConfig", "ScheduleConfig", "TrainConfig", "TransferConfig",
            "apply_patch", "load_config", "parse_overrides", "to_dict", "to_toml", "validate"]

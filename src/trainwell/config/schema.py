@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "ClipConfig",
            "ScheduleConfig", "PlateauConfig", "RegularizationConfig", "TrainConfig",
-           "TransferConfig"]
+           "TransferConfig", "PretrainConfig"]
 
 
 class _Section(BaseModel):
@@ -62,7 +62,7 @@ class ModelConfig(_Section):
 
 
 class ClipConfig(_Section):
-    """Gradient clipping."""
+    """Gradient clipping, applied after backward and before the optimizer step."""
 
     kind: Literal["none", "value", "global_norm", "tensor_norm", "adaptive"] = Field(
         "none", description="none, value, global_norm, tensor_norm (Keras clipnorm) or adaptive (AGC)")
@@ -132,10 +132,26 @@ class TransferConfig(_Section):
                               "to reuse layers from")
     n_layers: int | None = Field(None, ge=0, description="hidden layers to reuse; none = all")
     freeze_epochs: int = Field(0, ge=0, description="epochs with reused layers frozen first")
-    fine_tune_lr_factor: float = Field(1.0, gt=0, description="LR factor of reused layers "
-                                       "after unfreezing")
+    fine_tune_lr_factor: float = Field(0.1, gt=0, description="multiply every learning rate by "
+                                       "this when the reused layers unfreeze after freeze_epochs; "
+                                       "no effect when freeze_epochs = 0")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class PretrainConfig(_Section):
+    """Unsupervised autoencoder pretraining of the MLP's hidden layers (trainwell pretrain)."""
+
+    method: Literal["layerwise", "stacked", "both"] = Field(
+        "layerwise", description="greedy layer-wise, whole stacked autoencoder, or both in turn")
+    epochs: int = Field(5, gt=0, description="epochs per hidden layer (layer-wise)")
+    stacked_epochs: int = Field(10, gt=0, description="epochs of the stacked autoencoder")
+    lr: float = Field(1e-3, gt=0, description="learning rate of the autoencoders")
+    batch_size: int = Field(128, gt=0, description="samples per step")
+    noise: Literal["none", "gaussian", "mask"] = Field("none", description="denoising corruption")
+    noise_level: float = Field(0.1, ge=0, description="Gaussian std, or masking probability (< 1)")
+    tied: bool = Field(False, description="decoder uses the transposed encoder weights")
+    optimizer: str = Field("adam", description="optimizer name for the autoencoders")
 
 
 class Config(_Section):
@@ -151,6 +167,7 @@ class Config(_Section):
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -166,4 +183,14 @@ class Config(_Section):
             if isinstance(steps, int) and steps != self.train.epochs:
                 raise ValueError(f"schedule.params.total_steps: {steps} epochs but train.epochs = "
                                  f"{self.train.epochs}; remove total_steps to fit the run")
+        t = self.transfer
+        if t.from_ is None and (t.n_layers is not None or t.freeze_epochs):
+            raise ValueError("transfer.from: n_layers / freeze_epochs need a source; set "
+                             "transfer.from = \"runs/NAME\" or remove them")
+        if t.freeze_epochs and t.freeze_epochs >= self.train.epochs:
+            raise ValueError(f"transfer.freeze_epochs: {t.freeze_epochs} must be below "
+                             f"train.epochs = {self.train.epochs}, or nothing is fine-tuned")
+        if self.pretrain.noise == "mask" and self.pretrain.noise_level >= 1:
+            raise ValueError(f"pretrain.noise_level: a masking probability must be < 1, got "
+                             f"{self.pretrain.noise_level}")
         return self

@@ -144,7 +144,8 @@ def case_outcome(case: dict[str, Any], result, full_epochs: int) -> dict[str, An
     final = result.after.get("test_accuracy") if result.after else result.before.get("test_accuracy")
     short = result.before.get("epochs") or 0
     epochs = short * (1 + len(result.trials)) + (result.after.get("epochs") or 0)
-    ok_final = isinstance(final, float) and final >= case["reference"] - REFERENCE_TOLERANCE
+    ok_final = (result.status == "repaired" and isinstance(final, float)
+                and final >= case["reference"] - REFERENCE_TOLERANCE)
     return {
         "case": case["name"], "expected": case["expected"], "found": kinds, "detected": detected,
         "chosen": result.chosen, "status": result.status,

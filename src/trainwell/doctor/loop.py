@@ -221,6 +221,8 @@ def repair(config, *, out_dir: str | Path | None = None, max_trials: int = MAX_T
         out = Path(out_dir) / "final" if out_dir is not None else None
         metrics, _, _ = _fit(result.repaired_config, out, every=None, report=out is not None)
         result.after = metrics
+        if _score(metrics) < _score(result.before) + MIN_GAIN:
+            result.status = "unresolved"  # the full budget lost the trial's gain
     result.seconds = time.perf_counter() - t0
     if out_dir is not None and result.repaired_config is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

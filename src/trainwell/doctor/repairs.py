@@ -229,9 +229,16 @@ def _rollback_apply(model: nn.Module, optimizer) -> dict:
     return {"callbacks": [RollbackGuard()]}
 
 
-_down, _down_apply = _lr(LR_DOWN)
+_, _down_apply = _lr(LR_DOWN)
 _, _up_apply = _lr(LR_UP)
 _ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "adagrad")
+
+
+def _down(c) -> dict | None:
+    # ×0.1, but at most the family's usual ceiling (1e-2 adaptive, 0.1 SGD family): from
+    # lr = 10 one decade still diverges.
+    ceiling = 1e-2 if c.optim.name in _ADAPTIVE else 0.1
+    return {"optim.lr": min(c.optim.lr * LR_DOWN, ceiling)}
 
 
 def _up(c) -> dict | None:
@@ -253,7 +260,7 @@ REPAIRS: dict[str, Repair] = {r.name: r for r in (
            _bn_patch, _bn_apply),
     Repair("clip_gradients", f"clip the global gradient norm to {CLIP_NORM}",
            _clip_patch, _clip_apply),
-    Repair("lr_down", f"multiply the learning rate by {LR_DOWN}", _down, _down_apply),
+    Repair("lr_down", f"multiply the learning rate by {LR_DOWN} (at most 1e-2 adaptive, 0.1 SGD)", _down, _down_apply),
     Repair("lr_up", f"multiply the learning rate by {LR_UP:g} (at least 1e-3 adaptive, 1e-2 SGD)", _up, _up_apply),
     Repair("switch_optimizer", "switch to Adam (lr 1e-3)", _adam_patch, _adam_apply),
     Repair("add_schedule", "a 1cycle schedule, or the performance controller",

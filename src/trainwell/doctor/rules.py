@@ -65,7 +65,8 @@ FLAT_LOSS_DROP = 0.05
 # Healthy runs: ≤ 0.25 (noise around the end); lr 1–10 or bs 1 + momentum: ≥ 0.4.
 OSCILLATION_SHARE = 0.4
 LOSS_WINDOWS = 10
-# Median update ratio of hidden layers above which steps are far too large (healthy 1e-4…1e-2).
+# Median update ratio ‖ΔW‖/‖W‖ of the most-updated layer above which steps are far too large
+# (healthy 1e-4…1e-2; Adam at lr = 1 measures ≥ 1).
 LR_HIGH_UPDATE = 0.1
 
 # ---- inputs -------------------------------------------------------------------------
@@ -245,7 +246,6 @@ def diagnose_health(health: Health) -> list[Finding]:
     max_ratio = max(ratios) if ratios else None
     ratio = s["grad_ratio"]
     head_upd = per[names[-1]]["update"] if names else None
-    hidden_upd = _median([per[n]["update"] for n in hidden]) if hidden else head_upd
     low_lr = _finite(head_upd) and head_upd < LR_LOW_UPDATE and s["non_finite_steps"] == 0
     if failing and ((_finite(max_ratio) and max_ratio > EXPLODING_RATIO)
                     or (_finite(s["global_grad"]) and s["global_grad"] > EXPLODING_ABS)):
@@ -254,10 +254,11 @@ def diagnose_health(health: Health) -> list[Finding]:
             "gradients grow layer by layer towards the input, so the early layers take huge "
             "steps", ("clip_gradients", "reinit_by_activation", "add_batch_norm", "lr_down"))
     rising = _finite(s["loss_end"]) and _finite(s["loss_start"]) and s["loss_end"] > 1.1 * s["loss_start"]
+    max_upd = max((v["update"] for v in per.values() if _finite(v["update"])), default=None)
     if failing and (rising or s["up_share"] >= OSCILLATION_SHARE
-                    or (_finite(hidden_upd) and hidden_upd > LR_HIGH_UPDATE) or s["non_finite_steps"] > 0):
+                    or (_finite(max_upd) and max_upd > LR_HIGH_UPDATE) or s["non_finite_steps"] > 0):
         add("lr_too_high", [], {"loss_rising": rising, "loss_up_share": _fmt(s["up_share"]),
-            "update_ratio_median": _fmt(hidden_upd)},
+            "update_ratio_max_layer": _fmt(max_upd)},
             "the loss jumps up or oscillates instead of falling: each step overshoots",
             ("lr_down", "switch_optimizer", "add_schedule", "clip_gradients"))
     sat = {n: per[n]["saturated"] for n in names if _finite(per[n]["saturated"])}
@@ -283,7 +284,7 @@ def diagnose_health(health: Health) -> list[Finding]:
         add("dying_relu", dead_bad, {"dead_share": {n: _fmt(dead[n]) for n in dead_bad}},
             "ReLU units output 0 for every input, so they pass no gradient and never recover",
             ("swap_activation", "reinit_by_activation", "lr_down"))
-    if low_lr and (failing or s["loss_drop"] < FLAT_LOSS_DROP) and not sym:
+    if low_lr and (failing or s["loss_drop"] < FLAT_LOSS_DROP) and not sym and not head_problem:
         add("lr_too_low", [], {"head_update_ratio": _fmt(head_upd), "loss_drop": _fmt(s["loss_drop"])},
             "the loss is flat although gradients are healthy: each step changes the weights "
             "by a tiny fraction", ("lr_up", "switch_optimizer"))

@@ -152,7 +152,7 @@ class CNN(nn.Module):
         kernel_size: square kernel size of every conv layer.
         activation: activation name for conv and dense blocks.
         init: ``"auto"`` or an initializer name.
-        pool: ``"max"``, ``"avg"`` or ``None`` (2×2 pooling after each conv block).
+        pool: ``"max"``, ``"avg"`` or ``None``/``"none"`` (2×2 pooling after each conv block).
         batch_norm: BatchNorm2d/1d between each conv/linear layer and its activation.
         dropout: dropout rate after flatten and after each dense activation.
         hidden: widths of dense layers between the conv blocks and the head.
@@ -188,10 +188,11 @@ class CNN(nn.Module):
         _check_positive("model.kernel_size", kernel_size)
         widths = [_check_positive("model.hidden", v) for v in hidden]
         rate = _check_rate(dropout)
-        pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d, None: None}
+        pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d, None: None, "none": None}
         if pool not in pools:
             raise UserError(f"model.pool: unknown pooling {pool!r}; choose 'max', 'avg' or None")
         self.activation_name = str(activation).lower()
+        grow = 2 * (kernel_size // 2) - kernel_size + 1  # "same" padding: +1 for even kernels
         blocks = []
         for out_c in channels:
             _check_positive("model.channels", out_c)
@@ -202,10 +203,7 @@ class CNN(nn.Module):
             if batch_norm:
                 layers["norm"] = nn.BatchNorm2d(out_c)
             layers["act"] = make_activation(self.activation_name)
-            h, w = (
-                h + 2 * (kernel_size // 2) - kernel_size + 1,
-                w + 2 * (kernel_size // 2) - kernel_size + 1,
-            )
+            h, w = h + grow, w + grow
             if pools[pool] is not None:
                 layers["pool"] = pools[pool](2)
                 h, w = h // 2, w // 2
