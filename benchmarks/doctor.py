@@ -25,13 +25,17 @@ from trainwell.runner import build_data, build_run
 
 
 def _config(epochs: int, samples: int):
-    return validate({
-        "name": "bench-doctor", "seed": 0, "device": "cpu",
-        "data": {"source": "mnist1d", "num_samples": samples},
-        "model": {"depth": 8, "width": 256, "activation": "relu"},
-        "optim": {"name": "adam", "lr": 3e-3},
-        "train": {"epochs": epochs, "batch_size": 128, "checkpoint_every": 1000},
-    })
+    return validate(
+        {
+            "name": "bench-doctor",
+            "seed": 0,
+            "device": "cpu",
+            "data": {"source": "mnist1d", "num_samples": samples},
+            "model": {"depth": 8, "width": 256, "activation": "relu"},
+            "optim": {"name": "adam", "lr": 3e-3},
+            "train": {"epochs": epochs, "batch_size": 128, "checkpoint_every": 1000},
+        }
+    )
 
 
 def _time(config, data, callbacks, run_dir: Path) -> float:
@@ -59,20 +63,31 @@ def main() -> None:
             order = ("a", "b") if r % 2 == 0 else ("b", "a")
             t = {}
             for arm in order:
-                cbs = [DoctorCallback(every=args.every, num_classes=data.num_classes)] if arm == "b" else []
+                cbs = (
+                    [DoctorCallback(every=args.every, num_classes=data.num_classes)]
+                    if arm == "b"
+                    else []
+                )
                 t[arm] = _time(config, data, cbs, Path(tmp) / f"{arm}{r}")
             plain.append(t["a"])
             probed.append(t["b"])
             ratios.append(t["b"] / t["a"])
-    print(json.dumps({
-        "benchmark": "doctor_overhead", "config": "mnist1d-4k 8x256 relu adam",
-        "epochs": args.epochs, "every": args.every, "rounds": args.rounds,
-        "threads": torch.get_num_threads(),
-        "plain_s_median": round(statistics.median(plain), 4),
-        "probed_s_median": round(statistics.median(probed), 4),
-        "ratio_median": round(statistics.median(ratios), 4),
-        "ratios": [round(x, 4) for x in ratios],
-    }))
+    print(
+        json.dumps(
+            {
+                "benchmark": "doctor_overhead",
+                "config": "mnist1d-4k 8x256 relu adam",
+                "epochs": args.epochs,
+                "every": args.every,
+                "rounds": args.rounds,
+                "threads": torch.get_num_threads(),
+                "plain_s_median": round(statistics.median(plain), 4),
+                "probed_s_median": round(statistics.median(probed), 4),
+                "ratio_median": round(statistics.median(ratios), 4),
+                "ratios": [round(x, 4) for x in ratios],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

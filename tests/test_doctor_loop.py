@@ -18,6 +18,7 @@ from trainwell.errors import UserError
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     # The configs below ask for train.threads = 1 (tiny nets; a shared 2-core machine):
@@ -31,16 +32,29 @@ MOONS = {"source": "synthetic", "num_samples": 400, "options": {"kind": "moons",
 
 
 def _config(**model) -> object:
-    return validate({"name": "t", "seed": 0, "device": "cpu", "data": MOONS,
-                     "model": {"depth": 2, "width": 16, **model},
-                     "optim": {"name": "adam", "lr": 1e-2}, "schedule": {"name": "constant"},
-                     "train": {"epochs": 3, "batch_size": 32, "checkpoint_every": 100, "threads": 1}})
+    return validate(
+        {
+            "name": "t",
+            "seed": 0,
+            "device": "cpu",
+            "data": MOONS,
+            "model": {"depth": 2, "width": 16, **model},
+            "optim": {"name": "adam", "lr": 1e-2},
+            "schedule": {"name": "constant"},
+            "train": {"epochs": 3, "batch_size": 32, "checkpoint_every": 100, "threads": 1},
+        }
+    )
 
 
 def test_every_repair_patch_validates_where_it_applies():
-    broken = validate({"model": {"activation": "sigmoid", "init": "normal", "output_activation": "relu"},
-                       "optim": {"name": "sgd", "lr": 0.1}, "data": {"input_scale": 100.0},
-                       "schedule": {"name": "constant"}})
+    broken = validate(
+        {
+            "model": {"activation": "sigmoid", "init": "normal", "output_activation": "relu"},
+            "optim": {"name": "sgd", "lr": 0.1},
+            "data": {"input_scale": 100.0},
+            "schedule": {"name": "constant"},
+        }
+    )
     for name, rep in REPAIRS.items():
         patch = rep.patch(broken)
         if name == "rollback_skip":
@@ -51,13 +65,14 @@ def test_every_repair_patch_validates_where_it_applies():
     assert REPAIRS["lr_down"].patch(broken) == {"optim.lr": pytest.approx(0.01)}
     assert REPAIRS["lr_up"].patch(broken) == {"optim.lr": pytest.approx(10.0)}
     tiny = apply_patch(broken, {"optim.lr": 1e-10})
-    assert REPAIRS["lr_up"].patch(tiny) == {"optim.lr": 1e-2}  # floor of the SGD family
+    assert REPAIRS["lr_up"].patch(tiny) == {"optim.lr": 0.05}  # the SGD family's usual LR
 
 
 def test_python_actions_change_live_objects():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2),
-                          nn.ReLU())
+    model = nn.Sequential(
+        nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2), nn.ReLU()
+    )
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     assert REPAIRS["lr_down"].apply(model, opt) == {}
     assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
@@ -104,9 +119,11 @@ def _args(**kw) -> argparse.Namespace:
 
 def test_command_json_and_exit_codes(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[data]\nsource = "synthetic"\nnum_samples = 300\noptions = {kind = "moons"}\n'
-                   '[model]\ndepth = 2\nwidth = 16\n[optim]\nlr = 1e-10\n'
-                   '[train]\nepochs = 3\nbatch_size = 32\nthreads = 1\n')
+    cfg.write_text(
+        '[data]\nsource = "synthetic"\nnum_samples = 300\noptions = {kind = "moons"}\n'
+        "[model]\ndepth = 2\nwidth = 16\n[optim]\nlr = 1e-10\n"
+        "[train]\nepochs = 3\nbatch_size = 32\nthreads = 1\n"
+    )
     code = run(_args(config=str(cfg), json=True, diagnose_only=True, out=str(tmp_path / "o")))
     out = json.loads(capsys.readouterr().out)
     assert out["kinds"] == ["lr_too_low"] and code == 1

@@ -17,10 +17,15 @@ def _mlp(act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
 
 
 def test_describe_layers_pairs_activations():
-    layers = describe_layers(nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Tanh(),
-                                           nn.Linear(3, 2), nn.Softmax(dim=1)))
+    layers = describe_layers(
+        nn.Sequential(
+            nn.Linear(4, 3), nn.BatchNorm1d(3), nn.Tanh(), nn.Linear(3, 2), nn.Softmax(dim=1)
+        )
+    )
     assert [(i.name, i.activation, i.fan_in, i.fan_out) for i in layers] == [
-        ("0", "tanh", 4, 3), ("3", "softmax", 3, 2)]
+        ("0", "tanh", 4, 3),
+        ("3", "softmax", 3, 2),
+    ]
 
 
 def test_probe_schedule_powers_of_two_then_every():
@@ -111,9 +116,13 @@ def test_watch_in_a_plain_loop_records_and_removes_hooks():
 
 
 def test_health_jsonl_round_trip(tmp_path):
-    h = Health(layers=[{"name": "0"}], probes=[{"type": "probe", "step": 0, "layers": {}}],
-               losses=[1.0, float("nan"), 0.5], epochs=[{"epoch": 1, "steps": 2}],
-               context={"loss": "cross_entropy"})
+    h = Health(
+        layers=[{"name": "0"}],
+        probes=[{"type": "probe", "step": 0, "layers": {}}],
+        losses=[1.0, float("nan"), 0.5],
+        epochs=[{"epoch": 1, "steps": 2}],
+        context={"loss": "cross_entropy"},
+    )
     h.write(tmp_path / "health.jsonl")
     back = Health.read(tmp_path / "health.jsonl")
     assert back.layers == h.layers and back.context == h.context and back.probes == h.probes

@@ -23,13 +23,29 @@ def run_dir(tmp_path):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(256, 8, generator=gen)
     y = (x[:, 0] + x[:, 1] > 0).long()
-    data = Dataset(Split(x[:192], y[:192]), Split(x[192:224], y[192:224]), Split(x[224:], y[224:]),
-                   "classification", 2, "toy")
+    data = Dataset(
+        Split(x[:192], y[:192]),
+        Split(x[192:224], y[192:224]),
+        Split(x[224:], y[224:]),
+        "classification",
+        2,
+        "toy",
+    )
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2))
+    model = nn.Sequential(
+        nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2)
+    )
     cb = DoctorCallback(every=2, num_classes=2, report=True)
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), epochs=3, batch_size=32,
-                      callbacks=[cb], device="cpu", run_dir=tmp_path, progress=False)
+    trainer = Trainer(
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=3,
+        batch_size=32,
+        callbacks=[cb],
+        device="cpu",
+        run_dir=tmp_path,
+        progress=False,
+    )
     trainer.fit(data)
     return tmp_path
 
@@ -56,15 +72,26 @@ def test_report_regenerates_from_health(run_dir):
 def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     shot = profile / "shot.png"
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-component-update", "--no-first-run",
-             f"--user-data-dir={profile}"]
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
     url = (run_dir / "report.html").as_uri()
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-500:]
     assert dom.stdout.count("<img") == 5 and "data:image/png;base64," in dom.stdout
-    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1000,2400", url],
-                   capture_output=True, timeout=120, check=True)
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1000,2400", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     import matplotlib.image
 
     pixels = matplotlib.image.imread(str(shot))

@@ -20,8 +20,16 @@ def _blobs(n: int = 400, d: int = 16, k: int = 4, scale: float = 1.0):
     return x * scale, y
 
 
-def _net(depth: int, act: type[nn.Module], init=None, width: int = 16, d: int = 16, k: int = 4,
-         head: list[nn.Module] | None = None, out: int | None = None) -> nn.Sequential:
+def _net(
+    depth: int,
+    act: type[nn.Module],
+    init=None,
+    width: int = 16,
+    d: int = 16,
+    k: int = 4,
+    head: list[nn.Module] | None = None,
+    out: int | None = None,
+) -> nn.Sequential:
     torch.manual_seed(0)
     layers: list[nn.Module] = []
     n = d
@@ -36,22 +44,38 @@ def _net(depth: int, act: type[nn.Module], init=None, width: int = 16, d: int = 
     return nn.Sequential(*layers)
 
 
-def _train(model, *, lr=0.05, opt="sgd", epochs=3, scale=1.0, loss="cross_entropy",
-           momentum=0.0, batch=32, k=4):
+def _train(
+    model,
+    *,
+    lr=0.05,
+    opt="sgd",
+    epochs=3,
+    scale=1.0,
+    loss="cross_entropy",
+    momentum=0.0,
+    batch=32,
+    k=4,
+):
     x, y = _blobs(scale=scale, k=k)
     xv, yv = x[:100], y[:100]
     x, y = x[100:], y[100:]
-    optimizer = (torch.optim.Adam(model.parameters(), lr=lr) if opt == "adam"
-                 else torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum))
-    fn = {"cross_entropy": nn.functional.cross_entropy,
-          "bce": lambda o, t: nn.functional.binary_cross_entropy(
-              o.reshape(-1).clamp(1e-7, 1 - 1e-7), t.float())}[loss]
+    optimizer = (
+        torch.optim.Adam(model.parameters(), lr=lr)
+        if opt == "adam"
+        else torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    )
+    fn = {
+        "cross_entropy": nn.functional.cross_entropy,
+        "bce": lambda o, t: nn.functional.binary_cross_entropy(
+            o.reshape(-1).clamp(1e-7, 1 - 1e-7), t.float()
+        ),
+    }[loss]
     gen = torch.Generator().manual_seed(1)
     with watch(model, every=5, num_classes=k, loss=loss) as w:
         for _ in range(epochs):
             order = torch.randperm(len(x), generator=gen)
             for s in range(0, len(x), batch):
-                idx = order[s:s + batch]
+                idx = order[s : s + batch]
                 out = model(x[idx])
                 value = fn(out, y[idx])
                 optimizer.zero_grad()
@@ -97,7 +121,9 @@ def test_one_unit_softmax_is_a_bad_head_not_dying_relu():
 
 
 def test_symmetric_zero_init():
-    kinds, _ = _train(_net(3, nn.Tanh, lambda m: (nn.init.zeros_(m.weight), nn.init.zeros_(m.bias))))
+    kinds, _ = _train(
+        _net(3, nn.Tanh, lambda m: (nn.init.zeros_(m.weight), nn.init.zeros_(m.bias)))
+    )
     assert "symmetric_init" in kinds
 
 
@@ -114,15 +140,20 @@ def test_unnormalized_inputs():
 
 
 def _health(probes, epochs=(), losses=(), layers=("a", "b", "head"), **ctx) -> Health:
-    return Health(layers=[{"name": n, "fan_out": 8} for n in layers],
-                  probes=[{"type": "probe", "step": i, "layers": p} for i, p in enumerate(probes)],
-                  losses=list(losses) or [2.3] * 40, epochs=list(epochs),
-                  context={"loss": "cross_entropy", "num_classes": 10, **ctx})
+    return Health(
+        layers=[{"name": n, "fan_out": 8} for n in layers],
+        probes=[{"type": "probe", "step": i, "layers": p} for i, p in enumerate(probes)],
+        losses=list(losses) or [2.3] * 40,
+        epochs=list(epochs),
+        context={"loss": "cross_entropy", "num_classes": 10, **ctx},
+    )
 
 
 def test_exploding_ratio_threshold_is_exclusive():
     ratio = THRESHOLDS["EXPLODING_RATIO"]
-    probes = [{"a": {"grad_norm": ratio * 1.01}, "b": {"grad_norm": 1.0}, "head": {"grad_norm": 1.0}}]
+    probes = [
+        {"a": {"grad_norm": ratio * 1.01}, "b": {"grad_norm": 1.0}, "head": {"grad_norm": 1.0}}
+    ]
     assert [f.kind for f in diagnose_health(_health(probes))] == ["exploding_gradients"]
     probes[0]["a"]["grad_norm"] = ratio
     assert diagnose_health(_health(probes)) == []
@@ -141,8 +172,15 @@ def test_non_finite_and_overfitting_from_records():
     h = _health([{}], losses=[2.3] * 10 + [math.nan] + [2.3] * 10)
     assert diagnose_health(h)[0].kind == "non_finite"
     assert diagnose_health(h)[0].evidence["first_step"] == 10
-    epochs = [{"train_loss": 1.0 / (e + 1), "val_loss": v, "train_accuracy": 0.7 + 0.06 * e,
-               "val_accuracy": 0.7} for e, v in enumerate([1.0, 0.8, 0.9, 1.0, 1.2])]
+    epochs = [
+        {
+            "train_loss": 1.0 / (e + 1),
+            "val_loss": v,
+            "train_accuracy": 0.7 + 0.06 * e,
+            "val_accuracy": 0.7,
+        }
+        for e, v in enumerate([1.0, 0.8, 0.9, 1.0, 1.2])
+    ]
     f = diagnose_health(_health([{}], epochs=epochs, losses=[1.0] * 20 + [0.2] * 20))
     assert [x.kind for x in f] == ["overfitting"] and f[0].evidence["best_val_epoch"] == 2
 

@@ -173,6 +173,8 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
         p = config.schedule.plateau
         plateau = tw_optim.schedules.Performance(factor=p.factor, patience=p.patience,
                                                  min_lr=p.min_lr)
+    if isinstance(schedule, tw_optim.schedules.Performance) and plateau is None:
+        plateau, schedule = schedule, schedule.schedule  # the controller scales constant(lr)
     clip_cfg = config.optim.clip
     clip = None if clip_cfg.kind == "none" else tw_optim.clip.build(clip_cfg.kind, clip_cfg.threshold)
     r = config.regularization
@@ -249,6 +251,7 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
     final = {"train": trainer.evaluate(built.data.train), "val": trainer.evaluate(built.data.val),
              "test": trainer.evaluate(built.data.test)}
     samples = len(built.data.train) * len(history)
+    train_s = sum(h["epoch_time_s"] for h in history)  # all epochs, also those before a resume
     summary = {
         "name": config.name,
         "seed": config.seed,
@@ -259,7 +262,8 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
         "final": final,
         "fit_time_s": fit_s,
         "wall_time_s": time.perf_counter() - started,
-        "samples_per_s": samples / fit_s if fit_s > 0 else None,
+        "train_time_s": train_s,
+        "samples_per_s": samples / train_s if train_s > 0 else None,
         "threads": torch.get_num_threads(),
         "versions": versions(),
     }

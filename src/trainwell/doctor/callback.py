@@ -27,8 +27,16 @@ DEFAULT_EVERY = 50
 cores (float64 norms, hooks, histograms), so every 50 steps costs ≲ 1-2%; see
 ``benchmarks/doctor.py`` for the measured ratio."""
 
-_EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-               "skipped_steps", "epoch_time_s")
+_EPOCH_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "skipped_steps",
+    "epoch_time_s",
+)
 
 
 class DoctorCallback(Callback):
@@ -43,8 +51,9 @@ class DoctorCallback(Callback):
         health: the :class:`Health` collected so far.
     """
 
-    def __init__(self, every: int = DEFAULT_EVERY, *, num_classes: int | None = None,
-                 report: bool = False) -> None:
+    def __init__(
+        self, every: int = DEFAULT_EVERY, *, num_classes: int | None = None, report: bool = False
+    ) -> None:
         self.every = int(every)
         self.num_classes = num_classes
         self.report = report
@@ -129,4 +138,3 @@ class DoctorCallback(Callback):
         path = Path(run_dir) / "health.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.health.write(path)
-

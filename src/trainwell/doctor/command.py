@@ -18,8 +18,15 @@ from typing import Any
 
 from ..errors import UserError
 
-__all__ = ["add_arguments", "register", "report_add_arguments", "report_command", "run",
-           "run_cases", "load_cases"]
+__all__ = [
+    "add_arguments",
+    "register",
+    "report_add_arguments",
+    "report_command",
+    "run",
+    "run_cases",
+    "load_cases",
+]
 
 REFERENCE_TOLERANCE = 0.02  # a repaired case must end within 2 accuracy points of healthy
 
@@ -27,8 +34,14 @@ REFERENCE_TOLERANCE = 0.02  # a repaired case must end within 2 accuracy points 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``trainwell doctor`` arguments to ``parser``."""
     parser.add_argument("config", nargs="?", metavar="CONFIG", help="TOML config to diagnose")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a config field (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (repeatable)",
+    )
     parser.add_argument("--diagnose-only", action="store_true", help="stop after the findings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--cases", metavar="DIR", help="run the cases listed in DIR/cases.toml")
@@ -51,8 +64,13 @@ def run(args: argparse.Namespace) -> int:
     if args.cases:
         if args.config:
             raise UserError("doctor: give CONFIG or --cases DIR, not both")
-        return run_cases(Path(args.cases), as_json=args.json, fast=args.fast,
-                         diagnose_only=args.diagnose_only, out=args.out)
+        return run_cases(
+            Path(args.cases),
+            as_json=args.json,
+            fast=args.fast,
+            diagnose_only=args.diagnose_only,
+            out=args.out,
+        )
     if not args.config:
         raise UserError("doctor: CONFIG is missing; give a TOML config (or --cases DIR)")
     config = load_config(args.config, args.overrides)
@@ -93,14 +111,20 @@ def _print_before_after(result) -> None:
     print(f"\n{'trial':<22} {'val_accuracy':>12} {'val_loss':>10}  findings")
     rows = [("(diagnostic)", result.diagnostic)] + [(t.repair, t) for t in result.trials]
     for name, t in rows:
-        print(f"{name:<22} {_fmt(t.val_accuracy):>12} {_fmt(t.val_loss):>10}  {', '.join(t.findings) or '-'}")
+        print(
+            f"{name:<22} {_fmt(t.val_accuracy):>12} {_fmt(t.val_loss):>10}  {', '.join(t.findings) or '-'}"
+        )
     print(f"\nchosen: {result.chosen or 'none'} -> status {result.status}")
     if result.after:
         print(f"{'':<10} {'val_accuracy':>12} {'test_accuracy':>13}")
-        print(f"{'before':<10} {_fmt(result.before.get('val_accuracy')):>12} "
-              f"{_fmt(result.before.get('test_accuracy')):>13}  ({result.before.get('epochs')} epochs)")
-        print(f"{'after':<10} {_fmt(result.after.get('val_accuracy')):>12} "
-              f"{_fmt(result.after.get('test_accuracy')):>13}  ({result.after.get('epochs')} epochs)")
+        print(
+            f"{'before':<10} {_fmt(result.before.get('val_accuracy')):>12} "
+            f"{_fmt(result.before.get('test_accuracy')):>13}  ({result.before.get('epochs')} epochs)"
+        )
+        print(
+            f"{'after':<10} {_fmt(result.after.get('val_accuracy')):>12} "
+            f"{_fmt(result.after.get('test_accuracy')):>13}  ({result.after.get('epochs')} epochs)"
+        )
 
 
 def load_cases(folder: Path) -> list[dict[str, Any]]:
@@ -141,11 +165,16 @@ def case_outcome(case: dict[str, Any], result, full_epochs: int) -> dict[str, An
     kinds = [f.kind for f in result.findings]
     healthy = case["expected"] == "healthy"
     detected = kinds == [] if healthy else case["expected"] in kinds
-    final = result.after.get("test_accuracy") if result.after else result.before.get("test_accuracy")
+    final = (
+        result.after.get("test_accuracy") if result.after else result.before.get("test_accuracy")
+    )
     short = result.before.get("epochs") or 0
     epochs = short * (1 + len(result.trials)) + (result.after.get("epochs") or 0)
-    ok_final = (result.status == "repaired" and isinstance(final, float)
-                and final >= case["reference"] - REFERENCE_TOLERANCE)
+    ok_final = (
+        result.status == "repaired"
+        and isinstance(final, float)
+        and final >= case["reference"] - REFERENCE_TOLERANCE
+    )
     return {
         "case": case["name"], "expected": case["expected"], "found": kinds, "detected": detected,
         "chosen": result.chosen, "status": result.status,
@@ -156,8 +185,14 @@ def case_outcome(case: dict[str, Any], result, full_epochs: int) -> dict[str, An
     }  # fmt: skip
 
 
-def run_cases(folder: Path, *, as_json: bool = False, fast: bool = False,
-              diagnose_only: bool = False, out: str | None = None) -> int:
+def run_cases(
+    folder: Path,
+    *,
+    as_json: bool = False,
+    fast: bool = False,
+    diagnose_only: bool = False,
+    out: str | None = None,
+) -> int:
     """Run the doctor over every case; print one row per case and the totals.
 
     Returns:
@@ -172,26 +207,36 @@ def run_cases(folder: Path, *, as_json: bool = False, fast: bool = False,
     for case in cases:
         config = _case_config(folder, case)
         run_out = Path(out) / case["name"] if out else None
-        result = (diagnose(config, out_dir=run_out) if diagnose_only or case["expected"] == "healthy"
-                  else repair(config, out_dir=run_out))
+        result = (
+            diagnose(config, out_dir=run_out)
+            if diagnose_only or case["expected"] == "healthy"
+            else repair(config, out_dir=run_out)
+        )
         row = case_outcome(case, result, config.train.epochs)
         rows.append(row)
         if as_json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{row['case']:<28} {row['expected']:<20} {'ok' if row['detected'] else 'MISSED':<7}"
-                  f" {str(row['chosen']):<20} {_fmt(row['accuracy_before']):>7} -> "
-                  f"{_fmt(row['accuracy_after']):>7} (ref {row['reference']:.3f}) {row['seconds']:>6.1f}s",
-                  flush=True)
+            print(
+                f"{row['case']:<28} {row['expected']:<20} {'ok' if row['detected'] else 'MISSED':<7}"
+                f" {str(row['chosen']):<20} {_fmt(row['accuracy_before']):>7} -> "
+                f"{_fmt(row['accuracy_after']):>7} (ref {row['reference']:.3f}) {row['seconds']:>6.1f}s",
+                flush=True,
+            )
     broken = [r for r in rows if r["expected"] != "healthy"]
     repaired = sum(1 for r in broken if r["within_reference"])
-    summary = {"cases": len(rows), "detected": sum(r["detected"] for r in rows),
-               "broken": len(broken), "repaired_within_reference": repaired,
-               "healthy_flagged": sum(1 for r in rows if r["expected"] == "healthy" and not r["detected"]),
-               "seconds": round(time.perf_counter() - t0, 1)}
+    summary = {
+        "cases": len(rows),
+        "detected": sum(r["detected"] for r in rows),
+        "broken": len(broken),
+        "repaired_within_reference": repaired,
+        "healthy_flagged": sum(1 for r in rows if r["expected"] == "healthy" and not r["detected"]),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     print(json.dumps({"summary": summary}) if as_json else f"summary: {summary}")
-    ok = summary["detected"] == len(rows) and (diagnose_only or not broken
-                                               or repaired >= 0.9 * len(broken))
+    ok = summary["detected"] == len(rows) and (
+        diagnose_only or not broken or repaired >= 0.9 * len(broken)
+    )
     return 0 if ok else 1
 
 

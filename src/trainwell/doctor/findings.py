@@ -139,7 +139,9 @@ class Health:
                 rec = json.loads(line)
                 kind = rec["type"]
             except (json.JSONDecodeError, KeyError, TypeError):
-                raise UserError(f"{path}:{n}: not a health record line; regenerate the run") from None
+                raise UserError(
+                    f"{path}:{n}: not a health record line; regenerate the run"
+                ) from None
             if kind == "meta":
                 health.layers, health.context = rec.get("layers", []), rec.get("context", {})
             elif kind == "probe":

@@ -119,15 +119,21 @@ def _fit(config, out_dir: Path | None, every: int | None = None, report: bool = 
 
         built = build_run(config, callbacks=[cb], data=data)
         history = built.trainer.fit(built.data)
-        final = {"val": built.trainer.evaluate(built.data.val),
-                 "test": built.trainer.evaluate(built.data.test)}
+        final = {
+            "val": built.trainer.evaluate(built.data.val),
+            "test": built.trainer.evaluate(built.data.test),
+        }
     else:
         res = run(config, out_dir, callbacks=[cb], progress=False)
         history, final = res.history, res.summary["final"]
     last = history[-1] if history else {}
-    metrics = {"val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss"),
-               "test_accuracy": final.get("test", {}).get("accuracy"),
-               "test_loss": final.get("test", {}).get("loss"), "epochs": len(history)}
+    metrics = {
+        "val_accuracy": last.get("val_accuracy"),
+        "val_loss": last.get("val_loss"),
+        "test_accuracy": final.get("test", {}).get("accuracy"),
+        "test_loss": final.get("test", {}).get("loss"),
+        "epochs": len(history),
+    }
     return metrics, cb, time.perf_counter() - t0
 
 
@@ -156,11 +162,17 @@ def diagnose(config, *, out_dir: str | Path | None = None) -> DoctorResult:
     out = Path(out_dir) / "diagnostic" if out_dir is not None else None
     metrics, cb, secs = _fit(short, out, report=out is not None)
     findings = cb.findings()
-    diag = Trial(None, {}, metrics["val_accuracy"], metrics["val_loss"],
-                 [f.kind for f in findings], secs)
-    return DoctorResult(findings, diag, before=metrics, repaired_config=config,
-                        status="unresolved" if findings else "healthy",
-                        seconds=time.perf_counter() - t0)
+    diag = Trial(
+        None, {}, metrics["val_accuracy"], metrics["val_loss"], [f.kind for f in findings], secs
+    )
+    return DoctorResult(
+        findings,
+        diag,
+        before=metrics,
+        repaired_config=config,
+        status="unresolved" if findings else "healthy",
+        seconds=time.perf_counter() - t0,
+    )
 
 
 def candidate_patches(config, findings: list[Finding]) -> list[tuple[str, dict[str, Any]]]:
@@ -178,8 +190,9 @@ def candidate_patches(config, findings: list[Finding]) -> list[tuple[str, dict[s
     return out
 
 
-def repair(config, *, out_dir: str | Path | None = None, max_trials: int = MAX_TRIALS,
-           finish: bool = True) -> DoctorResult:
+def repair(
+    config, *, out_dir: str | Path | None = None, max_trials: int = MAX_TRIALS, finish: bool = True
+) -> DoctorResult:
     """Diagnose ``config``, try ranked repairs on short budgets, keep the best, finish it.
 
     Args:
@@ -208,8 +221,9 @@ def repair(config, *, out_dir: str | Path | None = None, max_trials: int = MAX_T
         patched = apply_patch(config, patch)
         metrics, cb, secs = _fit(_short(patched, short_epochs), None)
         kinds = [f.kind for f in cb.findings()]
-        result.trials.append(Trial(name, patch, metrics["val_accuracy"], metrics["val_loss"],
-                                   kinds, secs))
+        result.trials.append(
+            Trial(name, patch, metrics["val_accuracy"], metrics["val_loss"], kinds, secs)
+        )
         if _score(metrics) >= best_score:
             best_score, best = _score(metrics), (name, patch, patched)
             if not kinds:
@@ -226,7 +240,9 @@ def repair(config, *, out_dir: str | Path | None = None, max_trials: int = MAX_T
     result.seconds = time.perf_counter() - t0
     if out_dir is not None and result.repaired_config is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "repaired.toml").write_text(to_toml(result.repaired_config), encoding="utf-8")
+        (Path(out_dir) / "repaired.toml").write_text(
+            to_toml(result.repaired_config), encoding="utf-8"
+        )
     _write(result, out_dir, config)
     return result
 
@@ -239,7 +255,9 @@ def _write(result: DoctorResult, out_dir: str | Path | None, config) -> None:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "doctor.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    (out / "doctor.json").write_text(
+        json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8"
+    )
     diag = out / "diagnostic" / "health.jsonl"
     if diag.is_file():
         health = Health.read(diag)

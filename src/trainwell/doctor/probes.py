@@ -107,7 +107,8 @@ def describe_layers(model: nn.Module) -> list[LayerInfo]:
                 LayerInfo(
                     name=name or "model",
                     kind=type(module).__name__,
-                    fan_in=int(weight.shape[1]) * (module.groups if hasattr(module, "groups") else 1),
+                    fan_in=int(weight.shape[1])
+                    * (module.groups if hasattr(module, "groups") else 1),
                     fan_out=int(weight.shape[0]),
                     activation=None,
                     module=module,
@@ -188,7 +189,10 @@ class Probe:
         if not module.training or self._input or not inputs:
             return
         x = inputs[0].detach().to(torch.float64)
-        self._input = {"abs_mean": float(x.abs().mean()), "std": float(x.std()) if x.numel() > 1 else 0.0}
+        self._input = {
+            "abs_mean": float(x.abs().mean()),
+            "std": float(x.std()) if x.numel() > 1 else 0.0,
+        }
 
     def _make_act_hook(self, info: LayerInfo):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -226,7 +230,10 @@ class Probe:
         for p in self.model.parameters():
             if p.grad is not None:
                 total += float(torch.linalg.vector_norm(p.grad.detach().to(torch.float64))) ** 2
-        self._global = {"grad_norm": math.sqrt(total), "grads_finite": finite and math.isfinite(total)}
+        self._global = {
+            "grad_norm": math.sqrt(total),
+            "grads_finite": finite and math.isfinite(total),
+        }
 
     def update(self) -> None:
         """Record ‖ΔW‖/‖W‖ against the snapshot taken by :meth:`grads` (after the step)."""
@@ -291,7 +298,9 @@ def _activation_stats(kind: str | None, inputs: tuple, y: torch.Tensor) -> dict[
             # A unit (feature, or channel of a conv map) is dead when it is 0 for every
             # sample and position of the batch.
             dims = [d for d in range(y.dim()) if d != 1]
-            alive = (y != 0).any(dim=dims[0]) if len(dims) == 1 else (y != 0).flatten(2).any(2).any(0)
+            alive = (
+                (y != 0).any(dim=dims[0]) if len(dims) == 1 else (y != 0).flatten(2).any(2).any(0)
+            )
             st["dead_share"] = float(1.0 - alive.to(torch.float64).mean())
         elif kind in ("sigmoid", "tanh"):
             z = inputs[0].detach() if inputs and torch.is_tensor(inputs[0]) else None
@@ -303,4 +312,3 @@ def _activation_stats(kind: str | None, inputs: tuple, y: torch.Tensor) -> dict[
                 near = near | (z.abs() >= SATURATION_Z)
             st["saturated_share"] = float(near.to(torch.float64).mean())
     return st
-

@@ -27,6 +27,8 @@ __all__ = ["REPAIRS", "Repair", "RollbackGuard"]
 
 LR_DOWN = 0.1  # one decade: lr 1–10 → 0.1–1 still too high, so the loop may chain trials
 LR_UP = 100.0  # flat loss at lr ≤ 1e-5 needs ≥ 2 decades to move within a short budget
+USUAL_LR_ADAPTIVE = 3e-3
+USUAL_LR_SGD = 0.05
 CLIP_NORM = 1.0  # global-norm threshold: healthy standardized runs sit at 0.5–5
 L2 = 1e-3  # λ2 for the overfitting repair
 DROPOUT = 0.3
@@ -115,16 +117,15 @@ def _clip_apply(model: nn.Module, optimizer) -> dict:
     return {"clip": clip.build("global_norm", CLIP_NORM)}
 
 
-def _lr(factor: float):
-    def patch(c) -> dict | None:
-        return {"optim.lr": c.optim.lr * factor}
-
+def _lr_apply(factor: float, bound: Callable[[float, float], float]):
     def apply(model: nn.Module, optimizer) -> dict:
         for group in optimizer.param_groups:
-            group["lr"] *= factor
+            # Adam-family groups carry betas; SGD-family groups do not.
+            usual = USUAL_LR_ADAPTIVE if "betas" in group or "alpha" in group else USUAL_LR_SGD
+            group["lr"] = bound(group["lr"] * factor, usual)
         return {}
 
-    return patch, apply
+    return apply
 
 
 def _adam_patch(c) -> dict | None:
@@ -139,7 +140,11 @@ def _adam_apply(model: nn.Module, optimizer) -> dict:
 
 def _schedule_patch(c) -> dict | None:
     if c.schedule.name == "one_cycle":
-        return {"schedule.plateau": {"factor": 0.5, "patience": 2}} if c.schedule.plateau is None else None
+        return (
+            {"schedule.plateau": {"factor": 0.5, "patience": 2}}
+            if c.schedule.plateau is None
+            else None
+        )
     return {"schedule.name": "one_cycle", "schedule.params": {}}
 
 
@@ -221,54 +226,109 @@ class RollbackGuard(Callback):
                 trainer.optimizer.load_state_dict(self._state[1])
                 self.rollbacks += 1
         elif step % self.every == 0:
-            self._state = (copy.deepcopy(trainer.model.state_dict()),
-                           copy.deepcopy(trainer.optimizer.state_dict()))
+            self._state = (
+                copy.deepcopy(trainer.model.state_dict()),
+                copy.deepcopy(trainer.optimizer.state_dict()),
+            )
 
 
 def _rollback_apply(model: nn.Module, optimizer) -> dict:
     return {"callbacks": [RollbackGuard()]}
 
 
-_, _down_apply = _lr(LR_DOWN)
-_, _up_apply = _lr(LR_UP)
+_down_apply = _lr_apply(LR_DOWN, min)
+_up_apply = _lr_apply(LR_UP, max)
 _ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "adagrad")
 
 
+def _usual_lr(c) -> float:
+    # The family's usual starting LR for standardized inputs: trainwell's default 3e-3 for
+    # adaptive optimizers, 0.05 for the SGD family.
+    return USUAL_LR_ADAPTIVE if c.optim.name in _ADAPTIVE else USUAL_LR_SGD
+
+
 def _down(c) -> dict | None:
-    # ×0.1, but at most the family's usual ceiling (1e-2 adaptive, 0.1 SGD family): from
-    # lr = 10 one decade still diverges.
-    ceiling = 1e-2 if c.optim.name in _ADAPTIVE else 0.1
-    return {"optim.lr": min(c.optim.lr * LR_DOWN, ceiling)}
+    # ×0.1, but at most the usual LR: from lr = 10 one decade still diverges.
+    return {"optim.lr": min(c.optim.lr * LR_DOWN, _usual_lr(c))}
 
 
 def _up(c) -> dict | None:
-    # ×100, but at least the optimizer family's usual value (1e-3 adaptive, 1e-2 SGD family):
-    # from 1e-10 two decades are still nothing.
-    floor = 1e-3 if c.optim.name in _ADAPTIVE else 1e-2
-    return {"optim.lr": max(c.optim.lr * LR_UP, floor)}
+    # ×100, but at least the usual LR: from 1e-10 two decades are still nothing.
+    return {"optim.lr": max(c.optim.lr * LR_UP, _usual_lr(c))}
 
-REPAIRS: dict[str, Repair] = {r.name: r for r in (
-    Repair("fix_output_head", "logits on the output, loss by the task (cross-entropy)",
-           _head_patch, _head_apply),
-    Repair("standardize_inputs", "standardize features with training statistics",
-           _standardize_patch, _standardize_apply),
-    Repair("reinit_by_activation", "re-initialize by activation (Glorot/He/LeCun)",
-           _reinit_patch, _reinit_apply),
-    Repair("swap_activation", "sigmoid/tanh → ELU, ReLU → LeakyReLU, with matching init",
-           _swap_patch, _swap_apply),
-    Repair("add_batch_norm", "batch normalization before each hidden activation",
-           _bn_patch, _bn_apply),
-    Repair("clip_gradients", f"clip the global gradient norm to {CLIP_NORM}",
-           _clip_patch, _clip_apply),
-    Repair("lr_down", f"multiply the learning rate by {LR_DOWN} (at most 1e-2 adaptive, 0.1 SGD)", _down, _down_apply),
-    Repair("lr_up", f"multiply the learning rate by {LR_UP:g} (at least 1e-3 adaptive, 1e-2 SGD)", _up, _up_apply),
-    Repair("switch_optimizer", "switch to Adam (lr 1e-3)", _adam_patch, _adam_apply),
-    Repair("add_schedule", "a 1cycle schedule, or the performance controller",
-           _schedule_patch, _schedule_apply),
-    Repair("add_l2", f"L2 penalty λ = {L2:g}", _l2_patch, _l2_apply),
-    Repair("add_dropout", f"dropout {DROPOUT} after hidden activations", _dropout_patch,
-           _dropout_apply),
-    Repair("rollback_skip", "restore the last healthy weights after a non-finite step "
-           "(Python only; the Trainer already skips the batch)", lambda c: None, _rollback_apply),
-)}
+
+REPAIRS: dict[str, Repair] = {
+    r.name: r
+    for r in (
+        Repair(
+            "fix_output_head",
+            "logits on the output, loss by the task (cross-entropy)",
+            _head_patch,
+            _head_apply,
+        ),
+        Repair(
+            "standardize_inputs",
+            "standardize features with training statistics",
+            _standardize_patch,
+            _standardize_apply,
+        ),
+        Repair(
+            "reinit_by_activation",
+            "re-initialize by activation (Glorot/He/LeCun)",
+            _reinit_patch,
+            _reinit_apply,
+        ),
+        Repair(
+            "swap_activation",
+            "sigmoid/tanh → ELU, ReLU → LeakyReLU, with matching init",
+            _swap_patch,
+            _swap_apply,
+        ),
+        Repair(
+            "add_batch_norm",
+            "batch normalization before each hidden activation",
+            _bn_patch,
+            _bn_apply,
+        ),
+        Repair(
+            "clip_gradients",
+            f"clip the global gradient norm to {CLIP_NORM}",
+            _clip_patch,
+            _clip_apply,
+        ),
+        Repair(
+            "lr_down",
+            f"multiply the learning rate by {LR_DOWN}, at most the usual LR (3e-3 adaptive, 0.05 SGD)",
+            _down,
+            _down_apply,
+        ),
+        Repair(
+            "lr_up",
+            f"multiply the learning rate by {LR_UP:g}, at least the usual LR (3e-3 adaptive, 0.05 SGD)",
+            _up,
+            _up_apply,
+        ),
+        Repair("switch_optimizer", "switch to Adam (lr 1e-3)", _adam_patch, _adam_apply),
+        Repair(
+            "add_schedule",
+            "a 1cycle schedule, or the performance controller",
+            _schedule_patch,
+            _schedule_apply,
+        ),
+        Repair("add_l2", f"L2 penalty λ = {L2:g}", _l2_patch, _l2_apply),
+        Repair(
+            "add_dropout",
+            f"dropout {DROPOUT} after hidden activations",
+            _dropout_patch,
+            _dropout_apply,
+        ),
+        Repair(
+            "rollback_skip",
+            "restore the last healthy weights after a non-finite step "
+            "(Python only; the Trainer already skips the batch)",
+            lambda c: None,
+            _rollback_apply,
+        ),
+    )
+}
 """Registry: repair name → :class:`Repair`."""

@@ -90,7 +90,9 @@ def _plots(health: Health) -> list[tuple[str, str]]:
 
         fig, ax = plt.subplots(figsize=(10, 3))
         x = np.arange(len(names))
-        for k, (key, label) in enumerate((("dead_share", "dead"), ("saturated_share", "saturated"))):
+        for k, (key, label) in enumerate(
+            (("dead_share", "dead"), ("saturated_share", "saturated"))
+        ):
             vals = [_median([v for _, v in health.series(n, key)]) for n in names]
             ax.bar(x + 0.4 * k, vals, width=0.4, label=label)
         ax.set_xticks(x + 0.2, names, rotation=60, fontsize=6)
@@ -100,8 +102,10 @@ def _plots(health: Health) -> list[tuple[str, str]]:
         out.append(("Dead and saturated units per layer", _png(fig)))
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3), sharey=True)
-        for ax, rec, title in ((axes[0], health.probes[0], "first probe"),
-                               (axes[1], health.probes[-1], "last probe")):
+        for ax, rec, title in (
+            (axes[0], health.probes[0], "first probe"),
+            (axes[1], health.probes[-1], "last probe"),
+        ):
             for n in names:
                 st = rec.get("layers", {}).get(n, {})
                 if "hist" in st:
@@ -125,8 +129,12 @@ def _plots(health: Health) -> list[tuple[str, str]]:
     return out
 
 
-def render_report(health: Health, findings: list[Finding], doctor: dict | None = None,
-                  title: str = "trainwell health report") -> str:
+def render_report(
+    health: Health,
+    findings: list[Finding],
+    doctor: dict | None = None,
+    title: str = "trainwell health report",
+) -> str:
     """The report as one HTML string (plots embedded as PNG data URIs).
 
     Args:
@@ -139,28 +147,38 @@ def render_report(health: Health, findings: list[Finding], doctor: dict | None =
         A complete HTML document.
     """
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}"
-             "table{border-collapse:collapse}img{max-width:100%}</style></head><body>",
-             f"<h1>{e(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}"
+        "table{border-collapse:collapse}img{max-width:100%}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+    ]
     parts.append("<h2>Findings</h2>")
     if not findings:
         parts.append("<p id='healthy'>No finding: the run looks healthy.</p>")
     else:
-        parts.append("<table id='findings'><tr><th>kind</th><th>layers</th><th>evidence</th>"
-                     "<th>explanation</th><th>repairs</th></tr>")
+        parts.append(
+            "<table id='findings'><tr><th>kind</th><th>layers</th><th>evidence</th>"
+            "<th>explanation</th><th>repairs</th></tr>"
+        )
         for f in findings:
-            parts.append(f"<tr><td>{e(f.kind)}</td><td>{e(', '.join(f.layers[:6]))}</td>"
-                         f"<td><code>{e(json.dumps(f.evidence))}</code></td>"
-                         f"<td>{e(f.explanation)}</td><td>{e(', '.join(f.repairs))}</td></tr>")
+            parts.append(
+                f"<tr><td>{e(f.kind)}</td><td>{e(', '.join(f.layers[:6]))}</td>"
+                f"<td><code>{e(json.dumps(f.evidence))}</code></td>"
+                f"<td>{e(f.explanation)}</td><td>{e(', '.join(f.repairs))}</td></tr>"
+            )
         parts.append("</table>")
     if doctor and doctor.get("trials"):
-        parts.append("<h2>Repairs tried</h2><table id='trials'><tr><th>repair</th>"
-                     "<th>val accuracy</th><th>val loss</th></tr>")
+        parts.append(
+            "<h2>Repairs tried</h2><table id='trials'><tr><th>repair</th>"
+            "<th>val accuracy</th><th>val loss</th></tr>"
+        )
         for t in doctor["trials"]:
-            parts.append(f"<tr><td>{e(str(t.get('repair')))}</td><td>{e(str(t.get('val_accuracy')))}"
-                         f"</td><td>{e(str(t.get('val_loss')))}</td></tr>")
+            parts.append(
+                f"<tr><td>{e(str(t.get('repair')))}</td><td>{e(str(t.get('val_accuracy')))}"
+                f"</td><td>{e(str(t.get('val_loss')))}</td></tr>"
+            )
         parts.append(f"</table><p>chosen: <b>{e(str(doctor.get('chosen')))}</b></p>")
     for caption, uri in _plots(health):
         parts.append(f"<h2>{e(caption)}</h2><img alt='{e(caption)}' src='{uri}'>")
@@ -168,8 +186,9 @@ def render_report(health: Health, findings: list[Finding], doctor: dict | None =
     return "\n".join(parts)
 
 
-def write_report(run_dir: str | Path, *, health: Health | None = None,
-                 findings: list[Finding] | None = None) -> Path:
+def write_report(
+    run_dir: str | Path, *, health: Health | None = None, findings: list[Finding] | None = None
+) -> Path:
     """Write ``run_dir/report.html`` from the run's ``health.jsonl`` (or the given health).
 
     Args:

@@ -68,6 +68,11 @@ LOSS_WINDOWS = 10
 # Median update ratio ‖ΔW‖/‖W‖ of the most-updated layer above which steps are far too large
 # (healthy 1e-4…1e-2; Adam at lr = 1 measures ≥ 1).
 LR_HIGH_UPDATE = 0.1
+# Peak ‖ΔW‖/‖W‖ of any layer at any probe step: above 1 one step moved the weights by more
+# than their own size. Healthy first steps: Adam lr 3e-3 ~0.02, SGD 0.1 ≤ 0.1; Adam lr = 1
+# measures 5.4 at step 0, SGD lr = 10 on a CNN 2e3 at step 1 (then all ReLUs are dead and
+# the median sees only zeros).
+LR_PEAK_UPDATE = 1.0
 
 # ---- inputs -------------------------------------------------------------------------
 # Standardized features have std ≈ 1; raw pixels 0–255 or ×100 inputs ≥ 50.
@@ -79,7 +84,9 @@ INPUT_SCALE = 10.0
 OVERFIT_RISE = 0.1
 OVERFIT_GAP = 0.1
 
-THRESHOLDS: dict[str, float] = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, int | float)}
+THRESHOLDS: dict[str, float] = {
+    k: v for k, v in globals().items() if k.isupper() and isinstance(v, int | float)
+}
 """All thresholds by name (for reports and tests)."""
 
 
@@ -124,8 +131,14 @@ def summarize(health: Health) -> dict[str, Any]:
     loss_start = _median(losses[:k]) if losses else None
     loss_end = _median(losses[-k:]) if losses else None
     drop = (loss_start - loss_end) / abs(loss_start) if loss_start else 0.0
-    windows = [statistics.fmean(losses[i * n // LOSS_WINDOWS : (i + 1) * n // LOSS_WINDOWS])
-               for i in range(LOSS_WINDOWS)] if n >= 2 * LOSS_WINDOWS else []
+    windows = (
+        [
+            statistics.fmean(losses[i * n // LOSS_WINDOWS : (i + 1) * n // LOSS_WINDOWS])
+            for i in range(LOSS_WINDOWS)
+        ]
+        if n >= 2 * LOSS_WINDOWS
+        else []
+    )
     ups = sum(1 for a, b in zip(windows, windows[1:]) if b > a * 1.1 + 1e-12)
     up_share = ups / (len(windows) - 1) if len(windows) > 1 else 0.0
     last = health.epochs[-1] if health.epochs else {}
@@ -138,20 +151,25 @@ def summarize(health: Health) -> dict[str, Any]:
     if not losses:
         failing = True
     names = health.layer_names
-    per = {name: {
-        "grad": _layer_median(health, name, "grad_norm"),
-        "zero": _layer_median(health, name, "grad_zero_share"),
-        "dead": _layer_median(health, name, "dead_share", skip_first=True),
-        "saturated": _layer_median(health, name, "saturated_share"),
-        "update": _layer_median(health, name, "update_ratio", skip_first=True),
-    } for name in names}
+    per = {
+        name: {
+            "grad": _layer_median(health, name, "grad_norm"),
+            "zero": _layer_median(health, name, "grad_zero_share"),
+            "dead": _layer_median(health, name, "dead_share", skip_first=True),
+            "saturated": _layer_median(health, name, "saturated_share"),
+            "update": _layer_median(health, name, "update_ratio", skip_first=True),
+        }
+        for name in names
+    }
     ratio = None
     if len(names) >= 2:
         g_first, g_head = per[names[0]]["grad"], per[names[-1]]["grad"]
         if g_first is not None and g_head:
             ratio = g_first / g_head
     first_probe = health.probes[0] if health.probes else {}
-    spreads = {name: first_probe.get("layers", {}).get(name, {}).get("unit_spread") for name in names}
+    spreads = {
+        name: first_probe.get("layers", {}).get(name, {}).get("unit_spread") for name in names
+    }
     inp = first_probe.get("input") or {}
     return {
         "chance_loss": chance_loss, "chance_acc": chance_acc, "acc": acc,
@@ -208,102 +226,213 @@ def diagnose_health(health: Health) -> list[Finding]:
     s = summarize(health)
     ctx, names, per = health.context, health.layer_names, s["layers"]
     found: dict[str, Finding] = {}
-    base = {"accuracy": _fmt(s["acc"]), "chance_accuracy": _fmt(s["chance_acc"]),
-            "loss_start": _fmt(s["loss_start"]), "loss_end": _fmt(s["loss_end"])}
+    base = {
+        "accuracy": _fmt(s["acc"]),
+        "chance_accuracy": _fmt(s["chance_acc"]),
+        "loss_start": _fmt(s["loss_start"]),
+        "loss_end": _fmt(s["loss_end"]),
+    }
 
     def add(kind: str, layers: list[str], evidence: dict, text: str, repairs: tuple) -> None:
         found[kind] = Finding(kind, tuple(layers), {**evidence, **base}, text, repairs)
 
     if s["non_finite_steps"] > 0:
-        bad = [n for n in names if any(not _finite(v) for _, v in _raw_series(health, n, "grad_norm"))]
+        bad = [
+            n for n in names if any(not _finite(v) for _, v in _raw_series(health, n, "grad_norm"))
+        ]
         first = next((i for i, v in enumerate(health.losses) if not _finite(v)), None)
-        add("non_finite", bad, {"non_finite_steps": s["non_finite_steps"], "first_step": first},
+        add(
+            "non_finite",
+            bad,
+            {"non_finite_steps": s["non_finite_steps"], "first_step": first},
             "the loss or the gradients became inf/NaN: the steps are far too large or the "
-            "numbers overflow", ("lr_down", "clip_gradients", "rollback_skip"))
+            "numbers overflow",
+            ("lr_down", "clip_gradients", "rollback_skip"),
+        )
     head_problem = _head_problem(ctx, s)
     if head_problem:
         head = names[-1] if names else "head"
         zero = per.get(head, {}).get("zero") if names else None
-        add("bad_output_head", [head], {"output_activation": ctx.get("output_activation"),
-            "loss": ctx.get("loss"), "out_features": ctx.get("out_features"),
-            "num_classes": ctx.get("num_classes"), "head_zero_grad_share": _fmt(zero)},
-            head_problem, ("fix_output_head",))
+        add(
+            "bad_output_head",
+            [head],
+            {
+                "output_activation": ctx.get("output_activation"),
+                "loss": ctx.get("loss"),
+                "out_features": ctx.get("out_features"),
+                "num_classes": ctx.get("num_classes"),
+                "head_zero_grad_share": _fmt(zero),
+            },
+            head_problem,
+            ("fix_output_head",),
+        )
     hidden = names[:-1]
-    sym = [n for n in hidden if _finite(s["spread"].get(n)) and s["spread"][n] < SYMMETRY_SPREAD
-           and _fan_out(health, n) > 1]
+    sym = [
+        n
+        for n in hidden
+        if _finite(s["spread"].get(n))
+        and s["spread"][n] < SYMMETRY_SPREAD
+        and _fan_out(health, n) > 1
+    ]
     if sym:
-        add("symmetric_init", sym, {"unit_spread": {n: _fmt(s["spread"][n]) for n in sym}},
+        add(
+            "symmetric_init",
+            sym,
+            {"unit_spread": {n: _fmt(s["spread"][n]) for n in sym}},
             "all units of a layer start identical (e.g. zero or constant init), so they get "
             "the same gradient and stay identical: the layer acts like one unit",
-            ("reinit_by_activation",))
+            ("reinit_by_activation",),
+        )
     if s["input_scale"] > INPUT_SCALE:
-        add("unnormalized_inputs", names[:1], {"input_scale": _fmt(s["input_scale"])},
+        add(
+            "unnormalized_inputs",
+            names[:1],
+            {"input_scale": _fmt(s["input_scale"])},
             "the input features are far from unit scale, so the first layer's outputs and "
             "gradients are huge and one learning rate cannot suit every layer",
-            ("standardize_inputs", "add_batch_norm", "lr_down"))
+            ("standardize_inputs", "add_batch_norm", "lr_down"),
+        )
     failing = s["failing"]
     ratios = _ratios(health)
     max_ratio = max(ratios) if ratios else None
     ratio = s["grad_ratio"]
     head_upd = per[names[-1]]["update"] if names else None
-    low_lr = _finite(head_upd) and head_upd < LR_LOW_UPDATE and s["non_finite_steps"] == 0
-    if failing and ((_finite(max_ratio) and max_ratio > EXPLODING_RATIO)
-                    or (_finite(s["global_grad"]) and s["global_grad"] > EXPLODING_ABS)):
-        add("exploding_gradients", names[:1], {"max_grad_ratio_first_to_head": _fmt(max_ratio),
-            "global_grad_norm_median": _fmt(s["global_grad"])},
-            "gradients grow layer by layer towards the input, so the early layers take huge "
-            "steps", ("clip_gradients", "reinit_by_activation", "add_batch_norm", "lr_down"))
-    rising = _finite(s["loss_end"]) and _finite(s["loss_start"]) and s["loss_end"] > 1.1 * s["loss_start"]
+    head_grad = per[names[-1]]["grad"] if names else None
+    peak = _peak_update(health)
+    # Tiny updates with healthy head gradients (dead or zero gradients are other findings).
+    low_lr = (
+        _finite(head_upd)
+        and head_upd < LR_LOW_UPDATE
+        and s["non_finite_steps"] == 0
+        and _finite(head_grad)
+        and head_grad > VANISHING_ABS
+        and not (_finite(peak) and peak > LR_PEAK_UPDATE)
+    )
+    if failing and (
+        (_finite(max_ratio) and max_ratio > EXPLODING_RATIO)
+        or (_finite(s["global_grad"]) and s["global_grad"] > EXPLODING_ABS)
+    ):
+        add(
+            "exploding_gradients",
+            names[:1],
+            {
+                "max_grad_ratio_first_to_head": _fmt(max_ratio),
+                "global_grad_norm_median": _fmt(s["global_grad"]),
+            },
+            "gradients grow layer by layer towards the input, so the early layers take huge steps",
+            ("clip_gradients", "reinit_by_activation", "add_batch_norm", "lr_down"),
+        )
+    rising = (
+        _finite(s["loss_end"])
+        and _finite(s["loss_start"])
+        and s["loss_end"] > 1.1 * s["loss_start"]
+    )
     max_upd = max((v["update"] for v in per.values() if _finite(v["update"])), default=None)
-    if failing and (rising or s["up_share"] >= OSCILLATION_SHARE
-                    or (_finite(max_upd) and max_upd > LR_HIGH_UPDATE) or s["non_finite_steps"] > 0):
-        add("lr_too_high", [], {"loss_rising": rising, "loss_up_share": _fmt(s["up_share"]),
-            "update_ratio_max_layer": _fmt(max_upd)},
+    if failing and (
+        rising
+        or s["up_share"] >= OSCILLATION_SHARE
+        or (_finite(max_upd) and max_upd > LR_HIGH_UPDATE)
+        or (_finite(peak) and peak > LR_PEAK_UPDATE)
+        or s["non_finite_steps"] > 0
+    ):
+        add(
+            "lr_too_high",
+            [],
+            {
+                "loss_rising": rising,
+                "loss_up_share": _fmt(s["up_share"]),
+                "update_ratio_max_layer": _fmt(max_upd),
+                "update_ratio_peak": _fmt(peak),
+            },
             "the loss jumps up or oscillates instead of falling: each step overshoots",
-            ("lr_down", "switch_optimizer", "add_schedule", "clip_gradients"))
+            ("lr_down", "switch_optimizer", "add_schedule", "clip_gradients"),
+        )
     sat = {n: per[n]["saturated"] for n in names if _finite(per[n]["saturated"])}
     sat_bad = [n for n, v in sat.items() if v >= SATURATED_SHARE]
     if failing and sat_bad:
-        add("saturation", sat_bad, {"saturated_share": {n: _fmt(sat[n]) for n in sat_bad}},
+        add(
+            "saturation",
+            sat_bad,
+            {"saturated_share": {n: _fmt(sat[n]) for n in sat_bad}},
             "sigmoid/tanh units sit on their flat tails (|z| ≥ 5), where the derivative is "
-            "~0, so almost no gradient passes", ("swap_activation", "reinit_by_activation",
-                                                 "add_batch_norm", "switch_optimizer"))
+            "~0, so almost no gradient passes",
+            ("swap_activation", "reinit_by_activation", "add_batch_norm", "switch_optimizer"),
+        )
     g0 = per[names[0]]["grad"] if names else None
     vanish = (_finite(ratio) and ratio < VANISHING_RATIO) or (_finite(g0) and g0 < VANISHING_ABS)
     if failing and vanish and not low_lr and not sym:
-        small = [n for n in names[:-1] if _finite(per[n]["grad"]) and _finite(per[names[-1]]["grad"])
-                 and per[n]["grad"] < VANISHING_RATIO * max(per[names[-1]]["grad"], 1e-300)]
-        add("vanishing_gradients", small or names[:1], {"grad_ratio_first_to_head": _fmt(ratio),
-            "first_layer_grad_norm": _fmt(g0)},
+        small = [
+            n
+            for n in names[:-1]
+            if _finite(per[n]["grad"])
+            and _finite(per[names[-1]]["grad"])
+            and per[n]["grad"] < VANISHING_RATIO * max(per[names[-1]]["grad"], 1e-300)
+        ]
+        add(
+            "vanishing_gradients",
+            small or names[:1],
+            {"grad_ratio_first_to_head": _fmt(ratio), "first_layer_grad_norm": _fmt(g0)},
             "the gradient shrinks layer by layer on its way back, so the early layers "
-            "barely change", ("reinit_by_activation", "swap_activation", "add_batch_norm",
-                              "switch_optimizer"))
+            "barely change",
+            ("reinit_by_activation", "swap_activation", "add_batch_norm", "switch_optimizer"),
+        )
     dead = {n: per[n]["dead"] for n in hidden if _finite(per[n]["dead"])}
     dead_bad = [n for n, v in dead.items() if v >= DEAD_SHARE]
     if failing and dead_bad and not head_problem and not sym:
-        add("dying_relu", dead_bad, {"dead_share": {n: _fmt(dead[n]) for n in dead_bad}},
+        add(
+            "dying_relu",
+            dead_bad,
+            {"dead_share": {n: _fmt(dead[n]) for n in dead_bad}},
             "ReLU units output 0 for every input, so they pass no gradient and never recover",
-            ("swap_activation", "reinit_by_activation", "lr_down"))
+            ("swap_activation", "reinit_by_activation", "lr_down"),
+        )
     if low_lr and (failing or s["loss_drop"] < FLAT_LOSS_DROP) and not sym and not head_problem:
-        add("lr_too_low", [], {"head_update_ratio": _fmt(head_upd), "loss_drop": _fmt(s["loss_drop"])},
+        add(
+            "lr_too_low",
+            [],
+            {"head_update_ratio": _fmt(head_upd), "loss_drop": _fmt(s["loss_drop"])},
             "the loss is flat although gradients are healthy: each step changes the weights "
-            "by a tiny fraction", ("lr_up", "switch_optimizer"))
+            "by a tiny fraction",
+            ("lr_up", "switch_optimizer"),
+        )
     over = _overfitting(health.epochs)
     if over:
-        add("overfitting", [], over, "the validation loss rises while the training loss "
-            "keeps falling: the network memorizes the training set", ("add_l2", "add_dropout"))
+        add(
+            "overfitting",
+            [],
+            over,
+            "the validation loss rises while the training loss "
+            "keeps falling: the network memorizes the training set",
+            ("add_l2", "add_dropout"),
+        )
     from .findings import KINDS
 
     return [found[k] for k in KINDS if k in found]
 
 
+def _peak_update(health: Health) -> float | None:
+    """Largest ‖ΔW‖/‖W‖ of any layer at any probe step (None without updates)."""
+    vals = [
+        v.get("update_ratio")
+        for r in health.probes
+        for v in r.get("layers", {}).values()
+        if _finite(v.get("update_ratio"))
+    ]
+    return max(vals) if vals else None
+
+
 def _raw_series(health: Health, layer: str, key: str) -> list[tuple[int, Any]]:
-    return [(r["step"], r.get("layers", {}).get(layer, {}).get(key)) for r in health.probes
-            if r.get("layers", {}).get(layer, {}).get(key) is not None]
+    return [
+        (r["step"], r.get("layers", {}).get(layer, {}).get(key))
+        for r in health.probes
+        if r.get("layers", {}).get(layer, {}).get(key) is not None
+    ]
 
 
 def _fan_out(health: Health, name: str) -> int:
-    return next((int(layer.get("fan_out", 0)) for layer in health.layers if layer["name"] == name), 0)
+    return next(
+        (int(layer.get("fan_out", 0)) for layer in health.layers if layer["name"] == name), 0
+    )
 
 
 def _head_problem(ctx: dict[str, Any], s: dict[str, Any]) -> str:
@@ -313,11 +442,15 @@ def _head_problem(ctx: dict[str, Any], s: dict[str, Any]) -> str:
     if ctx.get("task") == "regression":
         return ""
     if out == 1 and act == "softmax":
-        return ("a softmax over one output unit is always 1: the loss is constant and every "
-                "gradient is exactly 0 (this is not dying ReLU)")
+        return (
+            "a softmax over one output unit is always 1: the loss is constant and every "
+            "gradient is exactly 0 (this is not dying ReLU)"
+        )
     if act in ("relu", "leaky_relu", "elu", "selu", "gelu", "softplus"):
-        return (f"a {act} on the output cuts off negative scores, so some classes can never "
-                "win and dead output units pass no gradient")
+        return (
+            f"a {act} on the output cuts off negative scores, so some classes can never "
+            "win and dead output units pass no gradient"
+        )
     if classes and out and loss != "bce" and out < classes:
         return f"the head has {out} outputs for {classes} classes"
     if loss == "bce" and act != "sigmoid":
@@ -325,8 +458,10 @@ def _head_problem(ctx: dict[str, Any], s: dict[str, Any]) -> str:
     if loss == "nll" and act not in ("softmax",):
         return "the nll loss needs probabilities: put a softmax on the output"
     if loss == "cross_entropy" and act in ("softmax", "sigmoid", "tanh") and s["failing"]:
-        return (f"cross-entropy applies its own softmax: a {act} before it squashes the "
-                "scores and the gradients")
+        return (
+            f"cross-entropy applies its own softmax: a {act} before it squashes the "
+            "scores and the gradients"
+        )
     return ""
 
 
@@ -341,5 +476,10 @@ def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
     gap = (epochs[-1].get("train_accuracy") or 0.0) - (epochs[-1].get("val_accuracy") or 0.0)
     if gap < OVERFIT_GAP:
         return {}
-    return {"best_val_epoch": best + 1, "val_loss_best": _fmt(vl[best]), "val_loss_end": _fmt(vl[-1]),
-            "train_loss_end": _fmt(tl[-1]), "accuracy_gap": _fmt(gap)}
+    return {
+        "best_val_epoch": best + 1,
+        "val_loss_best": _fmt(vl[best]),
+        "val_loss_end": _fmt(vl[-1]),
+        "train_loss_end": _fmt(tl[-1]),
+        "accuracy_gap": _fmt(gap),
+    }

@@ -40,16 +40,27 @@ class Watcher:
         loss: the loss name (``"cross_entropy"``, ``"nll"``, ``"bce"``, ``"mse"``).
     """
 
-    def __init__(self, model: nn.Module, *, every: int = 10, num_classes: int | None = None,
-                 loss: str = "cross_entropy") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        every: int = 10,
+        num_classes: int | None = None,
+        loss: str = "cross_entropy",
+    ) -> None:
         self.probe = Probe(model, every)
         head = self.probe.layers[-1] if self.probe.layers else None
         self.health = Health(
             layers=[info.meta() for info in self.probe.layers],
-            context={"task": "regression" if loss == "mse" else "classification", "loss": loss,
-                     "num_classes": num_classes, "every": every, "skipped_steps": 0,
-                     "output_activation": head.activation if head else None,
-                     "out_features": head.fan_out if head else None},
+            context={
+                "task": "regression" if loss == "mse" else "classification",
+                "loss": loss,
+                "num_classes": num_classes,
+                "every": every,
+                "skipped_steps": 0,
+                "output_activation": head.activation if head else None,
+                "out_features": head.fan_out if head else None,
+            },
         )
         self.steps = 0
         self._epoch = 0
@@ -105,8 +116,13 @@ class Watcher:
 
 
 @contextmanager
-def watch(model: nn.Module, *, every: int = 10, num_classes: int | None = None,
-          loss: str = "cross_entropy") -> Iterator[Watcher]:
+def watch(
+    model: nn.Module,
+    *,
+    every: int = 10,
+    num_classes: int | None = None,
+    loss: str = "cross_entropy",
+) -> Iterator[Watcher]:
     """Watch ``model``'s gradient health in a hand-written training loop.
 
     Call ``w.step(loss)`` once per optimizer step; ``w.findings()`` gives the diagnosis.

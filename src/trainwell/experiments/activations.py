@@ -34,8 +34,17 @@ import torch
 
 from . import common
 
-__all__ = ["NAME", "Budget", "DEFAULT_BUDGET", "QUICK_BUDGET", "ACTIVATION_ROWS",
-           "dead_units", "run", "add_arguments", "run_command"]
+__all__ = [
+    "NAME",
+    "Budget",
+    "DEFAULT_BUDGET",
+    "QUICK_BUDGET",
+    "ACTIVATION_ROWS",
+    "dead_units",
+    "run",
+    "add_arguments",
+    "run_command",
+]
 
 NAME = "activations"
 DEFAULT_SEEDS = 3
@@ -74,8 +83,10 @@ def dead_units(model: torch.nn.Module, x: torch.Tensor) -> list[float]:
         One share in [0, 1] per hidden layer, first to last.
     """
     outputs: list[torch.Tensor] = []
-    handles = [block.act.register_forward_hook(lambda _m, _i, out: outputs.append(out))
-               for block in model.blocks]
+    handles = [
+        block.act.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+        for block in model.blocks
+    ]
     was_training = model.training
     try:
         model.eval()
@@ -162,27 +173,52 @@ def run(
     t0 = time.perf_counter()
     budget = QUICK_BUDGET if quick else DEFAULT_BUDGET
     seed_values = common.seed_list(seeds)
-    variants = [common.Variant(name, {"model.activation": name},
-                               "α = 0.01" if name == "leaky_relu" else "")
-                for name in ACTIVATION_ROWS]
+    variants = [
+        common.Variant(name, {"model.activation": name}, "α = 0.01" if name == "leaky_relu" else "")
+        for name in ACTIVATION_ROWS
+    ]
     probe = _probe(budget)
-    rows = common.run_variants(common.base_config(base(budget)), variants, seed_values,
-                               measure_init=probe, measure_final=probe, log=log)
+    rows = common.run_variants(
+        common.base_config(base(budget)),
+        variants,
+        seed_values,
+        measure_init=probe,
+        measure_final=probe,
+        log=log,
+    )
     out = Path(out_dir)
-    title = (f"Activations, MNIST-1D MLP {budget.depth}×{budget.width}, Adam, "
-             f"mean over {len(seed_values)} seeds")
-    common.plot_curves(out / "curves.png", rows,
-                       [("train_loss", "training loss (running mean per epoch)", True),
-                        ("val_accuracy", "validation accuracy", False)], title)
+    title = (
+        f"Activations, MNIST-1D MLP {budget.depth}×{budget.width}, Adam, "
+        f"mean over {len(seed_values)} seeds"
+    )
+    common.plot_curves(
+        out / "curves.png",
+        rows,
+        [
+            ("train_loss", "training loss (running mean per epoch)", True),
+            ("val_accuracy", "validation accuracy", False),
+        ],
+        title,
+    )
     _plot_dead(out / "dead_units.png", rows, title)
-    header = ["activation", "init (auto)", "test accuracy", "final train loss",
-              "units ≤ 0 on all samples, init", "after training"]
+    header = [
+        "activation",
+        "init (auto)",
+        "test accuracy",
+        "final train loss",
+        "units ≤ 0 on all samples, init",
+        "after training",
+    ]
     inits = {"relu": "he", "leaky_relu": "he", "elu": "he", "selu": "lecun"}
     table_rows = [
-        [r["name"] + (f" ({r['settings']})" if r["settings"] else ""), inits[r["name"]],
-         common.pm(r["metrics"]["test_accuracy"]), common.pm(r["metrics"]["train_loss"]),
-         common.pm(r["metrics"]["init_dead_fraction"]),
-         common.pm(r["metrics"]["final_dead_fraction"])]
+        [
+            r["name"] + (f" ({r['settings']})" if r["settings"] else ""),
+            inits[r["name"]],
+            common.pm(r["metrics"]["test_accuracy"]),
+            common.pm(r["metrics"]["train_loss"]),
+            common.pm(r["metrics"]["init_dead_fraction"]),
+            common.pm(r["metrics"]["final_dead_fraction"]),
+        ]
         for r in rows
     ]
     setup = (
@@ -192,9 +228,19 @@ def run(
         "(eval mode), averaged over the hidden layers; only for ReLU does this mean no "
         "gradient at all. Mean ± std (n−1) over seeds."
     )
-    common.write_outputs(out, NAME, common.markdown_table(header, table_rows), setup, rows,
-                         {"seeds": seed_values, "quick": quick, "budget": asdict(budget),
-                          "wall_time_s": time.perf_counter() - t0})
+    common.write_outputs(
+        out,
+        NAME,
+        common.markdown_table(header, table_rows),
+        setup,
+        rows,
+        {
+            "seeds": seed_values,
+            "quick": quick,
+            "budget": asdict(budget),
+            "wall_time_s": time.perf_counter() - t0,
+        },
+    )
     return rows
 
 

@@ -146,7 +146,8 @@ def _aggregate(variant: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Reduce per-seed results to a row: mean/std of every scalar, curves kept per seed."""
     getters: dict[str, Callable[[dict[str, Any]], Any]] = {
         k: (lambda r, k=k: r[k])
-        for k, v in runs[0].items() if isinstance(v, int | float) and k != "seed"
+        for k, v in runs[0].items()
+        if isinstance(v, int | float) and k != "seed"
     }
     for group in ("init", "final"):
         for k, v in runs[0][group].items():
@@ -217,12 +218,15 @@ def _run_all(
             key = json.dumps([config.data.model_dump(mode="json"), seed], sort_keys=True)
             if key not in cache:
                 cache[key] = build_data(config)
-            result = fit_one(config, data=cache[key], measure_init=measure_init,
-                             measure_final=measure_final)
+            result = fit_one(
+                config, data=cache[key], measure_init=measure_init, measure_final=measure_final
+            )
             runs.append(result)
             if log is not None:
-                log(f"  {variant.name:<14} seed {seed}: test acc {result['test_accuracy']:.3f} "
-                    f"({result['fit_time_s']:.1f} s)")
+                log(
+                    f"  {variant.name:<14} seed {seed}: test acc {result['test_accuracy']:.3f} "
+                    f"({result['fit_time_s']:.1f} s)"
+                )
         rows.append(_aggregate(variant, runs))
     return rows
 
@@ -281,7 +285,11 @@ def plot_curves(
 
 
 def write_outputs(
-    out_dir: Path, name: str, table: str, setup: str, rows: list[dict[str, Any]],
+    out_dir: Path,
+    name: str,
+    table: str,
+    setup: str,
+    rows: list[dict[str, Any]],
     meta: dict[str, Any],
 ) -> None:
     """Write ``table.md`` (title, setup, table, wall time) and ``results.json`` to ``out_dir``."""
@@ -292,22 +300,30 @@ def write_outputs(
         text += f"\nSeeds: {meta.get('seeds')}; wall time {wall:.1f} s.\n"
     (out_dir / "table.md").write_text(text, encoding="utf-8")
     payload = {"experiment": name, **meta, "rows": rows}
-    (out_dir / "results.json").write_text(json.dumps(payload, indent=1, default=str) + "\n",
-                                          encoding="utf-8")
+    (out_dir / "results.json").write_text(
+        json.dumps(payload, indent=1, default=str) + "\n", encoding="utf-8"
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser, default_seeds: int) -> None:
     """Add ``--seeds N``, ``--quick`` and ``--out DIR`` to an experiment's parser."""
-    parser.add_argument("--seeds", type=int, default=default_seeds,
-                        help=f"seeds per variant (default {default_seeds})")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny budget for a smoke test (numbers are not meaningful)")
-    parser.add_argument("--out", default=None,
-                        help="output folder (default runs/experiments/NAME)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=default_seeds,
+        help=f"seeds per variant (default {default_seeds})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny budget for a smoke test (numbers are not meaningful)",
+    )
+    parser.add_argument("--out", default=None, help="output folder (default runs/experiments/NAME)")
 
 
-def run_command(name: str, run: Callable[..., list[dict[str, Any]]],
-                args: argparse.Namespace) -> int:
+def run_command(
+    name: str, run: Callable[..., list[dict[str, Any]]], args: argparse.Namespace
+) -> int:
     """Run an experiment from parsed CLI arguments and print its table; returns 0.
 
     Raises:

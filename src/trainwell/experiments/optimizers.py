@@ -32,8 +32,16 @@ from typing import Any
 from ..optim import OPTIMIZERS
 from . import common
 
-__all__ = ["NAME", "Budget", "DEFAULT_BUDGET", "QUICK_BUDGET", "variants", "run",
-           "add_arguments", "run_command"]
+__all__ = [
+    "NAME",
+    "Budget",
+    "DEFAULT_BUDGET",
+    "QUICK_BUDGET",
+    "variants",
+    "run",
+    "add_arguments",
+    "run_command",
+]
 
 NAME = "optimizers"
 DEFAULT_SEEDS = 3
@@ -74,8 +82,12 @@ def variants() -> list[common.Variant]:
         if "optim.weight_decay" in patch:
             settings.append(f"weight_decay={patch['optim.weight_decay']:g}")
         rows.append(common.Variant(name, patch, ", ".join(settings)))
-    rows.insert(1, common.Variant("sgd (lr=0.1)", {"optim.name": "sgd", "optim.lr": 0.1},
-                                  "lr=0.1 (= momentum's η/(1−β))"))
+    rows.insert(
+        1,
+        common.Variant(
+            "sgd (lr=0.1)", {"optim.name": "sgd", "optim.lr": 0.1}, "lr=0.1 (= momentum's η/(1−β))"
+        ),
+    )
     return rows
 
 
@@ -124,18 +136,32 @@ def run(
         row["metrics"]["early_val_accuracy"] = {"mean": mean, "std": std, "values": values}
     out = Path(out_dir)
     common.plot_curves(
-        out / "curves.png", rows,
-        [("train_loss", "training loss (running mean per epoch)", True),
-         ("val_accuracy", "validation accuracy", False)],
+        out / "curves.png",
+        rows,
+        [
+            ("train_loss", "training loss (running mean per epoch)", True),
+            ("val_accuracy", "validation accuracy", False),
+        ],
         f"Optimizers on MNIST-1D, MLP {budget.depth}×{budget.width}, mean ± std over "
         f"{len(seed_values)} seeds",
     )
-    header = ["optimizer", "settings", "test accuracy", "final train loss",
-              f"val accuracy after {early + 1} epoch(s)", "skipped steps"]
+    header = [
+        "optimizer",
+        "settings",
+        "test accuracy",
+        "final train loss",
+        f"val accuracy after {early + 1} epoch(s)",
+        "skipped steps",
+    ]
     table_rows = [
-        [r["name"], r["settings"], common.pm(r["metrics"]["test_accuracy"]),
-         common.pm(r["metrics"]["train_loss"]), common.pm(r["metrics"]["early_val_accuracy"]),
-         f"{r['metrics']['skipped_steps']['mean']:g}"]
+        [
+            r["name"],
+            r["settings"],
+            common.pm(r["metrics"]["test_accuracy"]),
+            common.pm(r["metrics"]["train_loss"]),
+            common.pm(r["metrics"]["early_val_accuracy"]),
+            f"{r['metrics']['skipped_steps']['mean']:g}",
+        ]
         for r in rows
     ]
     setup = (
@@ -143,9 +169,19 @@ def run(
         f"(He init), batch {budget.batch_size}, {budget.epochs} epochs, constant learning "
         "rate, lecture conventions. Mean ± std (n−1) over seeds."
     )
-    common.write_outputs(out, NAME, common.markdown_table(header, table_rows), setup, rows,
-                         {"seeds": seed_values, "quick": quick, "budget": asdict(budget),
-                          "wall_time_s": time.perf_counter() - t0})
+    common.write_outputs(
+        out,
+        NAME,
+        common.markdown_table(header, table_rows),
+        setup,
+        rows,
+        {
+            "seeds": seed_values,
+            "quick": quick,
+            "budget": asdict(budget),
+            "wall_time_s": time.perf_counter() - t0,
+        },
+    )
     return rows
 
 

@@ -30,8 +30,17 @@ from typing import Any
 
 from . import common
 
-__all__ = ["NAME", "Budget", "DEFAULT_BUDGET", "QUICK_BUDGET", "variants", "run",
-           "add_arguments", "run_command", "plot_gap"]
+__all__ = [
+    "NAME",
+    "Budget",
+    "DEFAULT_BUDGET",
+    "QUICK_BUDGET",
+    "variants",
+    "run",
+    "add_arguments",
+    "run_command",
+    "plot_gap",
+]
 
 NAME = "regularization"
 DEFAULT_SEEDS = 3
@@ -65,8 +74,9 @@ def variants(budget: Budget) -> list[common.Variant]:
         common.Variant("none", {}, "-"),
         common.Variant("l2", {"regularization.l2": budget.l2}, f"λ = {budget.l2:g}"),
         common.Variant("dropout", {"model.dropout": budget.dropout}, f"rate = {budget.dropout:g}"),
-        common.Variant("max_norm", {"regularization.max_norm": budget.max_norm},
-                       f"r = {budget.max_norm:g}"),
+        common.Variant(
+            "max_norm", {"regularization.max_norm": budget.max_norm}, f"r = {budget.max_norm:g}"
+        ),
     ]
 
 
@@ -102,8 +112,14 @@ def plot_gap(path: Path, rows: Sequence[dict[str, Any]], title: str) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for offset, split in ((-0.2, "train"), (0.2, "test")):
         m = [r["metrics"][f"{split}_accuracy"] for r in rows]
-        ax.bar(x + offset, [v["mean"] for v in m], 0.4, yerr=[v["std"] for v in m],
-               label=split, capsize=3)
+        ax.bar(
+            x + offset,
+            [v["mean"] for v in m],
+            0.4,
+            yerr=[v["std"] for v in m],
+            label=split,
+            capsize=3,
+        )
     ax.set_xticks(x, [r["name"] for r in rows])
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
@@ -138,28 +154,49 @@ def run(
     t0 = time.perf_counter()
     budget = QUICK_BUDGET if quick else DEFAULT_BUDGET
     seed_values = common.seed_list(seeds)
-    rows = common.run_variants(common.base_config(base(budget)), variants(budget), seed_values,
-                               log=log)
+    rows = common.run_variants(
+        common.base_config(base(budget)), variants(budget), seed_values, log=log
+    )
     for row in rows:
         m = row["metrics"]
-        values = [a - b for a, b in zip(m["train_accuracy"]["values"],
-                                        m["test_accuracy"]["values"])]
+        values = [
+            a - b for a, b in zip(m["train_accuracy"]["values"], m["test_accuracy"]["values"])
+        ]
         mean, std = common.mean_std(values)
         m["gap"] = {"mean": mean, "std": std, "values": values}
     out = Path(out_dir)
-    title = (f"Regularization, MNIST-1D MLP {budget.depth}×{budget.width}, small training set, "
-             f"mean ± std over {len(seed_values)} seeds")
-    common.plot_curves(out / "curves.png", rows,
-                       [("train_loss", "training loss (running mean per epoch)", True),
-                        ("val_loss", "validation loss", True),
-                        ("val_accuracy", "validation accuracy", False)], title)
+    title = (
+        f"Regularization, MNIST-1D MLP {budget.depth}×{budget.width}, small training set, "
+        f"mean ± std over {len(seed_values)} seeds"
+    )
+    common.plot_curves(
+        out / "curves.png",
+        rows,
+        [
+            ("train_loss", "training loss (running mean per epoch)", True),
+            ("val_loss", "validation loss", True),
+            ("val_accuracy", "validation accuracy", False),
+        ],
+        title,
+    )
     plot_gap(out / "gap.png", rows, title)
-    header = ["regularization", "settings", "train accuracy", "test accuracy",
-              "gap (train − test)", "test loss"]
+    header = [
+        "regularization",
+        "settings",
+        "train accuracy",
+        "test accuracy",
+        "gap (train − test)",
+        "test loss",
+    ]
     table_rows = [
-        [r["name"], r["settings"], common.pm(r["metrics"]["train_accuracy"]),
-         common.pm(r["metrics"]["test_accuracy"]), common.pm(r["metrics"]["gap"]),
-         common.pm(r["metrics"]["test_loss"])]
+        [
+            r["name"],
+            r["settings"],
+            common.pm(r["metrics"]["train_accuracy"]),
+            common.pm(r["metrics"]["test_accuracy"]),
+            common.pm(r["metrics"]["gap"]),
+            common.pm(r["metrics"]["test_loss"]),
+        ]
         for r in rows
     ]
     setup = (
@@ -169,9 +206,19 @@ def run(
         f"{budget.epochs} epochs. Accuracies after training in eval mode. "
         "Mean ± std (n−1) over seeds."
     )
-    common.write_outputs(out, NAME, common.markdown_table(header, table_rows), setup, rows,
-                         {"seeds": seed_values, "quick": quick, "budget": asdict(budget),
-                          "wall_time_s": time.perf_counter() - t0})
+    common.write_outputs(
+        out,
+        NAME,
+        common.markdown_table(header, table_rows),
+        setup,
+        rows,
+        {
+            "seeds": seed_values,
+            "quick": quick,
+            "budget": asdict(budget),
+            "wall_time_s": time.perf_counter() - t0,
+        },
+    )
     return rows
 
 

@@ -42,15 +42,27 @@ def first_step_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tens
 
     model.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(x), y).backward()
-    norms = [float(torch.linalg.vector_norm(i.module.weight.grad.double()))
-             for i in describe_layers(model)]
+    norms = [
+        float(torch.linalg.vector_norm(i.module.weight.grad.double()))
+        for i in describe_layers(model)
+    ]
     model.zero_grad(set_to_none=True)
     return norms
 
 
-def run(out_dir: str | Path | None, seeds: int = 3, *, depth: int = 50, width: int = 64,
-        epochs: int = 5, batch_size: int = 64, source: str = "digits", optimizer: str = "sgd",
-        lr: float = 0.05, setups: tuple[tuple[str, str], ...] = SETUPS) -> list[dict[str, Any]]:
+def run(
+    out_dir: str | Path | None,
+    seeds: int = 3,
+    *,
+    depth: int = 50,
+    width: int = 64,
+    epochs: int = 5,
+    batch_size: int = 64,
+    source: str = "digits",
+    optimizer: str = "sgd",
+    lr: float = 0.05,
+    setups: tuple[tuple[str, str], ...] = SETUPS,
+) -> list[dict[str, Any]]:
     """Run the experiment; write ``table.md``, ``results.json`` and ``grad_norms.png``.
 
     Args:
@@ -83,24 +95,42 @@ def run(out_dir: str | Path | None, seeds: int = 3, *, depth: int = 50, width: i
         for seed in range(seeds):
             data = tw_data.load(source, seed=seed)
             gen = torch.Generator().manual_seed(seed)
-            model = tw_nn.MLP(data.in_features, [width] * depth, data.out_features,
-                              activation=act, init=init, generator=gen)
+            model = tw_nn.MLP(
+                data.in_features,
+                [width] * depth,
+                data.out_features,
+                activation=act,
+                init=init,
+                generator=gen,
+            )
             g = first_step_grad_norms(model, data.train.x[:batch_size], data.train.y[:batch_size])
             norms.append(g)
             ratios.append(g[0] / g[-1] if g[-1] > 0 else math.inf)
             cb = DoctorCallback(every=5, num_classes=data.num_classes)
-            trainer = Trainer(model, tw_optim.build(optimizer, model.parameters(), lr=lr),
-                              epochs=epochs, batch_size=batch_size, seed=seed, callbacks=[cb],
-                              device="cpu", progress=False)
+            trainer = Trainer(
+                model,
+                tw_optim.build(optimizer, model.parameters(), lr=lr),
+                epochs=epochs,
+                batch_size=batch_size,
+                seed=seed,
+                callbacks=[cb],
+                device="cpu",
+                progress=False,
+            )
             trainer.fit(data)
             accs.append(trainer.evaluate(data.test)["accuracy"])
             kinds |= {f.kind for f in cb.findings()}
-        rows.append({
-            "activation": act, "init": init, "test_accuracy": statistics.fmean(accs),
-            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "grad_ratio": statistics.median(ratios), "findings": sorted(kinds),
-            "grad_norms": [statistics.fmean(col) for col in zip(*norms)],
-        })
+        rows.append(
+            {
+                "activation": act,
+                "init": init,
+                "test_accuracy": statistics.fmean(accs),
+                "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "grad_ratio": statistics.median(ratios),
+                "findings": sorted(kinds),
+                "grad_norms": [statistics.fmean(col) for col in zip(*norms)],
+            }
+        )
     if out_dir is not None:
         _write(Path(out_dir), rows, seeds, depth, width, epochs, optimizer, lr, source)
     return rows
@@ -108,11 +138,15 @@ def run(out_dir: str | Path | None, seeds: int = 3, *, depth: int = 50, width: i
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
-    lines = ["| activation + init | test accuracy | first/last grad norm (step 0) | doctor's findings |",
-             "| --- | --- | --- | --- |"]
+    lines = [
+        "| activation + init | test accuracy | first/last grad norm (step 0) | doctor's findings |",
+        "| --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| {r['activation']} + {r['init']} | {r['test_accuracy']:.3f} ± {r['std']:.3f} "
-                     f"| {r['grad_ratio']:.2e} | {', '.join(r['findings']) or 'none'} |")
+        lines.append(
+            f"| {r['activation']} + {r['init']} | {r['test_accuracy']:.3f} ± {r['std']:.3f} "
+            f"| {r['grad_ratio']:.2e} | {', '.join(r['findings']) or 'none'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -123,8 +157,9 @@ def _write(out: Path, rows, seeds, depth, width, epochs, optimizer, lr, source) 
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    head = (f"{depth}×{width} MLP on {source}, {optimizer} lr={lr}, {epochs} epochs, "
-            f"{seeds} seeds\n\n")
+    head = (
+        f"{depth}×{width} MLP on {source}, {optimizer} lr={lr}, {epochs} epochs, {seeds} seeds\n\n"
+    )
     (out / "table.md").write_text(head + table_markdown(rows), encoding="utf-8")
     (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -151,8 +186,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run from parsed arguments, print the table; return 0."""
-    rows = run(args.out, seeds=args.seeds, depth=args.depth, width=args.width,
-               epochs=args.epochs, source=args.source)
+    rows = run(
+        args.out,
+        seeds=args.seeds,
+        depth=args.depth,
+        width=args.width,
+        epochs=args.epochs,
+        source=args.source,
+    )
     print(table_markdown(rows), end="")
     print(f"written: {Path(args.out) / 'table.md'}, grad_norms.png, results.json")
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from . import clip, penalties, schedules
 from .adagrad import AdaGrad
-from .adam import AdaMax, Adam, AdamW, Nadam
+from .adam import Adam, AdaMax, AdamW, Nadam
 from .lr_find import LRFindResult, lr_find
 from .registry import OPTIMIZERS, OptimizerSpec, build, hyperparameters
 from .rmsprop import RMSProp

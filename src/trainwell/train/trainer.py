@@ -20,6 +20,7 @@ import torch
 from ..data.dataset import Dataset, Split
 from ..errors import UserError
 from ..optim import schedules as _schedules
+from ..optim.clip import grad_norm
 from .callbacks import Callback
 from .checkpoint import (
     apply_model_state,
@@ -247,7 +248,6 @@ class Trainer:
                 self.last_grad_norm = float(norm)
                 finite = finite and math.isfinite(self.last_grad_norm)
             elif self.log_grad_norm:
-                from ..optim.clip import grad_norm  # imported lazily: only when asked for
                 self.last_grad_norm = float(grad_norm(params))
                 finite = finite and math.isfinite(self.last_grad_norm)
             if self.schedule_unit == "step":
