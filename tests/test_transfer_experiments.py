@@ -47,8 +47,8 @@ def test_quick_transfer_experiment_writes_its_table(tmp_path):
         "reuse A, frozen then fine-tuned",
     ]
     assert all(0.0 <= r["accuracy_mean"] <= 1.0 and r["seeds"] == 2 for r in rows)
-    assert (tmp_path / "t" / "results.png").stat().st_size > 1000
-    assert "| scratch |" in (tmp_path / "t" / "results.md").read_text()
+    assert (tmp_path / "t" / "accuracy.png").stat().st_size > 1000
+    assert "| scratch |" in (tmp_path / "t" / "table.md").read_text()
     saved = json.loads((tmp_path / "t" / "results.json").read_text())
     assert saved["seeds"] == [0, 1] and len(saved["per_seed"]) == 2
 
@@ -62,4 +62,4 @@ def test_quick_pretraining_experiment_via_its_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| 5% (120) | scratch |" in out and "stacked pretrained" in out
     saved = json.loads((tmp_path / "p" / "results.json").read_text())
-    assert len(saved["rows"]) == 6 and (tmp_path / "p" / "results.png").is_file()
+    assert len(saved["rows"]) == 6 and (tmp_path / "p" / "accuracy.png").is_file()

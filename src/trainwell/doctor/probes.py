@@ -5,11 +5,12 @@ finds the layers with weights (modules owning a ``weight`` of 2+ dimensions: Lin
 Conv) and the activation module that follows each one, and on a probe step records, per
 layer ℓ with weight W and gradient g = ∂J/∂W:
 
-- ``grad_norm`` ‖g‖₂ and ``grad_abs_mean`` mean |g|, computed in float64 (a vanishing
-  gradient of ~1e-32 squares to ~1e-64, which underflows float32 to an exact 0);
+- ``grad_norm`` ‖g‖₂ (pre-scaled by max|g|, summed in float64: a vanishing gradient of
+  ~1e-32 squares to ~1e-64, which underflows float32 to an exact 0) and ``grad_abs_mean``;
 - ``grad_zero_share`` the share of entries of g that are exactly 0;
 - ``weight_norm`` ‖W‖₂ and ``update_ratio`` ‖ΔW‖/‖W‖ over the optimizer step;
-- ``unit_spread`` ‖W − mean_row(W)‖/‖W‖ (0 when all units are identical: symmetry);
+- ``unit_spread`` ‖W − mean_row(W)‖/‖W‖ (0 when all units are identical: symmetry),
+  on the first probe step only;
 - ``act_mean``/``act_std`` of the activation output, and a 24-bin histogram of it;
 - ``dead_share``: ReLU-family units that output exactly 0 for every sample of the batch;
 - ``saturated_share``: sigmoid/tanh entries with |z| ≥ 5 or output within 0.01 of an
@@ -31,6 +32,7 @@ from torch import nn
 __all__ = ["LayerInfo", "Probe", "describe_layers", "probe_schedule"]
 
 HIST_BINS = 24  # bins of the activation histograms kept for the report
+HIST_SAMPLE = 4096  # values per histogram (a strided sample of the batch's activations)
 SATURATION_Z = 5.0  # |z| ≥ 5: σ'(z) ≤ 0.0066, tanh'(z) ≤ 1.8e-4
 SATURATION_EPS = 0.01  # output within 0.01 of an asymptote counts as saturated
 
@@ -132,8 +134,21 @@ def probe_schedule(step: int, every: int) -> bool:
     return step % every == 0
 
 
-def _f64_norm(t: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(t.detach().to(torch.float64)))
+def _safe_norm(t: torch.Tensor) -> float:
+    """‖t‖₂ without float32 underflow: ‖t‖ = m·‖t/m‖ with m = max|t| (pre-scaling).
+
+    Squares of ~1e-32 underflow float32 to 0; dividing by the largest magnitude first keeps
+    every square in range, and costs two float32 passes instead of a float64 copy.
+    """
+    t = t.detach()
+    if t.numel() == 0:
+        return 0.0
+    m = float(t.abs().max())
+    if m == 0.0 or not math.isfinite(m):
+        return m
+    if t.dtype == torch.float64:
+        return float(torch.linalg.vector_norm(t))
+    return m * float(torch.linalg.vector_norm(t / m, dtype=torch.float64))
 
 
 class Probe:
@@ -160,6 +175,7 @@ class Probe:
         self._snap: dict[str, torch.Tensor] = {}
         self._global: dict[str, Any] = {}
         self._input: dict[str, float] = {}
+        self.records = 0  # probe steps recorded so far
 
     # ---- forward side -------------------------------------------------------------
     def arm(self) -> None:
@@ -211,25 +227,28 @@ class Probe:
         """Record gradient statistics (and snapshot the weights unless :meth:`snapshot` did)."""
         total = 0.0
         finite = True
+        first = self.records == 0
         for info in self.layers:
             w = info.module.weight
             st = self._stats.setdefault(info.name, {})
-            st["weight_norm"] = _f64_norm(w)
-            st["unit_spread"] = _unit_spread(w)
+            st["weight_norm"] = _safe_norm(w)
+            if first:  # units stay identical under gradient descent: the start decides symmetry
+                st["unit_spread"] = _unit_spread(w)
             if info.name not in self._snap:
                 self._snap[info.name] = w.detach().clone()
             if w.grad is None:
                 st.update(grad_norm=None, grad_abs_mean=None, grad_zero_share=None)
                 continue
-            g = w.grad.detach().to(torch.float64)
-            norm = float(torch.linalg.vector_norm(g))
+            g = w.grad.detach()
+            n = g.numel()
+            norm = _safe_norm(g)
             st["grad_norm"] = norm
-            st["grad_abs_mean"] = float(g.abs().mean()) if g.numel() else 0.0
-            st["grad_zero_share"] = float((g == 0).to(torch.float64).mean()) if g.numel() else 0.0
+            st["grad_abs_mean"] = float(torch.linalg.vector_norm(g, 1, dtype=torch.float64)) / n if n else 0.0
+            st["grad_zero_share"] = 1.0 - int(torch.count_nonzero(g)) / n if n else 0.0
             finite = finite and math.isfinite(norm)
         for p in self.model.parameters():
             if p.grad is not None:
-                total += float(torch.linalg.vector_norm(p.grad.detach().to(torch.float64))) ** 2
+                total += _safe_norm(p.grad) ** 2
         self._global = {
             "grad_norm": math.sqrt(total),
             "grads_finite": finite and math.isfinite(total),
@@ -241,8 +260,8 @@ class Probe:
             before = self._snap.get(info.name)
             if before is None:
                 continue
-            w_norm = _f64_norm(before)
-            delta = _f64_norm(info.module.weight.detach() - before)
+            w_norm = _safe_norm(before)
+            delta = _safe_norm(info.module.weight.detach() - before)
             ratio = delta / w_norm if w_norm > 0 else (math.inf if delta > 0 else 0.0)
             self._stats[info.name]["update_ratio"] = ratio
         self._snap = {}
@@ -261,6 +280,7 @@ class Probe:
             "layers": {name: dict(st) for name, st in self._stats.items()},
         }
         self._stats, self._global, self._input = {}, {}, {}
+        self.records += 1
         return rec
 
     def meta(self) -> dict[str, Any]:
@@ -291,7 +311,9 @@ def _activation_stats(kind: str | None, inputs: tuple, y: torch.Tensor) -> dict[
         lo, hi = float(yf.min()), float(yf.max())
         if hi <= lo:
             hi = lo + 1e-6
-        st["hist"] = [int(c) for c in torch.histc(yf, bins=HIST_BINS, min=lo, max=hi).tolist()]
+        # A strided sample of ≤ 4096 values is plenty for 24 bins and 10× cheaper.
+        sample = yf.flatten()[:: max(1, yf.numel() // HIST_SAMPLE)]
+        st["hist"] = [int(c) for c in torch.histc(sample, bins=HIST_BINS, min=lo, max=hi).tolist()]
         st["hist_range"] = [lo, hi]
     if y.dim() >= 2 and y.shape[0] > 0:
         if kind == "relu":

@@ -360,7 +360,7 @@ def diagnose_health(health: Health) -> list[Finding]:
         )
     g0 = per[names[0]]["grad"] if names else None
     vanish = (_finite(ratio) and ratio < VANISHING_RATIO) or (_finite(g0) and g0 < VANISHING_ABS)
-    if failing and vanish and not low_lr and not sym:
+    if failing and vanish and not low_lr and not sym and not head_problem:
         small = [
             n
             for n in names[:-1]

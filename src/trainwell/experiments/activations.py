@@ -23,10 +23,9 @@ Command: ``trainwell experiment activations [--seeds 3] [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,31 +109,22 @@ def _probe(budget: Budget) -> Callable[[Any], dict[str, Any]]:
 
 def base(budget: Budget) -> dict[str, Any]:
     """The config patch shared by every row."""
-    return {
-        "name": "experiment-activations",
-        "data.source": "mnist1d",
-        "data.num_samples": budget.num_samples,
-        "model.depth": budget.depth,
-        "model.width": budget.width,
-        "model.init": "auto",
-        "optim.name": "adam",
-        "optim.lr": budget.lr,
-        "schedule.name": "constant",
-        "train.epochs": budget.epochs,
-        "train.batch_size": budget.batch_size,
-        "train.threads": 1,  # small MLP: one thread is faster than two on 2 shared cores
-        "device": "cpu",
-    }
+    return common.mnist1d_mlp(
+        NAME,
+        budget,
+        {
+            "model.init": "auto",
+            "optim.name": "adam",
+            "optim.lr": budget.lr,
+            "schedule.name": "constant",
+        },
+    )
 
 
 def _plot_dead(path: Path, rows: Sequence[dict[str, Any]], title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = common.pyplot().subplots(figsize=(6.5, 4.2))
     for row in rows:
         per_seed = np.asarray([f["dead_per_layer"] for f in row["extra"]["final"]], dtype=float)
         layers = np.arange(1, per_seed.shape[1] + 1)
@@ -145,11 +135,7 @@ def _plot_dead(path: Path, rows: Sequence[dict[str, Any]], title: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return common.save_figure(fig, path)
 
 
 def run(
@@ -228,27 +214,11 @@ def run(
         "(eval mode), averaged over the hidden layers; only for ReLU does this mean no "
         "gradient at all. Mean ± std (n−1) over seeds."
     )
-    common.write_outputs(
-        out,
-        NAME,
-        common.markdown_table(header, table_rows),
-        setup,
-        rows,
-        {
-            "seeds": seed_values,
-            "quick": quick,
-            "budget": asdict(budget),
-            "wall_time_s": time.perf_counter() - t0,
-        },
+    table = common.markdown_table(header, table_rows)
+    common.report(
+        out, NAME, table, setup, rows, seeds=seed_values, quick=quick, budget=budget, started=t0
     )
     return rows
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--seeds``, ``--quick``, ``--out`` to the ``experiment activations`` parser."""
-    common.add_arguments(parser, DEFAULT_SEEDS)
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run from parsed CLI arguments, print the table; returns the exit code."""
-    return common.run_command(NAME, run, args)
+add_arguments, run_command = common.cli(NAME, run, DEFAULT_SEEDS)

@@ -15,13 +15,15 @@ only in what their patch changes. Results are reduced to mean ± sample standard
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
 import json
 import math
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +37,19 @@ __all__ = [
     "fit_one",
     "run_variants",
     "mean_std",
+    "stat",
     "pm",
+    "mnist1d_mlp",
+    "torch_threads",
     "markdown_table",
     "plot_curves",
+    "pyplot",
+    "save_figure",
     "write_outputs",
+    "report",
     "add_arguments",
     "run_command",
+    "cli",
     "CURVE_KEYS",
 ]
 
@@ -137,6 +146,12 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
 
 
+def stat(values: Sequence[float]) -> dict[str, Any]:
+    """``{"mean", "std", "values"}``: :func:`mean_std` of ``values``, and the values kept."""
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "values": values}
+
+
 def pm(stat: dict[str, Any], digits: int = 3, scale: float = 1.0) -> str:
     """Format ``{"mean", "std"}`` as ``"0.812 ± 0.010"`` (values multiplied by ``scale``)."""
     return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
@@ -153,11 +168,7 @@ def _aggregate(variant: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
         for k, v in runs[0][group].items():
             if isinstance(v, int | float):
                 getters[f"{group}_{k}"] = lambda r, g=group, k=k: r[g][k]
-    metrics: dict[str, dict[str, Any]] = {}
-    for key, get in getters.items():
-        values = [get(r) for r in runs]
-        mean, std = mean_std(values)
-        metrics[key] = {"mean": mean, "std": std, "values": values}
+    metrics = {key: stat([get(r) for r in runs]) for key, get in getters.items()}
     return {
         "name": variant.name,
         "settings": variant.settings,
@@ -167,6 +178,50 @@ def _aggregate(variant: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "curves": {k: [r["curves"][k] for r in runs] for k in CURVE_KEYS},
         "extra": {"init": [r["init"] for r in runs], "final": [r["final"] for r in runs]},
     }
+
+
+def mnist1d_mlp(name: str, budget: Any, patch: dict[str, Any]) -> dict[str, Any]:
+    """The config patch of a playbook experiment: an MNIST-1D MLP on one CPU thread.
+
+    Args:
+        name: experiment name (the config's name is ``experiment-<name>``).
+        budget: has ``num_samples``, ``depth``, ``width``, ``epochs``, ``batch_size``.
+        patch: the experiment's own dotted keys (model, optimizer, schedule, ...).
+    """
+    return {
+        "name": f"experiment-{name}",
+        "data.source": "mnist1d",
+        "data.num_samples": budget.num_samples,
+        "model.depth": budget.depth,
+        "model.width": budget.width,
+        **patch,
+        "train.epochs": budget.epochs,
+        "train.batch_size": budget.batch_size,
+        "train.threads": 1,  # small MLP: one thread is faster than two on 2 shared cores
+        "device": "cpu",
+    }
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(n)``, restoring the previous count after.
+
+    Why: these models are small (≤ 256 units); on a busy 2-core machine two intra-op
+    threads spin against other processes and one step took 33–126 ms against 3.5 ms with
+    one thread (a 4-layer 128-wide MLP, batch 128, measured here). ``None`` leaves torch's
+    setting alone.
+    """
+    import torch
+
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_variants(
@@ -256,13 +311,9 @@ def plot_curves(
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (key, label, logy) in zip(axes[0], panels):
         for row in rows:
             curves = np.asarray(row["curves"][key], dtype=float)  # (seeds, epochs)
@@ -277,10 +328,29 @@ def plot_curves(
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (PNG, 110 dpi, folders created), close it.
+
+    Returns:
+        ``path``.
+    """
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -305,8 +375,55 @@ def write_outputs(
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser, default_seeds: int) -> None:
-    """Add ``--seeds N``, ``--quick`` and ``--out DIR`` to an experiment's parser."""
+def report(
+    out_dir: Path,
+    name: str,
+    table: str,
+    setup: str,
+    rows: list[dict[str, Any]],
+    *,
+    seeds: list[int],
+    quick: bool,
+    budget: Any,
+    started: float,
+    **meta: Any,
+) -> None:
+    """:func:`write_outputs` with the usual metadata: seeds, quick, budget, wall time.
+
+    Args:
+        out_dir, name, table, setup, rows: as :func:`write_outputs`.
+        seeds: the seeds run.
+        quick: whether the tiny budget was used.
+        budget: the experiment's budget dataclass (stored with :func:`dataclasses.asdict`).
+        started: ``time.perf_counter()`` at the start; wall time = now − started.
+        **meta: more entries for ``results.json`` (e.g. ``per_seed``).
+    """
+    write_outputs(
+        out_dir,
+        name,
+        table,
+        setup,
+        rows,
+        {
+            "seeds": seeds,
+            "quick": quick,
+            "budget": asdict(budget),
+            **meta,
+            "wall_time_s": time.perf_counter() - started,
+        },
+    )
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, default_seeds: int, threads: bool = False
+) -> None:
+    """Add ``--seeds N``, ``--quick``, ``--out DIR`` (and ``--threads N``) to a parser.
+
+    Args:
+        parser: the experiment's parser.
+        default_seeds: the default of ``--seeds``.
+        threads: also add ``--threads`` (torch threads while it runs, default 1).
+    """
     parser.add_argument(
         "--seeds",
         type=int,
@@ -319,6 +436,13 @@ def add_arguments(parser: argparse.ArgumentParser, default_seeds: int) -> None:
         help="tiny budget for a smoke test (numbers are not meaningful)",
     )
     parser.add_argument("--out", default=None, help="output folder (default runs/experiments/NAME)")
+    if threads:
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=1,
+            help="torch threads while it runs (1 is fastest for these small models)",
+        )
 
 
 def run_command(
@@ -326,12 +450,46 @@ def run_command(
 ) -> int:
     """Run an experiment from parsed CLI arguments and print its table; returns 0.
 
+    ``run(out, seeds=, quick=)`` also gets ``log`` (progress to stderr) and ``threads``
+    (from ``--threads``) when it takes them.
+
     Raises:
         UserError: ``--seeds`` below 1.
     """
     seeds = seed_list(args.seeds)
     out = Path(args.out) if args.out else Path("runs") / "experiments" / name
-    run(out, seeds=seeds, quick=args.quick, log=lambda s: print(s, file=sys.stderr))
+    takes = inspect.signature(run).parameters
+    options: dict[str, Any] = {}
+    if "log" in takes:
+        options["log"] = lambda s: print(s, file=sys.stderr)
+    if "threads" in takes and hasattr(args, "threads"):
+        options["threads"] = args.threads
+    run(out, seeds=seeds, quick=args.quick, **options)
     sys.stdout.write((out / "table.md").read_text(encoding="utf-8"))
     print(f"wrote {out}/table.md, results.json and plots")
     return 0
+
+
+def cli(
+    name: str, run: Callable[..., list[dict[str, Any]]], default_seeds: int, threads: bool = False
+) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    """An experiment module's ``(add_arguments, run_command)`` pair for ``trainwell experiment``.
+
+    Args:
+        name: the experiment's name (default output folder ``runs/experiments/<name>``).
+        run: its ``run(out_dir, seeds=, quick=, ...)``.
+        default_seeds: default of ``--seeds``.
+        threads: add ``--threads`` (see :func:`add_arguments`).
+    """
+
+    def add_arguments_(parser: argparse.ArgumentParser) -> None:
+        add_arguments(parser, default_seeds, threads)
+
+    def run_command_(args: argparse.Namespace) -> int:
+        return run_command(name, run, args)
+
+    add_arguments_.__name__ = add_arguments_.__qualname__ = "add_arguments"
+    add_arguments_.__doc__ = f"Add ``--seeds``, ``--quick``, ``--out`` to ``experiment {name}``."
+    run_command_.__name__ = run_command_.__qualname__ = "run_command"
+    run_command_.__doc__ = "Run from parsed CLI arguments, print the table; returns the exit code."
+    return add_arguments_, run_command_

@@ -22,10 +22,9 @@ Command: ``trainwell experiment optimizers [--seeds 3] [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,19 +92,14 @@ def variants() -> list[common.Variant]:
 
 def base(budget: Budget) -> dict[str, Any]:
     """The config patch shared by every row."""
-    return {
-        "name": "experiment-optimizers",
-        "data.source": "mnist1d",
-        "data.num_samples": budget.num_samples,
-        "model.depth": budget.depth,
-        "model.width": budget.width,
-        "model.activation": "relu",
-        "schedule.name": "constant",
-        "train.epochs": budget.epochs,
-        "train.batch_size": budget.batch_size,
-        "train.threads": 1,  # small MLP: one thread is faster than two on 2 shared cores
-        "device": "cpu",
-    }
+    return common.mnist1d_mlp(
+        NAME,
+        budget,
+        {
+            "model.activation": "relu",
+            "schedule.name": "constant",
+        },
+    )
 
 
 def run(
@@ -131,9 +125,9 @@ def run(
     rows = common.run_variants(common.base_config(base(budget)), variants(), seed_values, log=log)
     early = min(budget.early_epochs, budget.epochs) - 1
     for row in rows:
-        values = [c[early] for c in row["curves"]["val_accuracy"]]
-        mean, std = common.mean_std(values)
-        row["metrics"]["early_val_accuracy"] = {"mean": mean, "std": std, "values": values}
+        row["metrics"]["early_val_accuracy"] = common.stat(
+            [c[early] for c in row["curves"]["val_accuracy"]]
+        )
     out = Path(out_dir)
     common.plot_curves(
         out / "curves.png",
@@ -169,27 +163,11 @@ def run(
         f"(He init), batch {budget.batch_size}, {budget.epochs} epochs, constant learning "
         "rate, lecture conventions. Mean ± std (n−1) over seeds."
     )
-    common.write_outputs(
-        out,
-        NAME,
-        common.markdown_table(header, table_rows),
-        setup,
-        rows,
-        {
-            "seeds": seed_values,
-            "quick": quick,
-            "budget": asdict(budget),
-            "wall_time_s": time.perf_counter() - t0,
-        },
+    table = common.markdown_table(header, table_rows)
+    common.report(
+        out, NAME, table, setup, rows, seeds=seed_values, quick=quick, budget=budget, started=t0
     )
     return rows
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--seeds``, ``--quick``, ``--out`` to the ``experiment optimizers`` parser."""
-    common.add_arguments(parser, DEFAULT_SEEDS)
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run from parsed CLI arguments, print the table; returns the exit code."""
-    return common.run_command(NAME, run, args)
+add_arguments, run_command = common.cli(NAME, run, DEFAULT_SEEDS)

@@ -18,9 +18,7 @@ Command: ``trainwell experiment pretraining [--seeds 5] [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
 import statistics
 import time
@@ -31,7 +29,9 @@ from typing import Any
 
 import torch
 
-from .transfer import markdown_table, seed_list, torch_threads
+from . import common
+from .common import seed_list, torch_threads
+from .transfer import markdown_table
 
 __all__ = ["Budget", "DEFAULT_BUDGET", "QUICK_BUDGET", "run", "add_arguments", "run_command"]
 
@@ -94,7 +94,7 @@ def _run_seed(seed: int, data, budget: Budget) -> dict[tuple[float, str], float]
         data.num_classes,
         generator=torch.Generator().manual_seed(seed * 1_000 + 1),
     )
-    common = dict(
+    shared = dict(
         lr=budget.pretrain_lr,
         batch_size=128,
         noise=budget.noise,
@@ -104,10 +104,10 @@ def _run_seed(seed: int, data, budget: Budget) -> dict[tuple[float, str], float]
     starts = {
         "scratch": init,
         "layer-wise pretrained": pretrain_layerwise(
-            init, data.train.x, epochs=budget.layerwise_epochs, **common
+            init, data.train.x, epochs=budget.layerwise_epochs, **shared
         ).model,
         "stacked pretrained": pretrain_stacked(
-            init, data.train.x, epochs=budget.stacked_epochs, **common
+            init, data.train.x, epochs=budget.stacked_epochs, **shared
         ).model,
     }
     order = torch.randperm(
@@ -148,13 +148,14 @@ def _rows(per_seed: list[dict], budget: Budget, n_train: int) -> list[dict[str, 
         base = [s[(frac, "scratch")] for s in per_seed]
         for method in METHODS:
             accs = [s[(frac, method)] for s in per_seed]
+            mean, std = common.mean_std(accs)
             row: dict[str, Any] = {
                 "labelled": f"{frac:.0%} ({round(frac * n_train)})",
                 "fraction": frac,
                 "method": method,
                 "seeds": len(accs),
-                "accuracy_mean": statistics.fmean(accs),
-                "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                "accuracy_mean": mean,
+                "accuracy_std": std,
             }
             if method != "scratch":
                 row["gain"] = row["accuracy_mean"] - statistics.fmean(base)
@@ -164,12 +165,7 @@ def _rows(per_seed: list[dict], budget: Budget, n_train: int) -> list[dict[str, 
 
 
 def _plot(rows: list[dict[str, Any]], budget: Budget, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = common.pyplot().subplots(figsize=(6.4, 3.8))
     xs = [100 * f for f in budget.fractions]
     for method in METHODS:
         mine = [r for r in rows if r["method"] == method]
@@ -188,9 +184,7 @@ def _plot(rows: list[dict[str, Any]], budget: Budget, path: Path, title: str) ->
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def run(
@@ -200,7 +194,7 @@ def run(
     budget: Budget | None = None,
     threads: int | None = 1,
 ) -> list[dict[str, Any]]:
-    """Run the pretraining experiment; write ``results.md``, ``results.png``, ``results.json``.
+    """Run the pretraining experiment; write ``table.md``, ``results.json``, ``accuracy.png``.
 
     Args:
         out_dir: output folder (created).
@@ -218,13 +212,11 @@ def run(
     budget = budget or (QUICK_BUDGET if quick else DEFAULT_BUDGET)
     seeds = seed_list(seeds)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     data = _data(budget)
     with torch_threads(threads):
         per_seed = [_run_seed(s, data, budget) for s in seeds]
     rows = _rows(per_seed, budget, len(data.train))
-    wall = time.perf_counter() - started
     table = markdown_table(
         rows,
         [
@@ -235,54 +227,34 @@ def run(
             ("seeds better than scratch", "{wins}/{seeds}"),
         ],
     )
-    head = (
-        f"# Unsupervised pretraining: MNIST-1D, {len(data.train):,} unlabelled inputs\n\n"
+    setup = (
+        f"Unsupervised pretraining: MNIST-1D, {len(data.train):,} unlabelled inputs. "
         f"{len(seeds)} seeds, hidden {list(budget.hidden)} ReLU; pretraining: denoising "
         f"({budget.noise} {budget.noise_level}), layer-wise {budget.layerwise_epochs} "
         f"epochs per layer, stacked {budget.stacked_epochs} epochs; supervised: Adam lr "
         f"{budget.lr}, ~{budget.steps} steps of {budget.batch_size}. Test: "
-        f"{len(data.test):,} samples. Wall time {wall:.0f} s.\n\n"
+        f"{len(data.test):,} samples."
     )
-    (out / "results.md").write_text(head + table, encoding="utf-8")
     flat = [{f"{frac}/{m}": a for (frac, m), a in s.items()} for s in per_seed]
-    (out / "results.json").write_text(
-        json.dumps(
-            {
-                "budget": budget.__dict__,
-                "seeds": seeds,
-                "per_seed": flat,
-                "rows": rows,
-                "wall_time_s": wall,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
+    common.report(
+        out,
+        NAME,
+        table,
+        setup,
+        rows,
+        seeds=seeds,
+        quick=quick,
+        budget=budget,
+        started=started,
+        per_seed=flat,
     )
     _plot(
         rows,
         budget,
-        out / "results.png",
+        out / "accuracy.png",
         f"MNIST-1D, {len(seeds)} seeds: scratch vs autoencoder pretraining",
     )
     return rows
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--out``, ``--seeds``, ``--quick`` and ``--threads`` to the parser."""
-    parser.add_argument("--out", default="runs/experiments/pretraining", help="output folder")
-    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (>= 5 reported)")
-    parser.add_argument("--quick", action="store_true", help="tiny budget, a smoke test")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads while it runs (1 is fastest for these small models)",
-    )
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run from parsed arguments, print the Markdown table; return the exit code 0."""
-    run(args.out, seeds=args.seeds, quick=args.quick, threads=args.threads)
-    print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
-    return 0
+add_arguments, run_command = common.cli(NAME, run, 5, threads=True)

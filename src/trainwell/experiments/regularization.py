@@ -21,10 +21,9 @@ Command: ``trainwell experiment regularization [--seeds 3] [--quick] [--out DIR]
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,34 +81,25 @@ def variants(budget: Budget) -> list[common.Variant]:
 
 def base(budget: Budget) -> dict[str, Any]:
     """The config patch shared by every row."""
-    return {
-        "name": "experiment-regularization",
-        "data.source": "mnist1d",
-        "data.num_samples": budget.num_samples,
-        "data.val_fraction": budget.val_fraction,
-        "model.depth": budget.depth,
-        "model.width": budget.width,
-        "model.activation": "relu",
-        "optim.name": "adam",
-        "optim.lr": budget.lr,
-        "schedule.name": "constant",
-        "train.epochs": budget.epochs,
-        "train.batch_size": budget.batch_size,
-        "train.threads": 1,  # small MLP: one thread is faster than two on 2 shared cores
-        "device": "cpu",
-    }
+    return common.mnist1d_mlp(
+        NAME,
+        budget,
+        {
+            "data.val_fraction": budget.val_fraction,
+            "model.activation": "relu",
+            "optim.name": "adam",
+            "optim.lr": budget.lr,
+            "schedule.name": "constant",
+        },
+    )
 
 
 def plot_gap(path: Path, rows: Sequence[dict[str, Any]], title: str) -> Path:
     """Grouped bars: train and test accuracy per row, mean with ±1 std error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = common.pyplot().subplots(figsize=(6.5, 4.2))
     for offset, split in ((-0.2, "train"), (0.2, "test")):
         m = [r["metrics"][f"{split}_accuracy"] for r in rows]
         ax.bar(
@@ -126,11 +116,7 @@ def plot_gap(path: Path, rows: Sequence[dict[str, Any]], title: str) -> Path:
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return common.save_figure(fig, path)
 
 
 def run(
@@ -162,8 +148,7 @@ def run(
         values = [
             a - b for a, b in zip(m["train_accuracy"]["values"], m["test_accuracy"]["values"])
         ]
-        mean, std = common.mean_std(values)
-        m["gap"] = {"mean": mean, "std": std, "values": values}
+        m["gap"] = common.stat(values)
     out = Path(out_dir)
     title = (
         f"Regularization, MNIST-1D MLP {budget.depth}×{budget.width}, small training set, "
@@ -206,27 +191,11 @@ def run(
         f"{budget.epochs} epochs. Accuracies after training in eval mode. "
         "Mean ± std (n−1) over seeds."
     )
-    common.write_outputs(
-        out,
-        NAME,
-        common.markdown_table(header, table_rows),
-        setup,
-        rows,
-        {
-            "seeds": seed_values,
-            "quick": quick,
-            "budget": asdict(budget),
-            "wall_time_s": time.perf_counter() - t0,
-        },
+    table = common.markdown_table(header, table_rows)
+    common.report(
+        out, NAME, table, setup, rows, seeds=seed_values, quick=quick, budget=budget, started=t0
     )
     return rows
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--seeds``, ``--quick``, ``--out`` to the ``experiment regularization`` parser."""
-    common.add_arguments(parser, DEFAULT_SEEDS)
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run from parsed CLI arguments, print the table; returns the exit code."""
-    return common.run_command(NAME, run, args)
+add_arguments, run_command = common.cli(NAME, run, DEFAULT_SEEDS)

@@ -23,10 +23,9 @@ Command: ``trainwell experiment schedules [--seeds 3] [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,21 +114,16 @@ def variants(budget: Budget) -> list[common.Variant]:
 
 def base(budget: Budget) -> dict[str, Any]:
     """The config patch shared by every row."""
-    return {
-        "name": "experiment-schedules",
-        "data.source": "mnist1d",
-        "data.num_samples": budget.num_samples,
-        "model.depth": budget.depth,
-        "model.width": budget.width,
-        "model.activation": "relu",
-        "optim.name": "momentum",
-        "optim.lr": budget.lr,
-        "optim.momentum": 0.9,
-        "train.epochs": budget.epochs,
-        "train.batch_size": budget.batch_size,
-        "train.threads": 1,  # small MLP: one thread is faster than two on 2 shared cores
-        "device": "cpu",
-    }
+    return common.mnist1d_mlp(
+        NAME,
+        budget,
+        {
+            "model.activation": "relu",
+            "optim.name": "momentum",
+            "optim.lr": budget.lr,
+            "optim.momentum": 0.9,
+        },
+    )
 
 
 def run(
@@ -161,9 +155,7 @@ def run(
             ("best_val_accuracy", max, "val_accuracy"),
             ("final_lr", lambda c: c[-1], "lr"),
         ):
-            values = [reduce(c) for c in row["curves"][curve]]
-            mean, std = common.mean_std(values)
-            row["metrics"][key] = {"mean": mean, "std": std, "values": values}
+            row["metrics"][key] = common.stat([reduce(c) for c in row["curves"][curve]])
     out = Path(out_dir)
     common.plot_curves(
         out / "curves.png",
@@ -200,27 +192,11 @@ def run(
         f"Momentum (β=0.9, lecture convention) η0={budget.lr:g}, batch {budget.batch_size}, "
         f"{budget.epochs} epochs for every schedule. Mean ± std (n−1) over seeds."
     )
-    common.write_outputs(
-        out,
-        NAME,
-        common.markdown_table(header, table_rows),
-        setup,
-        rows,
-        {
-            "seeds": seed_values,
-            "quick": quick,
-            "budget": asdict(budget),
-            "wall_time_s": time.perf_counter() - t0,
-        },
+    table = common.markdown_table(header, table_rows)
+    common.report(
+        out, NAME, table, setup, rows, seeds=seed_values, quick=quick, budget=budget, started=t0
     )
     return rows
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--seeds``, ``--quick``, ``--out`` to the ``experiment schedules`` parser."""
-    common.add_arguments(parser, DEFAULT_SEEDS)
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run from parsed CLI arguments, print the table; returns the exit code."""
-    return common.run_command(NAME, run, args)
+add_arguments, run_command = common.cli(NAME, run, DEFAULT_SEEDS)

@@ -20,17 +20,17 @@ Command: ``trainwell experiment transfer [--seeds 10] [--quick] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from . import common
+from .common import seed_list, torch_threads
 
 __all__ = [
     "Budget",
@@ -68,37 +68,6 @@ DEFAULT_BUDGET = Budget()
 QUICK_BUDGET = Budget(
     num_samples=3_000, hidden=(32, 32), epochs_a=3, n_labelled=60, epochs_b=6, freeze_epochs=2
 )
-
-
-def seed_list(seeds: int | Sequence[int]) -> list[int]:
-    """``seeds`` as a list: a count ``n`` means ``0 .. n-1``."""
-    if isinstance(seeds, int):
-        if seeds < 1:
-            from ..errors import UserError
-
-            raise UserError(f"--seeds: need at least 1 seed, got {seeds}")
-        return list(range(seeds))
-    return [int(s) for s in seeds]
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)``, restoring the previous count after.
-
-    Why: these models are small (≤ 256 units); on a busy 2-core machine two intra-op
-    threads spin against other processes and one step took 33–126 ms against 3.5 ms with
-    one thread (a 4-layer 128-wide MLP, batch 128, measured here). ``None`` leaves torch's
-    setting alone.
-    """
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _trainer(model, data, *, epochs, batch_size, lr, seed, **kw):
@@ -155,10 +124,10 @@ def _run_seed(seed: int, task_a, task_b, budget: Budget) -> dict[str, float]:
     acc["scratch"] = _trainer(
         scratch, small, epochs=budget.epochs_b, batch_size=budget.batch_b, lr=budget.lr, seed=seed
     ).evaluate(small.test)["accuracy"]
-    common = dict(lr=budget.lr, batch_size=budget.batch_b, seed=seed, device="cpu")
+    shared = dict(lr=budget.lr, batch_size=budget.batch_b, seed=seed, device="cpu")
     frozen = reuse(model_a, new_head=2, generator=gen(4))
     acc["reuse A, frozen"] = fine_tune(
-        frozen, small, freeze_epochs=budget.epochs_b, epochs=0, **common
+        frozen, small, freeze_epochs=budget.epochs_b, epochs=0, **shared
     ).test_metrics["accuracy"]
     tuned = reuse(model_a, new_head=2, generator=gen(4))
     acc["reuse A, frozen then fine-tuned"] = fine_tune(
@@ -167,7 +136,7 @@ def _run_seed(seed: int, task_a, task_b, budget: Budget) -> dict[str, float]:
         freeze_epochs=budget.freeze_epochs,
         epochs=budget.epochs_b - budget.freeze_epochs,
         lr_factor=budget.lr_factor,
-        **common,
+        **shared,
     ).test_metrics["accuracy"]
     return acc
 
@@ -183,11 +152,12 @@ def summarize(per_seed: list[dict[str, float]], baseline: str = "scratch") -> li
     for method in per_seed[0]:
         accs = [s[method] for s in per_seed]
         err = statistics.fmean(1 - a for a in accs)
+        mean, std = common.mean_std(accs)
         row: dict[str, Any] = {
             "method": method,
             "seeds": len(accs),
-            "accuracy_mean": statistics.fmean(accs),
-            "accuracy_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "accuracy_mean": mean,
+            "accuracy_std": std,
             "error_mean": err,
         }
         if method != baseline and baseline in per_seed[0] and not method.startswith("model A"):
@@ -218,20 +188,16 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -
 
 
 def _plot(per_seed: list[dict[str, float]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     methods = [m for m in per_seed[0] if not m.startswith("model A")]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = common.pyplot().subplots(figsize=(7, 3.6))
     for i, m in enumerate(methods):
         accs = [s[m] for s in per_seed]
+        mean, std = common.mean_std(accs)
         ax.scatter([i] * len(accs), accs, alpha=0.6)
         ax.errorbar(
             i + 0.15,
-            statistics.fmean(accs),
-            yerr=statistics.stdev(accs) if len(accs) > 1 else 0,
+            mean,
+            yerr=std,
             fmt="o",
             color="black",
             capsize=4,
@@ -240,9 +206,7 @@ def _plot(per_seed: list[dict[str, float]], path: Path, title: str) -> None:
     ax.set_ylabel("test accuracy (8 vs 9)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    common.save_figure(fig, path)
 
 
 def run(
@@ -252,7 +216,7 @@ def run(
     budget: Budget | None = None,
     threads: int | None = 1,
 ) -> list[dict[str, Any]]:
-    """Run the transfer experiment; write ``results.md``, ``results.png``, ``results.json``.
+    """Run the transfer experiment; write ``table.md``, ``results.json``, ``accuracy.png``.
 
     Args:
         out_dir: output folder (created).
@@ -268,13 +232,11 @@ def run(
     budget = budget or (QUICK_BUDGET if quick else DEFAULT_BUDGET)
     seeds = seed_list(seeds)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     task_a, task_b = _tasks(budget)
     with torch_threads(threads):
         per_seed = [_run_seed(s, task_a, task_b, budget) for s in seeds]
     rows = summarize(per_seed)
-    wall = time.perf_counter() - started
     table = markdown_table(
         rows,
         [
@@ -285,50 +247,30 @@ def run(
             ("seeds better than scratch", "{wins}/{seeds}"),
         ],
     )
-    head = (
-        f"# Transfer: MNIST-1D 0–7 → 8 vs 9 from {budget.n_labelled} labels\n\n"
+    setup = (
+        f"Transfer: MNIST-1D 0–7 → 8 vs 9 from {budget.n_labelled} labels. "
         f"{len(seeds)} seeds, hidden {list(budget.hidden)} ReLU, Adam lr {budget.lr}; "
         f"B models {budget.epochs_b} epochs (fine-tuned: {budget.freeze_epochs} frozen, "
-        f"then lr × {budget.lr_factor}). Wall time {wall:.0f} s.\n\n"
+        f"then lr × {budget.lr_factor})."
     )
-    (out / "results.md").write_text(head + table, encoding="utf-8")
-    (out / "results.json").write_text(
-        json.dumps(
-            {
-                "budget": budget.__dict__,
-                "seeds": seeds,
-                "per_seed": per_seed,
-                "rows": rows,
-                "wall_time_s": wall,
-            },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
+    common.report(
+        out,
+        NAME,
+        table,
+        setup,
+        rows,
+        seeds=seeds,
+        quick=quick,
+        budget=budget,
+        started=started,
+        per_seed=per_seed,
     )
     _plot(
         per_seed,
-        out / "results.png",
+        out / "accuracy.png",
         f"MNIST-1D 8 vs 9 from {budget.n_labelled} labels, {len(seeds)} seeds",
     )
     return rows
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--out``, ``--seeds`` and ``--quick`` to the ``experiment transfer`` parser."""
-    parser.add_argument("--out", default="runs/experiments/transfer", help="output folder")
-    parser.add_argument("--seeds", type=int, default=10, help="number of seeds (>= 10 reported)")
-    parser.add_argument("--quick", action="store_true", help="tiny budget, a smoke test")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads while it runs (1 is fastest for these small models)",
-    )
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run from parsed arguments, print the Markdown table; return the exit code 0."""
-    run(args.out, seeds=args.seeds, quick=args.quick, threads=args.threads)
-    print((Path(args.out) / "results.md").read_text(encoding="utf-8"))
-    return 0
+add_arguments, run_command = common.cli(NAME, run, 10, threads=True)

@@ -21,6 +21,8 @@ __all__ = [
     "check_betas",
     "check_interval",
     "check_nonnegative",
+    "decay_many",
+    "decay_one",
     "use_foreach",
 ]
 
@@ -78,6 +80,38 @@ def check_betas(value: Any) -> None:
     check_interval("betas[1]", value[1])
 
 
+def decay_one(
+    p: torch.Tensor, g: torch.Tensor, lr: float, weight_decay: float, decoupled: bool
+) -> torch.Tensor:
+    """Apply weight decay λ to one tensor; return the gradient the update should use.
+
+    Decoupled: θ ← θ (1 − η λ) in place, ``g`` returned as is; else ``g + λ θ`` (a new
+    tensor, ``g`` untouched). λ = 0 returns ``g``.
+    """
+    if weight_decay == 0:
+        return g
+    if decoupled:
+        p.mul_(1.0 - lr * weight_decay)
+        return g
+    return g.add(p, alpha=weight_decay)
+
+
+def decay_many(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    lr: float,
+    weight_decay: float,
+    decoupled: bool,
+) -> list[torch.Tensor]:
+    """:func:`decay_one` for a list of tensors with ``torch._foreach_*`` (same operations)."""
+    if weight_decay == 0:
+        return grads
+    if decoupled:
+        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+        return grads
+    return torch._foreach_add(grads, params, alpha=weight_decay)
+
+
 def use_foreach(foreach: bool | None, params: list[torch.Tensor]) -> bool:
     """Decide the path: ``foreach`` if given, else multi-tensor when one device type is used.
 
@@ -97,8 +131,9 @@ class ExactOptimizer(torch.optim.Optimizer):
     """Base of trainwell's optimizers: defaults per convention, checks, lazy state.
 
     A subclass sets :attr:`DEFAULTS` (convention → hyperparameter → default; a ``None``
-    argument takes the convention's value), implements :meth:`_check` (raise ``ValueError``
-    naming the hyperparameter), :meth:`_init_state` and :meth:`_update`.
+    argument takes the convention's value), :attr:`CHECKS` (hyperparameter → check, run in
+    order on every param group; override :meth:`_check` for checks across several),
+    :meth:`_init_state` and :meth:`_update`.
 
     Args:
         params: iterable of tensors or of param-group dicts.
@@ -111,6 +146,8 @@ class ExactOptimizer(torch.optim.Optimizer):
     """
 
     DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
+    # hyperparameter -> check(name, value) raising ValueError that names it
+    CHECKS: ClassVar[dict[str, Callable[[str, Any], None]]] = {}
 
     def __init__(
         self,
@@ -146,7 +183,8 @@ class ExactOptimizer(torch.optim.Optimizer):
         self._check(group)
 
     def _check(self, group: dict[str, Any]) -> None:
-        raise NotImplementedError
+        for name, check in self.CHECKS.items():
+            check(name, group[name])
 
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
         raise NotImplementedError

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ._foreach import ExactOptimizer, check_nonnegative
+from ._foreach import ExactOptimizer, check_nonnegative, decay_many, decay_one
 
 __all__ = ["AdaGrad", "adagrad"]
 
@@ -68,9 +68,9 @@ class AdaGrad(ExactOptimizer):
             initial_accumulator_value=initial_accumulator_value,
         )
 
-    def _check(self, group: dict[str, Any]) -> None:
-        for name in ("lr", "eps", "weight_decay", "initial_accumulator_value"):
-            check_nonnegative(name, group[name])
+    CHECKS = dict.fromkeys(
+        ("lr", "eps", "weight_decay", "initial_accumulator_value"), check_nonnegative
+    )
 
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
         state["sum"] = torch.full_like(
@@ -116,11 +116,7 @@ def adagrad(
 
 def _single_tensor_adagrad(params, grads, sums, lr, eps, weight_decay, convention):
     for p, g, s in zip(params, grads, sums):
-        if weight_decay != 0:
-            if convention == "keras":
-                p.mul_(1.0 - lr * weight_decay)
-            else:
-                g = g.add(p, alpha=weight_decay)
+        g = decay_one(p, g, lr, weight_decay, convention == "keras")
         s.addcmul_(g, g)
         if convention == "torch":
             denom = s.sqrt().add_(eps)
@@ -130,11 +126,7 @@ def _single_tensor_adagrad(params, grads, sums, lr, eps, weight_decay, conventio
 
 
 def _multi_tensor_adagrad(params, grads, sums, lr, eps, weight_decay, convention):
-    if weight_decay != 0:
-        if convention == "keras":
-            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    grads = decay_many(params, grads, lr, weight_decay, convention == "keras")
     torch._foreach_addcmul_(sums, grads, grads)
     if convention == "torch":
         denoms = torch._foreach_sqrt(sums)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._foreach import ExactOptimizer, check_betas, check_nonnegative
+from ._foreach import ExactOptimizer, check_betas, check_nonnegative, decay_many, decay_one
 
 __all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "nadam"]
 
@@ -75,11 +75,12 @@ class Adam(ExactOptimizer):
             weight_decay=weight_decay,
         )
 
-    def _check(self, group: dict[str, Any]) -> None:
-        check_nonnegative("lr", group["lr"])
-        check_betas(group["betas"])
-        check_nonnegative("eps", group["eps"])
-        check_nonnegative("weight_decay", group["weight_decay"])
+    CHECKS = {
+        "lr": check_nonnegative,
+        "betas": lambda _, value: check_betas(value),
+        "eps": check_nonnegative,
+        "weight_decay": check_nonnegative,
+    }
 
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
         state["step"] = 0  # a Python int: bias corrections need no device sync
@@ -122,21 +123,6 @@ class AdamW(Adam):
         "keras": {**Adam.DEFAULTS["keras"], "weight_decay": 0.004},
     }
     _decoupled = True
-
-    def __init__(
-        self,
-        params: Any,
-        lr: float | None = None,
-        betas: tuple[float, float] | None = None,
-        eps: float | None = None,
-        weight_decay: float | None = None,
-        *,
-        convention: str = "lecture",
-        foreach: bool | None = None,
-    ) -> None:
-        super().__init__(
-            params, lr, betas, eps, weight_decay, convention=convention, foreach=foreach
-        )
 
 
 class Nadam(Adam):
@@ -188,9 +174,7 @@ class Nadam(Adam):
             momentum_decay=momentum_decay,
         )
 
-    def _check(self, group: dict[str, Any]) -> None:
-        super()._check(group)
-        check_nonnegative("momentum_decay", group["momentum_decay"])
+    CHECKS = {**Adam.CHECKS, "momentum_decay": check_nonnegative}
 
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
         super()._init_state(param, state, group)
@@ -231,21 +215,6 @@ class AdaMax(Adam):
     }
     _second = "exp_inf"
 
-    def __init__(
-        self,
-        params: Any,
-        lr: float | None = None,
-        betas: tuple[float, float] | None = None,
-        eps: float | None = None,
-        weight_decay: float | None = None,
-        *,
-        convention: str = "lecture",
-        foreach: bool | None = None,
-    ) -> None:
-        super().__init__(
-            params, lr, betas, eps, weight_decay, convention=convention, foreach=foreach
-        )
-
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)
         ms, us = [s["exp_avg"] for s in states], [s["exp_inf"] for s in states]
@@ -270,24 +239,6 @@ def _eps_term(eps: float, bc2: float, convention: str) -> float:
     if convention == "lecture":
         return eps * bc2
     return eps * math.sqrt(bc2) if convention == "torch" else eps
-
-
-def _decay_one(p, g, lr, weight_decay, decoupled):
-    if weight_decay == 0:
-        return g
-    if decoupled:
-        p.mul_(1.0 - lr * weight_decay)
-        return g
-    return g.add(p, alpha=weight_decay)
-
-
-def _decay_many(params, grads, lr, weight_decay, decoupled):
-    if weight_decay == 0:
-        return grads
-    if decoupled:
-        torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-        return grads
-    return torch._foreach_add(grads, params, alpha=weight_decay)
 
 
 def _moments(ms, ss, grads, beta1, beta2, foreach):
@@ -333,9 +284,9 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, betas, eps, weight_
     step_sizes = [-lr * math.sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
     eps_terms = [_eps_term(eps, b2, convention) for b2 in bc2]
     if foreach:
-        grads = _decay_many(params, grads, lr, weight_decay, decoupled)
+        grads = decay_many(params, grads, lr, weight_decay, decoupled)
     else:
-        grads = [_decay_one(p, g, lr, weight_decay, decoupled) for p, g in zip(params, grads)]
+        grads = [decay_one(p, g, lr, weight_decay, decoupled) for p, g in zip(params, grads)]
     _moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, foreach)
     denoms = _denoms(exp_avg_sqs, eps_terms, convention, foreach)
     if foreach:
@@ -361,9 +312,9 @@ def nadam(params, grads, exp_avgs, exp_avg_sqs, steps, coefs, *, lr, betas, eps,
     c_grad = [-lr * (1.0 - mu) / (1.0 - pr) * r for (mu, _, pr, _), r in zip(coefs, rbc2)]
     c_avg = [-lr * mu1 / (1.0 - pr1) * r for (_, mu1, _, pr1), r in zip(coefs, rbc2)]
     if foreach:
-        grads = _decay_many(params, grads, lr, weight_decay, decoupled)
+        grads = decay_many(params, grads, lr, weight_decay, decoupled)
     else:
-        grads = [_decay_one(p, g, lr, weight_decay, decoupled) for p, g in zip(params, grads)]
+        grads = [decay_one(p, g, lr, weight_decay, decoupled) for p, g in zip(params, grads)]
     _moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, foreach)
     denoms = _denoms(exp_avg_sqs, eps_terms, convention, foreach)
     if foreach:
@@ -385,7 +336,7 @@ def adamax(params, grads, exp_avgs, exp_infs, steps, *, lr, betas, eps, weight_d
     beta1, beta2 = betas
     step_sizes = [-lr / (1.0 - beta1**t) for t in steps]
     if foreach:
-        grads = _decay_many(params, grads, lr, weight_decay, decoupled)
+        grads = decay_many(params, grads, lr, weight_decay, decoupled)
         torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
         torch._foreach_mul_(exp_infs, beta2)
         abs_grads = torch._foreach_abs(grads)
@@ -396,7 +347,7 @@ def adamax(params, grads, exp_avgs, exp_infs, steps, *, lr, betas, eps, weight_d
         torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
         return
     for p, g, m, u, c in zip(params, grads, exp_avgs, exp_infs, step_sizes):
-        g = _decay_one(p, g, lr, weight_decay, decoupled)
+        g = decay_one(p, g, lr, weight_decay, decoupled)
         m.lerp_(g, 1.0 - beta1)
         u.mul_(beta2)
         abs_g = g.abs()

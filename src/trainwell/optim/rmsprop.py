@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ._foreach import ExactOptimizer, check_interval, check_nonnegative
+from ._foreach import ExactOptimizer, check_interval, check_nonnegative, decay_many, decay_one
 
 __all__ = ["RMSProp", "rmsprop"]
 
@@ -64,11 +64,12 @@ class RMSProp(ExactOptimizer):
             weight_decay=weight_decay,
         )
 
-    def _check(self, group: dict[str, Any]) -> None:
-        check_nonnegative("lr", group["lr"])
-        check_interval("beta", group["beta"])
-        check_nonnegative("eps", group["eps"])
-        check_nonnegative("weight_decay", group["weight_decay"])
+    CHECKS = {
+        "lr": check_nonnegative,
+        "beta": check_interval,
+        "eps": check_nonnegative,
+        "weight_decay": check_nonnegative,
+    }
 
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
         state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
@@ -114,11 +115,7 @@ def rmsprop(
 
 def _single_tensor_rmsprop(params, grads, square_avgs, lr, beta, eps, weight_decay, convention):
     for p, g, s in zip(params, grads, square_avgs):
-        if weight_decay != 0:
-            if convention == "keras":
-                p.mul_(1.0 - lr * weight_decay)
-            else:
-                g = g.add(p, alpha=weight_decay)
+        g = decay_one(p, g, lr, weight_decay, convention == "keras")
         s.mul_(beta).addcmul_(g, g, value=1.0 - beta)
         if convention == "keras":
             denom = s.add(eps).sqrt_()
@@ -128,11 +125,7 @@ def _single_tensor_rmsprop(params, grads, square_avgs, lr, beta, eps, weight_dec
 
 
 def _multi_tensor_rmsprop(params, grads, square_avgs, lr, beta, eps, weight_decay, convention):
-    if weight_decay != 0:
-        if convention == "keras":
-            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    grads = decay_many(params, grads, lr, weight_decay, convention == "keras")
     torch._foreach_mul_(square_avgs, beta)
     torch._foreach_addcmul_(square_avgs, grads, grads, value=1.0 - beta)
     if convention == "keras":

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ._foreach import ExactOptimizer, check_interval, check_nonnegative
+from ._foreach import ExactOptimizer, check_interval, check_nonnegative, decay_many, decay_one
 
 __all__ = ["SGD", "Momentum", "Nesterov", "sgd"]
 
@@ -79,10 +79,14 @@ class SGD(ExactOptimizer):
             nesterov=nesterov,
         )
 
+    CHECKS = {
+        "lr": check_nonnegative,
+        "momentum": check_interval,
+        "weight_decay": check_nonnegative,
+    }
+
     def _check(self, group: dict[str, Any]) -> None:
-        check_nonnegative("lr", group["lr"])
-        check_interval("momentum", group["momentum"])
-        check_nonnegative("weight_decay", group["weight_decay"])
+        super()._check(group)
         if group["nesterov"] and group["momentum"] == 0:
             raise ValueError("nesterov: needs momentum in (0, 1), got momentum=0")
 
@@ -189,11 +193,7 @@ def sgd(
 
 def _single_tensor_sgd(params, grads, bufs, lr, momentum, weight_decay, nesterov, convention):
     for p, g, buf in zip(params, grads, bufs):
-        if weight_decay != 0:
-            if convention == "keras":
-                p.mul_(1.0 - lr * weight_decay)
-            else:
-                g = g.add(p, alpha=weight_decay)
+        g = decay_one(p, g, lr, weight_decay, convention == "keras")
         if momentum == 0:
             p.add_(g, alpha=-lr)
         elif convention == "lecture":
@@ -214,11 +214,7 @@ def _single_tensor_sgd(params, grads, bufs, lr, momentum, weight_decay, nesterov
 
 
 def _multi_tensor_sgd(params, grads, bufs, lr, momentum, weight_decay, nesterov, convention):
-    if weight_decay != 0:
-        if convention == "keras":
-            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    grads = decay_many(params, grads, lr, weight_decay, convention == "keras")
     if momentum == 0:
         torch._foreach_add_(params, grads, alpha=-lr)
     elif convention == "lecture":

@@ -21,9 +21,15 @@ class Progress:
         self._pending = 0
         self._seen = 0
         self._bar = None
+        self._console = None
 
     def __enter__(self) -> Progress:
         if self.enabled:
+            from rich.console import Console
+
+            self._console = Console()
+            if not self._console.is_terminal:  # a log file gets one line per epoch, no bar
+                return self
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -63,10 +69,8 @@ class Progress:
 
     def end_epoch(self, metrics: dict[str, Any]) -> None:
         """Show the finished epoch's loss and accuracy."""
-        if self._bar is None:
+        if not self.enabled:
             return
-        self._bar.advance(self._task, self._pending)
-        self._pending = 0
         parts = [f"loss {metrics['train_loss']:.4f}"]
         if "train_accuracy" in metrics:
             parts.append(f"acc {metrics['train_accuracy']:.3f}")
@@ -74,5 +78,11 @@ class Progress:
             parts.append(f"val_loss {metrics['val_loss']:.4f}")
         if "val_accuracy" in metrics:
             parts.append(f"val_acc {metrics['val_accuracy']:.3f}")
+        line = f"epoch {metrics['epoch']:>3}/{self.epochs}  " + "  ".join(parts)
+        if self._bar is None:
+            self._console.print(line, highlight=False)
+            return
+        self._bar.advance(self._task, self._pending)
+        self._pending = 0
         self._bar.update(self._task, stats="  ".join(parts))
-        self._bar.console.print(f"epoch {metrics['epoch']:>3}/{self.epochs}  " + "  ".join(parts))
+        self._bar.console.print(line, highlight=False)
