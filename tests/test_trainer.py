@@ -164,3 +164,23 @@ def test_regression_uses_mse_and_reports_no_accuracy():
     assert "train_accuracy" not in history[0]
     assert trainer.evaluate(data.test)["loss"] < 1e-3
     assert math.isclose(float(model.weight.detach()[0, 1]), -2.0, abs_tol=0.05)
+
+
+def test_grad_norm_before_clipping_is_logged_every_step():
+    data = blobs(n=100)  # 3 steps per epoch
+    norms = []
+
+    class Record(Callback):
+        def on_after_backward(self, trainer, step):
+            norms.append(float(torch.sqrt(sum((p.grad.double() ** 2).sum()
+                                              for p in trainer.model.parameters()))))
+
+    _, trainer = make(epochs=2, clip=tw.optim.clip.build("global_norm", 1e-3), callbacks=[Record()])
+    history = trainer.fit(data)
+    logged = history[0]["grad_norms"] + history[1]["grad_norms"]
+    assert logged == pytest.approx(norms, rel=1e-6)
+    assert history[1]["grad_norm_max"] == pytest.approx(max(norms[3:]), rel=1e-6)
+    _, plain = make(epochs=1)
+    assert "grad_norms" not in plain.fit(data)[0]
+    _, asked = make(epochs=1, log_grad_norm=True)
+    assert len(asked.fit(data)[0]["grad_norms"]) == 3

@@ -224,6 +224,7 @@ class Trainer:
         x_all, y_all = train.x[order], train.y[order]
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         penalty_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        grad_norms: list[float] = []  # per step, before clipping; only when clipping or asked
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         classify = self.task == "classification"
         bar.start_epoch(epoch)
@@ -246,9 +247,11 @@ class Trainer:
             if self.clip is not None:
                 norm = self.clip(params)
                 self.last_grad_norm = float(norm)
+                grad_norms.append(self.last_grad_norm)
                 finite = finite and math.isfinite(self.last_grad_norm)
             elif self.log_grad_norm:
                 self.last_grad_norm = float(grad_norm(params))
+                grad_norms.append(self.last_grad_norm)
                 finite = finite and math.isfinite(self.last_grad_norm)
             if self.schedule_unit == "step":
                 lr = self._apply_schedule(self.step)
@@ -277,6 +280,12 @@ class Trainer:
             metrics[f"val_{key}"] = value
         metrics["lr"] = self.optimizer.param_groups[0]["lr"] if lr is None else lr
         metrics["skipped_steps"] = self.skipped_steps
+        if grad_norms:  # the clipper computes the norm anyway: logging it costs nothing more
+            finite_norms = [g for g in grad_norms if math.isfinite(g)]
+            metrics["grad_norm_mean"] = (sum(finite_norms) / len(finite_norms)
+                                         if finite_norms else float("nan"))
+            metrics["grad_norm_max"] = max(grad_norms)
+            metrics["grad_norms"] = grad_norms
         metrics["epoch_time_s"] = seconds
         metrics["samples_per_s"] = n / seconds if seconds > 0 else float("inf")
         if self.plateau is not None:
