@@ -5,7 +5,7 @@ Runs a healthy config (MNIST-1D, 8×256 ReLU MLP, Adam) A/B interleaved for seve
 writing health.jsonl), and prints one JSON object with the median wall times and the
 median of the per-round ratios B/A. Target: ratio ≤ 1.03.
 
-Usage: python benchmarks/doctor.py [--rounds 7] [--epochs 3] [--samples 4000] [--every N]
+Usage: python benchmarks/doctor.py [--rounds 5] [--epochs 3] [--samples 20000] [--every N]
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def _time(config, data, callbacks, run_dir: Path) -> float:
 def main() -> None:
     """Run the interleaved benchmark and print the JSON result."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--samples", type=int, default=4000)
+    p.add_argument("--samples", type=int, default=20000)
     p.add_argument("--every", type=int, default=DEFAULT_EVERY)
     args = p.parse_args()
     config = _config(args.epochs, args.samples)
@@ -76,7 +76,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "doctor_overhead",
-                "config": "mnist1d-4k 8x256 relu adam",
+                "config": f"mnist1d-{args.samples} 8x256 relu adam",
                 "epochs": args.epochs,
                 "every": args.every,
                 "rounds": args.rounds,

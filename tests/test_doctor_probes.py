@@ -28,8 +28,8 @@ def test_describe_layers_pairs_activations():
     ]
 
 
-def test_probe_schedule_powers_of_two_then_every():
-    assert [s for s in range(130) if probe_schedule(s, 50)] == [0, 1, 2, 4, 8, 16, 32, 50, 100]
+def test_probe_schedule_step_zero_then_every():
+    assert [s for s in range(130) if probe_schedule(s, 50)] == [0, 50, 100]
 
 
 def test_tiny_gradient_norm_does_not_underflow():
@@ -61,7 +61,8 @@ def test_statistics_match_float64_reference():
     probe.update()
     rec = probe.record(0, loss.item())
     st = rec["layers"]["0"]
-    assert st["grad_norm"] == pytest.approx(float(g.norm()), rel=1e-12)
+    # float32 gradient pre-scaled by max|g| (one rounding per entry), summed in float64
+    assert st["grad_norm"] == pytest.approx(float(g.norm()), rel=1e-6)
     assert st["grad_zero_share"] == pytest.approx(float((g == 0).double().mean()))
     assert st["grad_zero_share"] >= 1 / 3  # the dead unit's row of 4 weights gets no gradient
     assert st["weight_norm"] == pytest.approx(float(w0.norm()), rel=1e-6)
@@ -109,7 +110,7 @@ def test_watch_in_a_plain_loop_records_and_removes_hooks():
             loss.backward()
             opt.step()
             w.step(loss)
-    assert [r["step"] for r in w.health.probes] == [0, 1, 2, 4, 8]
+    assert [r["step"] for r in w.health.probes] == [0, 4, 8]
     assert len(w.health.losses) == 10
     assert all(r["layers"]["0"]["update_ratio"] > 0 for r in w.health.probes)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

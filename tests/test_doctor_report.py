@@ -58,7 +58,7 @@ def test_report_is_self_contained_with_images(run_dir):
         assert base64.b64decode(uri)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "http" not in text.lower().replace("http-equiv", "")  # nothing fetched
     health = Health.read(run_dir / "health.jsonl")
-    assert [r["step"] for r in health.probes][:4] == [0, 1, 2, 4]
+    assert [r["step"] for r in health.probes][:4] == [0, 2, 4, 6]
     assert len(health.losses) == 18 and len(health.epochs) == 3  # 6 steps × 3 epochs
 
 

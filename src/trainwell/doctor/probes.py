@@ -124,13 +124,11 @@ def describe_layers(model: nn.Module) -> list[LayerInfo]:
 
 
 def probe_schedule(step: int, every: int) -> bool:
-    """Whether global step ``step`` (0-based) is probed.
+    """Whether global step ``step`` (0-based) is probed: step 0 and every ``every``-th step.
 
-    Steps 0, 1, 2, 4, 8, … (powers of two below ``every``) and then every ``every``-th
-    step: a short run is still seen at its start, and a long run costs ~1/``every``.
+    Step 0 shows the initialization (first-step gradients, symmetry, the first update);
+    a run of S steps then costs ⌈S/every⌉ probe steps.
     """
-    if step < every:
-        return step == 0 or (step & (step - 1)) == 0
     return step % every == 0
 
 
@@ -246,8 +244,10 @@ class Probe:
             st["grad_abs_mean"] = float(torch.linalg.vector_norm(g, 1, dtype=torch.float64)) / n if n else 0.0
             st["grad_zero_share"] = 1.0 - int(torch.count_nonzero(g)) / n if n else 0.0
             finite = finite and math.isfinite(norm)
+        seen = {id(info.module.weight) for info in self.layers}
+        total = sum((self._stats[i.name].get("grad_norm") or 0.0) ** 2 for i in self.layers)
         for p in self.model.parameters():
-            if p.grad is not None:
+            if p.grad is not None and id(p) not in seen:
                 total += _safe_norm(p.grad) ** 2
         self._global = {
             "grad_norm": math.sqrt(total),
@@ -313,7 +313,8 @@ def _activation_stats(kind: str | None, inputs: tuple, y: torch.Tensor) -> dict[
             hi = lo + 1e-6
         # A strided sample of ≤ 4096 values is plenty for 24 bins and 10× cheaper.
         sample = yf.flatten()[:: max(1, yf.numel() // HIST_SAMPLE)]
-        st["hist"] = [int(c) for c in torch.histc(sample, bins=HIST_BINS, min=lo, max=hi).tolist()]
+        idx = ((sample - lo) * (HIST_BINS / (hi - lo))).long().clamp_(0, HIST_BINS - 1)
+        st["hist"] = torch.bincount(idx, minlength=HIST_BINS).tolist()
         st["hist_range"] = [lo, hi]
     if y.dim() >= 2 and y.shape[0] > 0:
         if kind == "relu":

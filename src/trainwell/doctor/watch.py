@@ -130,7 +130,7 @@ def watch(
 
     Args:
         model: the model being trained.
-        every: probe period in steps (powers of two are probed before it).
+        every: probe period in steps (step 0 and every ``every``-th step).
         num_classes: number of classes, if a classification task.
         loss: the loss name, for the chance level.
 
