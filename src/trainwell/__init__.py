@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data, nn, optim, train
-from . import doctor, transfer  # upper layers: after the ones they build on
+from . import data, doctor, nn, optim, train, transfer
 from .errors import UserError
 from .train import Trainer
 
