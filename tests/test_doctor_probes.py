@@ -138,3 +138,14 @@ def test_health_read_rejects_other_files(tmp_path):
         Health.read(p)
     with pytest.raises(ValueError, match=r"no health record"):
         Health.read(tmp_path / "missing.jsonl")
+
+
+def test_public_names_have_docstrings():
+    import inspect
+
+    import trainwell.doctor as doctor
+
+    for name in doctor.__all__:
+        obj = getattr(doctor, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert (obj.__doc__ or "").strip(), name

@@ -98,3 +98,17 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
     assert pixels.shape[0] == 2400 and pixels.shape[1] == 1000
     # The page is not blank: the plots put many distinct colours on the white background.
     assert float(pixels[..., :3].std()) > 0.05
+
+
+def test_resumed_run_keeps_the_checkpointed_health(run_dir):
+    before = Health.read(run_dir / "health.jsonl")
+
+    class _Resumed:  # what the callback reads from a Trainer that resumed after epoch 2
+        epoch, step, run_dir = 2, 12, None
+
+    _Resumed.run_dir = run_dir
+    cb = DoctorCallback(every=2)
+    cb._resume(_Resumed())
+    assert cb.health.epochs == before.epochs[:2]
+    assert cb.health.losses == before.losses[:12]
+    assert [p["step"] for p in cb.health.probes] == [s for s in range(0, 12, 2)]

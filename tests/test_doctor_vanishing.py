@@ -27,13 +27,24 @@ def test_first_step_grad_norms_match_float64_reference():
 def test_run_small_writes_table(tmp_path):
     before = torch.get_num_threads()
     try:
-        rows = vanishing.run(tmp_path, seeds=1, depth=8, width=16, epochs=1,
-                             setups=(("sigmoid", "normal"), ("relu", "he_normal")))
+        rows = vanishing.run(
+            tmp_path,
+            seeds=1,
+            depth=8,
+            width=16,
+            epochs=1,
+            setups=(("sigmoid", "normal"), ("relu", "he_normal")),
+        )
     finally:
         torch.set_num_threads(before)
-    assert [(r["activation"], r["init"]) for r in rows] == [("sigmoid", "normal"), ("relu", "he_normal")]
+    assert [(r["activation"], r["init"]) for r in rows] == [
+        ("sigmoid", "normal"),
+        ("relu", "he_normal"),
+    ]
     assert all(len(r["grad_norms"]) == 9 and 0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
-    assert rows[0]["grad_ratio"] == pytest.approx(rows[0]["grad_norms"][0] / rows[0]["grad_norms"][-1])
+    assert rows[0]["grad_ratio"] == pytest.approx(
+        rows[0]["grad_norms"][0] / rows[0]["grad_norms"][-1]
+    )
     assert (tmp_path / "grad_norms.png").stat().st_size > 1000
     assert json.loads((tmp_path / "results.json").read_text())[1]["init"] == "he_normal"
     assert "| relu + he_normal |" in (tmp_path / "table.md").read_text()

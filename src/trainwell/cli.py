@@ -56,8 +56,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, args.overrides)
         out = Path(args.out) if args.out else Path("runs") / config.name
+    from .doctor import DoctorCallback  # every run records its gradient health + report
+
     result = run(config, out, progress=not args.quiet, resume=args.resume is not None,
-                 started=_STARTED)
+                 started=_STARTED, callbacks=[DoctorCallback(report=True)])
     print_run_summary(result)
     return 0
 

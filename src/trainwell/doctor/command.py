@@ -169,7 +169,8 @@ def case_outcome(case: dict[str, Any], result, full_epochs: int) -> dict[str, An
         result.after.get("test_accuracy") if result.after else result.before.get("test_accuracy")
     )
     short = result.before.get("epochs") or 0
-    epochs = short * (1 + len(result.trials)) + (result.after.get("epochs") or 0)
+    # Trials are short; the kept one continues to the full budget (see loop.repair).
+    epochs = short * (1 + len(result.trials)) + max(0, (result.after.get("epochs") or 0) - short)
     ok_final = (
         result.status == "repaired"
         and isinstance(final, float)

@@ -6,8 +6,10 @@
 3. A trial counts only if its validation accuracy beats the diagnostic run's by at least
    ``MIN_GAIN`` (same budget, same seed): the symptom going away is not enough.
    A trial with no finding left that clears the gain ends the search early.
-4. The best trial's config is trained for the full budget; ``repaired.toml``,
-   ``doctor.json`` and ``report.html`` are written.
+4. The best trial continues to the full budget. Every run is built for the full budget and
+   stopped early, so the continued trial is epoch for epoch the run that ``trainwell
+   train repaired.toml`` gives; ``repaired.toml``, ``doctor.json`` and ``report.html``
+   are written. Cost: (1 + trials)·short + (full − short) epochs.
 """
 
 from __future__ import annotations
@@ -99,42 +101,46 @@ def diagnostic_epochs(config) -> int:
     return min(e, max(DIAG_MIN_EPOCHS, math.ceil(DIAG_SHARE * e)))
 
 
-def _short(config, epochs: int):
-    from ..config import apply_patch
+@dataclass
+class _Session:
+    """A built run that can be trained to the short budget, then continued to the full one."""
 
-    return apply_patch(config, {"train.epochs": epochs})
+    config: Any
+    built: Any
+    callback: DoctorCallback
+    seconds: float = 0.0
+
+    def train_to(self, epochs: int) -> dict[str, Any]:
+        """Train until ``epochs`` epochs are done (continuing); return the metrics."""
+        trainer = self.built.trainer
+        trainer.epochs = min(epochs, self.config.train.epochs)
+        t0 = time.perf_counter()
+        history = trainer.fit(self.built.data)
+        self.seconds += time.perf_counter() - t0
+        last = history[-1] if history else {}
+        test = trainer.evaluate(self.built.data.test)
+        return {
+            "val_accuracy": last.get("val_accuracy"),
+            "val_loss": last.get("val_loss"),
+            "test_accuracy": test.get("accuracy"),
+            "test_loss": test.get("loss"),
+            "epochs": len(history),
+        }
 
 
-def _fit(config, out_dir: Path | None, every: int | None = None, report: bool = False):
-    """Train ``config`` with the doctor callback; return (trial metrics, callback, result)."""
-    from ..runner import build_data, run
+def _session(config) -> _Session:
+    """Build ``config`` for its *full* budget (schedules see the full length), not yet trained.
+
+    Training it to the short budget and later continuing gives, epoch for epoch, the same
+    run as ``trainwell train`` on the config (each epoch's shuffling is seeded by the seed
+    and the epoch), so the reported "after" is what rerunning repaired.toml gives.
+    """
+    from ..runner import build_data, build_run
 
     data = build_data(config)
-    steps = config.train.epochs * -(-len(data.train) // config.train.batch_size)
-    every = every or max(1, steps // DIAG_PROBES)
-    cb = DoctorCallback(every=every, num_classes=data.num_classes, report=report)
-    t0 = time.perf_counter()
-    if out_dir is None:
-        from ..runner import build_run
-
-        built = build_run(config, callbacks=[cb], data=data)
-        history = built.trainer.fit(built.data)
-        final = {
-            "val": built.trainer.evaluate(built.data.val),
-            "test": built.trainer.evaluate(built.data.test),
-        }
-    else:
-        res = run(config, out_dir, callbacks=[cb], progress=False)
-        history, final = res.history, res.summary["final"]
-    last = history[-1] if history else {}
-    metrics = {
-        "val_accuracy": last.get("val_accuracy"),
-        "val_loss": last.get("val_loss"),
-        "test_accuracy": final.get("test", {}).get("accuracy"),
-        "test_loss": final.get("test", {}).get("loss"),
-        "epochs": len(history),
-    }
-    return metrics, cb, time.perf_counter() - t0
+    steps = diagnostic_epochs(config) * -(-len(data.train) // config.train.batch_size)
+    cb = DoctorCallback(every=max(1, steps // DIAG_PROBES), num_classes=data.num_classes)
+    return _Session(config, build_run(config, callbacks=[cb], data=data), cb)
 
 
 def _score(m: dict[str, Any]) -> float:
@@ -158,14 +164,20 @@ def diagnose(config, *, out_dir: str | Path | None = None) -> DoctorResult:
         ``status`` "healthy" or "unresolved".
     """
     t0 = time.perf_counter()
-    short = _short(config, diagnostic_epochs(config))
-    out = Path(out_dir) / "diagnostic" if out_dir is not None else None
-    metrics, cb, secs = _fit(short, out, report=out is not None)
-    findings = cb.findings()
+    session = _session(config)
+    metrics = session.train_to(diagnostic_epochs(config))
+    findings = session.callback.findings()
     diag = Trial(
-        None, {}, metrics["val_accuracy"], metrics["val_loss"], [f.kind for f in findings], secs
+        None,
+        {},
+        metrics["val_accuracy"],
+        metrics["val_loss"],
+        [f.kind for f in findings],
+        session.seconds,
     )
-    return DoctorResult(
+    if out_dir is not None:
+        _save_run(Path(out_dir) / "diagnostic", session, findings)
+    result = DoctorResult(
         findings,
         diag,
         before=metrics,
@@ -173,6 +185,17 @@ def diagnose(config, *, out_dir: str | Path | None = None) -> DoctorResult:
         status="unresolved" if findings else "healthy",
         seconds=time.perf_counter() - t0,
     )
+    return result
+
+
+def _save_run(folder: Path, session: _Session, findings: list[Finding]) -> None:
+    from ..config import to_toml
+    from .report import write_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.toml").write_text(to_toml(session.config), encoding="utf-8")
+    session.callback.health.write(folder / "health.jsonl")
+    write_report(folder, health=session.callback.health, findings=findings)
 
 
 def candidate_patches(config, findings: list[Finding]) -> list[tuple[str, dict[str, Any]]]:
@@ -216,27 +239,29 @@ def repair(
         return result
     short_epochs = diagnostic_epochs(config)
     best_score = _score(result.before) + MIN_GAIN
-    best: tuple[str, dict, Any] | None = None
+    best: tuple[str, dict, Any, _Session] | None = None
     for name, patch in candidate_patches(config, result.findings)[:max_trials]:
         patched = apply_patch(config, patch)
-        metrics, cb, secs = _fit(_short(patched, short_epochs), None)
-        kinds = [f.kind for f in cb.findings()]
+        session = _session(patched)
+        metrics = session.train_to(short_epochs)
+        kinds = [f.kind for f in session.callback.findings()]
         result.trials.append(
-            Trial(name, patch, metrics["val_accuracy"], metrics["val_loss"], kinds, secs)
+            Trial(name, patch, metrics["val_accuracy"], metrics["val_loss"], kinds, session.seconds)
         )
         if _score(metrics) >= best_score:
-            best_score, best = _score(metrics), (name, patch, patched)
+            best_score, best = _score(metrics), (name, patch, patched, session)
             if not kinds:
                 break  # symptom gone *and* accuracy gained: no need to try more
     if best is not None:
-        result.chosen, result.patch, result.repaired_config = best
+        result.chosen, result.patch, result.repaired_config, session = best
         result.status = "repaired"
-    if finish and best is not None:
-        out = Path(out_dir) / "final" if out_dir is not None else None
-        metrics, _, _ = _fit(result.repaired_config, out, every=None, report=out is not None)
-        result.after = metrics
-        if _score(metrics) < _score(result.before) + MIN_GAIN:
-            result.status = "unresolved"  # the full budget lost the trial's gain
+        if finish:
+            # Continue the kept trial to the full budget (same run as rerunning repaired.toml).
+            result.after = session.train_to(config.train.epochs)
+            if _score(result.after) < _score(result.before) + MIN_GAIN:
+                result.status = "unresolved"  # the full budget lost the trial's gain
+            if out_dir is not None:
+                _save_run(Path(out_dir) / "final", session, session.callback.findings())
     result.seconds = time.perf_counter() - t0
     if out_dir is not None and result.repaired_config is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -241,7 +241,9 @@ class Probe:
             n = g.numel()
             norm = _safe_norm(g)
             st["grad_norm"] = norm
-            st["grad_abs_mean"] = float(torch.linalg.vector_norm(g, 1, dtype=torch.float64)) / n if n else 0.0
+            st["grad_abs_mean"] = (
+                float(torch.linalg.vector_norm(g, 1, dtype=torch.float64)) / n if n else 0.0
+            )
             st["grad_zero_share"] = 1.0 - int(torch.count_nonzero(g)) / n if n else 0.0
             finite = finite and math.isfinite(norm)
         seen = {id(info.module.weight) for info in self.layers}

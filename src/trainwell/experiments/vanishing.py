@@ -56,11 +56,11 @@ def run(
     *,
     depth: int = 50,
     width: int = 64,
-    epochs: int = 5,
+    epochs: int = 20,
     batch_size: int = 64,
     source: str = "digits",
-    optimizer: str = "sgd",
-    lr: float = 0.05,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
     setups: tuple[tuple[str, str], ...] = SETUPS,
 ) -> list[dict[str, Any]]:
     """Run the experiment; write ``table.md``, ``results.json`` and ``grad_norms.png``.
@@ -180,7 +180,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--source", default="digits")
 
 
