@@ -30,7 +30,8 @@ class SGD(ExactOptimizer):
     Differences from ``torch.optim.SGD``: torch keeps η outside the buffer
     (b ← μ b + g; θ ← θ − η b), so a changed learning rate rescales the whole velocity
     at once; ``convention="torch"`` reproduces it (without ``dampening``/``maximize``;
-    for dampening 0 a zero buffer equals torch's buffer started at the first gradient).
+    for dampening 0 a zero buffer equals torch's buffer started at the first gradient;
+    like torch, its foreach Nesterov step adds μ b into ``.grad`` in place).
     ``convention="keras"`` uses Keras' v ← μ v − η g; θ ← θ + v (Nesterov:
     θ ← θ + μ v − η g) and Keras' decoupled weight decay θ ← θ − η λ θ before the step.
 
@@ -228,8 +229,9 @@ def _multi_tensor_sgd(params, grads, bufs, lr, momentum, weight_decay, nesterov,
     elif convention == "torch":
         torch._foreach_mul_(bufs, momentum)
         torch._foreach_add_(bufs, grads)
-        steps = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
-        torch._foreach_add_(params, steps, alpha=-lr)
+        if nesterov:  # in place on the gradients, as torch.optim.SGD does: no allocation
+            torch._foreach_add_(grads, bufs, alpha=momentum)
+        torch._foreach_add_(params, grads if nesterov else bufs, alpha=-lr)
     else:
         torch._foreach_mul_(bufs, momentum)
         torch._foreach_add_(bufs, grads, alpha=-lr)
