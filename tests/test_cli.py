@@ -68,6 +68,9 @@ def test_config_show_prints_toml_that_reads_back(capsys):
     ("model.activation=relux", r"model\.activation: unknown activation 'relux'"),
     ("data.source=npz:/nonexistent/file.npz", r"/nonexistent/file\.npz"),
     ("schedule.params={total_steps=7}", r"schedule.total_steps"),
+    ("train.loss=mse", r"train\.loss: 'mse' needs regression targets"),
+    ("train.loss=bce", r"train\.loss: 'bce' needs one output unit and two classes, but the model gives 3 outputs for 3 classes"),
+    ("train.loss=nll", r"train\.loss: 'nll' takes probabilities but the model outputs logits"),
 ])
 def test_bad_config_values_give_one_line_and_no_run_folder(tmp_path, capsys, override, pattern):
     out = tmp_path / "run"
@@ -194,3 +197,15 @@ def test_lr_find_writes_a_plot_and_suggests_an_lr_inside_the_sweep(tmp_path, cap
     assert min(result["lrs"]) <= result["suggestion"] <= max(result["lrs"])
     assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"{result['suggestion']:.2e}" in stdout
+
+
+def test_a_refused_resume_leaves_the_run_folder_byte_for_byte(tmp_path, capsys):
+    out = finished_run(tmp_path, capsys)
+    before = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    for override in ("model.width=32", "seed=5"):
+        code, _, err = run_cli(capsys, "train", "--resume", str(out), "--set", override, "--quiet")
+        assert code == 2, err
+        after = {p: p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        assert after == before
+    code, _, err = run_cli(capsys, "train", "--resume", str(out), "--quiet")
+    assert code == 0, err  # the run is still resumable

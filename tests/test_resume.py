@@ -66,11 +66,18 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     time.sleep(t_epoch * 0.4)  # well inside epoch 2
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    lines_at_kill = len((killed / "metrics.jsonl").read_text().splitlines())
-    assert lines_at_kill < 4, "the run finished before it was killed"
+    logged_at_kill = (killed / "metrics.jsonl").read_text().splitlines()
+    assert len(logged_at_kill) < 4, "the run finished before it was killed"
+    checkpoints_at_kill = sorted(p.name for p in (killed / "checkpoints").glob("epoch-*.json"))
+    assert checkpoints_at_kill, "no checkpoint to resume from"
 
     r = train(killed, resume=True)
     assert r.wait(timeout=600) == 0, log_of(killed, resume=True)
+    # The resumed run really continued from the checkpoint: the epochs before it were not
+    # trained again (their wall-clock times, which a rerun could not reproduce, are kept).
+    resumed_log = (killed / "metrics.jsonl").read_text().splitlines()
+    done = int(checkpoints_at_kill[-1][len("epoch-"):-len(".json")])
+    assert resumed_log[:done] == logged_at_kill[:done]
     name, tensors, metrics = final_state(killed)
     assert name == ref_name
     assert tensors.keys() == ref_tensors.keys()

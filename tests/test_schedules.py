@@ -285,3 +285,17 @@ def test_build_registry_and_user_errors():
         S.build("step")
     with pytest.raises(UserError, match=r"schedule.factor: performance: factor must be < 1"):
         S.build("performance", lr=0.1, factor=2.0)
+
+
+def test_performance_factory_reduces_after_patience_and_composes():
+    from trainwell.optim.schedules import constant, performance
+
+    ctl = performance(factor=0.5, patience=2, min_lr=0.02, schedule=constant(0.1))
+    for metric in (1.0, 1.1, 1.2):  # best, then 2 bad epochs: patience not yet exceeded
+        ctl.update(metric)
+    assert ctl.scale == 1.0
+    ctl.update(1.3)  # the 3rd bad epoch in a row
+    assert ctl.scale == 0.5 and ctl(0) == pytest.approx(0.05)
+    for metric in (1.3, 1.4, 1.5, 1.6, 1.7, 1.8):
+        ctl.update(metric)
+    assert ctl(0) == 0.02  # never below min_lr

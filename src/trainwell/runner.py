@@ -101,11 +101,27 @@ def build_model(config: Config, data: Dataset) -> torch.nn.Module:
                           kernel_size=m.kernel_size, **common)
         if m.output_activation is not None:
             model = torch.nn.Sequential(model, tw_nn.activation(m.output_activation))
-    _check_fits(model, data)
+    _check_fits(model, data, config)
     return model
 
 
-def _check_fits(model: torch.nn.Module, data: Dataset) -> None:
+def _check_loss(config: Config, data: Dataset, outputs: int) -> None:
+    """Refuse a loss that cannot fit the data or the model's output, before any file."""
+    loss = config.train.loss
+    if data.task == "classification" and loss == "mse":
+        raise UserError("train.loss: 'mse' needs regression targets but the data have class "
+                        "labels; use loss = \"auto\" (cross-entropy)")
+    if loss == "bce" and (outputs != 1 or data.num_classes != 2):
+        raise UserError(f"train.loss: 'bce' needs one output unit and two classes, but the model "
+                        f"gives {outputs} outputs for {data.num_classes} classes; set "
+                        "model.out_features = 1 and model.output_activation = \"sigmoid\" on a "
+                        "two-class task, or use loss = \"auto\"")
+    if loss == "nll" and config.model.output_activation != "softmax":
+        raise UserError("train.loss: 'nll' takes probabilities but the model outputs logits; set "
+                        "model.output_activation = \"softmax\", or use loss = \"auto\"")
+
+
+def _check_fits(model: torch.nn.Module, data: Dataset, config: Config) -> None:
     """One forward pass on two samples, so a shape mismatch is an error line, not a traceback."""
     x = data.train.x[:2]
     try:
@@ -118,6 +134,7 @@ def _check_fits(model: torch.nn.Module, data: Dataset) -> None:
         raise UserError(f"model: input of shape {tuple(x.shape[1:])} from {data.name} does not "
                         f"fit the model ({str(e).splitlines()[0]}); check model.kind and the "
                         "data source") from None
+    _check_loss(config, data, int(out.shape[-1]))
     if data.task == "classification" and out.shape[-1] not in (1, data.num_classes):
         raise UserError(f"model.out_features: the model gives {out.shape[-1]} outputs but the data "
                         f"have {data.num_classes} classes; leave out_features unset")
@@ -241,6 +258,7 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
             saved = out / "config.toml"
             if not saved.is_file():
                 raise UserError(f"--resume {out}: no config.toml there; give the folder of a run")
+            built.trainer.restore()  # a checkpoint that does not fit fails before any write
         prepare_run_dir(out, resume)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.toml", to_toml(config))

@@ -35,6 +35,12 @@ def _ok(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
 
 
+def _legend(ax, size: int) -> None:
+    """A legend only when the axis has labelled artists (matplotlib warns otherwise)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=size)
+
+
 def _median(values: list[float]) -> float:
     values = sorted(values)
     return values[len(values) // 2] if values else 0.0
@@ -61,14 +67,14 @@ def _plots(health: Health) -> list[tuple[str, str]]:
     a1.set_xlabel("step")
     a1.set_ylabel("loss")
     a1.set_yscale("log" if steps and min(v for _, v in steps) > 0 else "linear")
-    a1.legend(fontsize=7)
+    _legend(a1, 7)
     for key in ("train_accuracy", "val_accuracy"):
         pts = [(i + 1, e[key]) for i, e in enumerate(ep) if _ok(e.get(key))]
         if pts:
             a2.plot(*zip(*pts), "-o", ms=3, label=key)
     a2.set_xlabel("epoch")
     a2.set_ylabel("accuracy")
-    a2.legend(fontsize=7)
+    _legend(a2, 7)  # a regression run has no accuracy curves
     out.append(("Loss and accuracy", _png(fig)))
 
     names = health.layer_names
@@ -116,7 +122,7 @@ def _plots(health: Health) -> list[tuple[str, str]]:
             ax.set_xlabel("activation")
         axes[0].set_ylabel("share")
         if len(names) <= 8:
-            axes[1].legend(fontsize=6)
+            _legend(axes[1], 6)
         out.append(("Activation histograms", _png(fig)))
 
     lrs = [(i + 1, e["lr"]) for i, e in enumerate(ep) if _ok(e.get("lr"))]

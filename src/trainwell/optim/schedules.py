@@ -34,6 +34,7 @@ __all__ = [
     "OneCycle",
     "Warmup",
     "Join",
+    "performance",
     "constant",
     "power",
     "exponential",
@@ -415,6 +416,26 @@ def join(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
     η(t) = schedules[i](t − boundaries[i−1]) with i = #{b <= t} (boundaries[−1] := 0).
     """
     return Join(tuple(schedules), tuple(boundaries))
+
+
+def performance(factor: float = 0.5, patience: int = 5, min_lr: float = 0.0,
+                schedule: Schedule | None = None, **options) -> Performance:
+    """The performance (reduce-on-plateau) controller, fed a validation metric per epoch.
+
+    lr = max(schedule(t) · scale, min_lr), where ``scale`` starts at 1 and is multiplied by
+    ``factor`` once more than ``patience`` epochs in a row bring no improvement (as in
+    torch's ReduceLROnPlateau). It composes with any
+    schedule (warm-up, 1cycle, ...); the Trainer's ``plateau=`` argument drives it.
+
+    Example:
+        >>> ctl = performance(factor=0.5, patience=2, min_lr=1e-5)
+        >>> for val_loss in (1.0, 1.1, 1.2, 1.3):
+        ...     _ = ctl.update(val_loss)
+        >>> ctl.scale
+        0.5
+    """
+    return Performance(factor=factor, patience=patience, min_lr=min_lr, schedule=schedule,
+                       **options)
 
 
 # The registry and run glue live in their own module; re-exported here so that

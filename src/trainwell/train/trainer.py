@@ -125,6 +125,7 @@ class Trainer:
         self.task = "classification"
         self.loss_fn: Callable = torch.nn.functional.cross_entropy
         self.last_grad_norm: float | None = None
+        self._restored = False
 
     # -- public API -------------------------------------------------------------------
     def fit(self, data: Dataset, *, resume: bool = False) -> list[dict[str, Any]]:
@@ -135,8 +136,8 @@ class Trainer:
         """
         steps_per_epoch = self.check(data)
         train, val = data.train.to(self.device), data.val.to(self.device)
-        if resume:
-            self._resume()
+        if resume and not self._restored:
+            self.restore()
         metrics_path = self.run_dir / "metrics.jsonl" if self.run_dir else None
         if metrics_path is not None:  # the log holds exactly the checkpointed epochs
             atomic_write_text(metrics_path, "".join(json.dumps(h) + "\n" for h in self.history))
@@ -341,7 +342,16 @@ class Trainer:
             "callbacks": [cb.state_dict() for cb in self.callbacks],
         }
 
-    def _resume(self) -> None:
+    def restore(self) -> None:
+        """Load the newest checkpoint of ``run_dir`` (model, optimizer, counters, history).
+
+        ``fit(data, resume=True)`` calls it when it has not been called yet; calling it
+        first lets a caller verify the checkpoint before writing anything. With no
+        checkpoint yet (a run killed during its first epoch) training starts over.
+
+        Raises:
+            UserError: a corrupt checkpoint, or one from another model or seed.
+        """
         if self.run_dir is None:
             raise UserError("--resume: the trainer has no run folder to resume from")
         path = latest_checkpoint(self.run_dir)
@@ -361,3 +371,4 @@ class Trainer:
             self.plateau.load_state_dict(state["plateau"])
         for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
             cb.load_state_dict(cb_state)
+        self._restored = True
