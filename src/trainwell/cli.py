@@ -58,9 +58,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("runs") / config.name
     from .doctor import DoctorCallback  # every run records its gradient health + report
 
+    doctor = DoctorCallback(report=True)
     result = run(config, out, progress=not args.quiet, resume=args.resume is not None,
-                 started=_STARTED, callbacks=[DoctorCallback(report=True)])
+                 started=_STARTED, callbacks=[doctor])
     print_run_summary(result)
+    findings = doctor.findings()
+    if findings:
+        kinds = ", ".join(f.kind for f in findings)
+        print(f"doctor: {kinds} (evidence in {out / 'report.html'}; trainwell doctor CONFIG "
+              "tries repairs)")
+    else:
+        print(f"doctor: no findings; health report in {out / 'report.html'}")
     return 0
 
 
