@@ -2,8 +2,9 @@
 
 This is the *decide* step. :func:`summarize` reduces the probe record to a few signals
 (all windows, never one batch); :func:`diagnose_health` applies one rule per finding
-kind. Every threshold is a named constant below, with its reasoning and the measurement
-that set it (2-core CPU, trainwell's MLP/CNN, the configs in ``cases/``).
+kind. Every threshold is a named constant in :mod:`trainwell.doctor.thresholds`, with its
+reasoning and the measurement that set it (2-core CPU, trainwell's MLP/CNN, the configs in
+``cases/``); they are re-exported here.
 
 Guiding measurements (DESIGN.md, "Measured facts", and ``cases/``):
 - healthy deep tanh nets (Glorot) show first/last gradient ratios ~1e-2…1e-1 and learn:
@@ -20,75 +21,29 @@ import statistics
 from typing import Any
 
 from .findings import Finding, Health
+from .thresholds import (  # re-exported: the numbers live in thresholds.py
+    DEAD_SHARE,
+    EXPLODING_ABS,
+    EXPLODING_RATIO,
+    FAIL_GAP_SHARE,
+    FAIL_LOSS_SHARE,
+    FLAT_LOSS_DROP,
+    INPUT_SCALE,
+    LOSS_WINDOWS,
+    LR_HIGH_UPDATE,
+    LR_LOW_UPDATE,
+    LR_PEAK_UPDATE,
+    OSCILLATION_SHARE,
+    OVERFIT_GAP,
+    OVERFIT_RISE,
+    SATURATED_SHARE,
+    SYMMETRY_SPREAD,
+    THRESHOLDS,
+    VANISHING_ABS,
+    VANISHING_RATIO,
+)
 
 __all__ = ["THRESHOLDS", "diagnose_health", "summarize"]
-
-# ---- learning status --------------------------------------------------------------
-# A run "fails to learn" when its last validation accuracy has closed less than this share
-# of the gap from chance (1/C) to 100%. Measured on cases/ after the diagnostic budget:
-# healthy controls close ≥ 0.78 of the gap (moons 0.89 acc, deep tanh 0.90, deep SELU
-# 0.90), broken runs ≤ 0.34 (CNN sigmoid/N(0,1) 0.41 acc on 10 classes); 0.4 sits between.
-FAIL_GAP_SHARE = 0.4
-# …or its training loss ends above this share of the chance loss ln(C) (a net at chance
-# sits at ~1.0; healthy diagnostic runs end ≤ 0.5; batch-1 momentum on moons ends at ~1).
-FAIL_LOSS_SHARE = 0.8
-
-# ---- gradients ----------------------------------------------------------------------
-# First-layer / head gradient-norm ratio. Healthy deep tanh (Glorot, 20 layers): ~3e-2;
-# sigmoid/Glorot 20+ layers: 1e-6 and below. 1e-3 splits them with margin both ways.
-VANISHING_RATIO = 1e-3
-# Absolute first-layer gradient norm below which it is vanishing whatever the ratio.
-VANISHING_ABS = 1e-8
-# First/last ratio above which gradients explode (deep tanh N(0,1): ratios in the
-# hundreds; healthy nets 0.1–10).
-EXPLODING_RATIO = 100.0
-# A global gradient norm this large is exploding regardless of the ratio (healthy runs
-# stay below ~50 with standardized inputs and cross-entropy).
-EXPLODING_ABS = 1e4
-
-# ---- units ----------------------------------------------------------------------------
-# Share of ReLU units dead for a whole probe batch in the worst layer. He-initialized
-# healthy nets: < 0.1; SGD with lr ≥ 1 or a negative bias shift: > 0.6.
-DEAD_SHARE = 0.5
-# Share of saturated sigmoid/tanh entries in the worst layer. Glorot tanh/sigmoid: < 0.1;
-# N(0,1) sigmoid deep nets: > 0.6.
-SATURATED_SHARE = 0.5
-# Units identical to each other: ‖W − mean_row‖/‖W‖ below this (float32 noise ~1e-7).
-SYMMETRY_SPREAD = 1e-5
-
-# ---- learning rate ------------------------------------------------------------------
-# ‖ΔW‖/‖W‖ per step of the head (whose gradients never vanish). The rule of thumb is
-# ~1e-3; lr = 1e-10 measures ~1e-9 and lr = 1e-5 with SGD ~1e-6.
-LR_LOW_UPDATE = 1e-5
-# Relative drop of the training loss over the diagnostic budget under which it is "flat".
-FLAT_LOSS_DROP = 0.05
-# Loss oscillation: share of successive loss windows that go *up* by > 10%.
-# Healthy runs: ≤ 0.25 (noise around the end); lr 1–10 or bs 1 + momentum: ≥ 0.4.
-OSCILLATION_SHARE = 0.4
-LOSS_WINDOWS = 10
-# Median update ratio ‖ΔW‖/‖W‖ of the most-updated layer above which steps are far too large
-# (healthy 1e-4…1e-2; Adam at lr = 1 measures ≥ 1).
-LR_HIGH_UPDATE = 0.1
-# Peak ‖ΔW‖/‖W‖ of any layer at any probe step: above 1 one step moved the weights by more
-# than their own size. Healthy first steps: Adam lr 3e-3 ~0.02, SGD 0.1 ≤ 0.1; Adam lr = 1
-# measures 5.4 at step 0, SGD lr = 10 on a CNN 2e3 at step 1 (then all ReLUs are dead and
-# the median sees only zeros).
-LR_PEAK_UPDATE = 1.0
-
-# ---- inputs -------------------------------------------------------------------------
-# Standardized features have std ≈ 1; raw pixels 0–255 or ×100 inputs ≥ 50.
-INPUT_SCALE = 10.0
-
-# ---- overfitting ----------------------------------------------------------------------
-# Validation loss this much above its minimum, ≥ 2 epochs after it, with training loss
-# still falling and a train/val accuracy gap of at least OVERFIT_GAP.
-OVERFIT_RISE = 0.1
-OVERFIT_GAP = 0.1
-
-THRESHOLDS: dict[str, float] = {
-    k: v for k, v in globals().items() if k.isupper() and isinstance(v, int | float)
-}
-"""All thresholds by name (for reports and tests)."""
 
 
 def _finite(v: Any) -> bool:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 
-__all__ = ["LOSSES", "resolve_loss", "batch_correct"]
+__all__ = ["LOSSES", "resolve_loss", "batch_correct", "predict_classes"]
 
 # Probabilities are clamped away from 0 before the log: log(0) would make one bad sample
 # turn the whole loss into inf and hide every other signal.
@@ -59,8 +59,13 @@ def resolve_loss(name: str, task: str) -> tuple[str, Callable]:
     return name, LOSSES[name]
 
 
+def predict_classes(loss_name: str, out: torch.Tensor) -> torch.Tensor:
+    """Predicted class indices of a batch: argmax, or p > 0.5 for a one-unit bce head."""
+    if loss_name == "bce":
+        return (out.reshape(-1) > 0.5).long()
+    return out.argmax(dim=1)
+
+
 def batch_correct(loss_name: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Number of correct predictions in a batch (a 0-dim tensor, no sync)."""
-    if loss_name == "bce":
-        return ((out.reshape(-1) > 0.5) == y.reshape(-1).bool()).sum()
-    return (out.argmax(dim=1) == y).sum()
+    return (predict_classes(loss_name, out) == y.reshape(-1)).sum()
