@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -124,8 +125,15 @@ def _extensions() -> list[Callable]:
     return list(REGISTRARS)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line are one line each, like errors: no source excerpt."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trainwell`` console script; returns the exit code."""
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -139,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover
