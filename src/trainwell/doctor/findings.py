@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..train.checkpoint import atomic_write_text
 
 __all__ = ["KINDS", "Finding", "Health"]
 
@@ -116,10 +117,7 @@ class Health:
 
     def write(self, path: str | Path) -> None:
         """Write the record to ``path`` as JSON lines (atomically: temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text("\n".join(self.to_lines()) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(Path(path), "\n".join(self.to_lines()) + "\n")
 
     @classmethod
     def read(cls, path: str | Path) -> Health:

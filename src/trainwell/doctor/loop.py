@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..train.checkpoint import atomic_write_text
 from .callback import DoctorCallback
 from .findings import Finding
 from .repairs import REPAIRS
@@ -193,7 +194,7 @@ def _save_run(folder: Path, session: _Session, findings: list[Finding]) -> None:
     from .report import write_report
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.toml").write_text(to_toml(session.config), encoding="utf-8")
+    atomic_write_text(folder / "config.toml", to_toml(session.config))
     session.callback.health.write(folder / "health.jsonl")
     write_report(folder, health=session.callback.health, findings=findings)
 
@@ -265,9 +266,7 @@ def repair(
     result.seconds = time.perf_counter() - t0
     if out_dir is not None and result.repaired_config is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "repaired.toml").write_text(
-            to_toml(result.repaired_config), encoding="utf-8"
-        )
+        atomic_write_text(Path(out_dir) / "repaired.toml", to_toml(result.repaired_config))
     _write(result, out_dir, config)
     return result
 
@@ -280,11 +279,9 @@ def _write(result: DoctorResult, out_dir: str | Path | None, config) -> None:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "doctor.json").write_text(
-        json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8"
-    )
+    atomic_write_text(out / "doctor.json", json.dumps(result.to_dict(), indent=2) + "\n")
     diag = out / "diagnostic" / "health.jsonl"
     if diag.is_file():
         health = Health.read(diag)
-        (out / "health.jsonl").write_text(diag.read_text(encoding="utf-8"), encoding="utf-8")
+        atomic_write_text(out / "health.jsonl", diag.read_text(encoding="utf-8"))
         write_report(out, health=health, findings=result.findings)

@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..train.checkpoint import atomic_write_text
 from .findings import Finding, Health
 
 __all__ = ["render_report", "write_report"]
@@ -218,7 +219,5 @@ def write_report(
         doctor = json.loads((run_dir / "doctor.json").read_text(encoding="utf-8"))
     text = render_report(health, findings, doctor, title=f"trainwell health report: {run_dir.name}")
     path = run_dir / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, text)
     return path

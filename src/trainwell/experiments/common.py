@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, apply_patch, load_config
+from ..train.checkpoint import atomic_write_text
 from .cli import add_arguments, cli, run_command, seed_list  # re-exported
 from .plots import plot_curves, pyplot, save_figure  # re-exported: experiments use common.*
 
@@ -290,11 +291,9 @@ def write_outputs(
     text = f"# Experiment: {name}\n\n{setup.strip()}\n\n{table}"
     if wall is not None:
         text += f"\nSeeds: {meta.get('seeds')}; wall time {wall:.1f} s.\n"
-    (out_dir / "table.md").write_text(text, encoding="utf-8")
+    atomic_write_text(out_dir / "table.md", text)
     payload = {"experiment": name, **meta, "rows": rows}
-    (out_dir / "results.json").write_text(
-        json.dumps(payload, indent=1, default=str) + "\n", encoding="utf-8"
-    )
+    atomic_write_text(out_dir / "results.json", json.dumps(payload, indent=1, default=str) + "\n")
 
 
 def report(

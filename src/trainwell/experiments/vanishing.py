@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ..train.checkpoint import atomic_write_text
+
 __all__ = ["SETUPS", "add_arguments", "first_step_grad_norms", "run", "run_command"]
 
 SETUPS: tuple[tuple[str, str], ...] = (
@@ -160,8 +162,8 @@ def _write(out: Path, rows, seeds, depth, width, epochs, optimizer, lr, source) 
     head = (
         f"{depth}×{width} MLP on {source}, {optimizer} lr={lr}, {epochs} epochs, {seeds} seeds\n\n"
     )
-    (out / "table.md").write_text(head + table_markdown(rows), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(out / "table.md", head + table_markdown(rows))
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=1) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in rows:
         vals = [max(v, 1e-300) for v in r["grad_norms"]]
