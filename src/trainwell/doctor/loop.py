@@ -114,9 +114,10 @@ class _Session:
     def train_to(self, epochs: int) -> dict[str, Any]:
         """Train until ``epochs`` epochs are done (continuing); return the metrics."""
         trainer = self.built.trainer
-        trainer.epochs = min(epochs, self.config.train.epochs)
         t0 = time.perf_counter()
-        history = trainer.fit(self.built.data)
+        # The trainer keeps the run's full length, so a schedule built for the full budget
+        # (1cycle, cosine, …) stays valid and continuing later equals one uninterrupted run.
+        history = trainer.fit(self.built.data, until=epochs)
         self.seconds += time.perf_counter() - t0
         last = history[-1] if history else {}
         test = trainer.evaluate(self.built.data.test)

@@ -128,11 +128,15 @@ class Trainer:
         self._restored = False
 
     # -- public API -------------------------------------------------------------------
-    def fit(self, data: Dataset, *, resume: bool = False) -> list[dict[str, Any]]:
+    def fit(self, data: Dataset, *, resume: bool = False,
+            until: int | None = None) -> list[dict[str, Any]]:
         """Train for the remaining epochs; return the history (one dict per epoch).
 
         With ``resume=True`` and a checkpoint in ``run_dir``, model, optimizer, counters,
         history and callback state are restored first and training continues from there.
+        With ``until=k`` training pauses once ``k`` epochs are done, while the run keeps its
+        full length ``epochs`` (schedules, the final checkpoint): a later ``fit`` continues
+        the same run, epoch for epoch, as one uninterrupted call would have trained it.
         """
         steps_per_epoch = self.check(data)
         train, val = data.train.to(self.device), data.val.to(self.device)
@@ -143,9 +147,10 @@ class Trainer:
             atomic_write_text(metrics_path, "".join(json.dumps(h) + "\n" for h in self.history))
         for cb in self.callbacks:
             cb.on_fit_start(self)
+        stop = self.epochs if until is None else min(int(until), self.epochs)
         bar = Progress(self.epochs, steps_per_epoch, enabled=self.show_progress)
         with bar:
-            while self.epoch < self.epochs and not self.stop_training:
+            while self.epoch < stop and not self.stop_training:
                 metrics = self._train_epoch(train, val, bar)
                 self.history.append(metrics)
                 self.epoch += 1
@@ -153,7 +158,8 @@ class Trainer:
                     with open(metrics_path, "a", encoding="utf-8") as f:
                         f.write(json.dumps(metrics) + "\n")
                 if self.run_dir is not None and (self.epoch % self.checkpoint_every == 0
-                                                 or self.epoch == self.epochs or self.stop_training):
+                                                 or self.epoch in (stop, self.epochs)
+                                                 or self.stop_training):
                     save_checkpoint(self.run_dir, self.epoch, self.model, self.optimizer,
                                     self._trainer_state())
         for cb in self.callbacks:
