@@ -92,10 +92,10 @@ class CSVLogger(Callback):
         atomic_write_text(self._dir / self.filename,
                           _csv_text([scalar_metrics(h) for h in trainer.history]))
         if self.steps:
-            self._truncate_steps(int(trainer.epoch))
+            self._truncate_steps(self._dir / self.steps_filename, int(trainer.epoch))
 
-    def _truncate_steps(self, epochs_done: int) -> None:
-        path = self._dir / self.steps_filename
+    @staticmethod
+    def _truncate_steps(path: Path, epochs_done: int) -> None:
         kept = [",".join(_STEP_HEADER)]
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines()[1:]:
