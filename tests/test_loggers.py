@@ -193,3 +193,17 @@ def test_tensorboard_resume_purges_past_the_checkpoint(tmp_path, fake_tensorboar
     assert [s for s, _ in second.scalars["step/loss"]] == [7, 8, 9]
     assert [s for s, _ in second.scalars["epoch/train_loss"]] == [9]
     assert "doctor/grad_norm/0" not in second.scalars  # probes at steps 0, 4 were logged before
+
+
+def test_tensorboard_reads_the_real_doctors_probe_records(tmp_path, fake_tensorboard):
+    from trainwell.doctor import DoctorCallback
+
+    doctor = DoctorCallback(every=4)
+    trainer(tmp_path, [doctor, TensorBoardLogger(steps=False, doctor=doctor)]).fit(blobs())
+    (w,) = fake_tensorboard
+    probes = doctor.health.probes
+    assert probes and "step/loss" not in w.scalars
+    assert [s for s, _ in w.histograms["doctor/grad_norm"]] == [p["step"] + 1 for p in probes]
+    for name in doctor.health.layer_names:
+        assert w.scalars[f"doctor/grad_norm/{name}"] == [
+            (p["step"] + 1, p["layers"][name]["grad_norm"]) for p in probes]
