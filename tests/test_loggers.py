@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from _tiny_run import Recorder, blobs, trainer
-from trainwell.train import CSVLogger, TensorBoardLogger
+from trainwell.errors import UserError
+from trainwell.train import CSVLogger, TensorBoardLogger, loggers
 from trainwell.train.loggers import scalar_metrics
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
@@ -121,9 +122,16 @@ def test_tensorboard_scalars_and_doctor_histograms(tmp_path):
     assert (first.min, first.max) == (-32.0, pytest.approx(-0.30103, abs=1e-5))
 
 
-def test_tensorboard_missing_package_says_what_to_install(tmp_path, monkeypatch):
+def test_tensorboard_missing_package_fails_at_construction(monkeypatch):
+    monkeypatch.setattr(loggers, "_tensorboard_installed", lambda: False)
+    with pytest.raises(UserError, match=r"^TensorBoardLogger: .*trainwell\[tensorboard\]"):
+        TensorBoardLogger()
+
+
+def test_tensorboard_unimportable_says_what_to_install(tmp_path, monkeypatch):
     import sys
 
+    monkeypatch.setattr(loggers, "_tensorboard_installed", lambda: True)
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     with pytest.raises(ModuleNotFoundError, match=r"trainwell\[tensorboard\]"):
         trainer(tmp_path, [TensorBoardLogger()]).fit(blobs())
@@ -162,6 +170,7 @@ def fake_tensorboard(monkeypatch):
     module = types.ModuleType("torch.utils.tensorboard")
     module.SummaryWriter = FakeWriter
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
+    monkeypatch.setattr(loggers, "_tensorboard_installed", lambda: True)
     FakeWriter.made = []
     return FakeWriter.made
 

@@ -8,6 +8,7 @@ Per-step losses stay on the device until the epoch ends (one host sync per epoch
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import math
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..errors import UserError
 from .callbacks import Callback
 from .checkpoint import atomic_write_text
 
@@ -24,6 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 __all__ = ["CSVLogger", "TensorBoardLogger", "scalar_metrics"]
 
 _STEP_HEADER = ["epoch", "step", "loss"]
+_INSTALL = "pip install 'trainwell[tensorboard]' (or pip install tensorboard)"
+
+
+def _tensorboard_installed() -> bool:
+    # find_spec looks the package up without importing it (importing takes ~1 s).
+    return importlib.util.find_spec("tensorboard") is not None
 
 
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, int | float]:
@@ -162,8 +170,10 @@ class TensorBoardLogger(Callback):
         doctor: the doctor callback whose probe records to log (put it in the callbacks too).
 
     Raises:
-        ModuleNotFoundError: at fit start, when ``tensorboard`` is not installed (the
-            message says what to install).
+        UserError: at construction, when the ``tensorboard`` package is not installed (so a
+            run fails before it writes anything; the message says what to install).
+        ModuleNotFoundError: at fit start, when ``torch.utils.tensorboard`` still cannot be
+            imported.
 
     Example:
         >>> doc = DoctorCallback(every=50)
@@ -174,6 +184,9 @@ class TensorBoardLogger(Callback):
 
     def __init__(self, folder: str | Path | None = None, *, steps: bool = True,
                  doctor: Any = None) -> None:
+        if not _tensorboard_installed():
+            raise UserError(f"TensorBoardLogger: the tensorboard package is not installed; "
+                            f"{_INSTALL}")
         self.folder = Path(folder) if folder is not None else None
         self.steps = bool(steps)
         self.doctor = doctor
@@ -192,9 +205,8 @@ class TensorBoardLogger(Callback):
         try:  # optional dependency: only users of this logger need it
             from torch.utils.tensorboard import SummaryWriter
         except ModuleNotFoundError as e:
-            raise ModuleNotFoundError(
-                "TensorBoardLogger needs the 'tensorboard' package: pip install "
-                "'trainwell[tensorboard]' (or pip install tensorboard)") from e
+            raise ModuleNotFoundError(f"TensorBoardLogger: torch.utils.tensorboard cannot be "
+                                      f"imported ({e}); {_INSTALL}") from e
         done = int(trainer.step)
         # purge_step hides events at steps ≥ done + 1: what the killed run logged after the
         # checkpoint. The checkpointed epoch's own scalars sit at `done` and stay.
