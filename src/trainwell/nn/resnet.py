@@ -55,8 +55,8 @@ class PreActBlock(nn.Module):
     """One pre-activation residual block: ``x + conv(act(BN(conv(act(BN(x))))))``.
 
     Children (stable names, in the order the data meets them): ``norm1``, ``act1``,
-    ``conv1``, ``norm2``, ``act2``, ``conv2``, and ``shortcut`` (a 1×1 conv, or ``None``
-    for the identity).
+    ``shortcut`` (a 1×1 conv of the pre-activated input, or ``None`` for the identity),
+    ``conv1``, ``norm2``, ``act2``, ``conv2``.
 
     Args:
         in_channels: channels of the input.
@@ -75,13 +75,16 @@ class PreActBlock(nn.Module):
         super().__init__()
         self.norm1 = nn.BatchNorm2d(in_channels)
         self.act1 = make_activation(activation)
+        # Registered before conv1 (the order the data meets them): the doctor pairs each
+        # conv with the next activation module, so conv1 gets act2 and conv2 the next
+        # block's act1, while the projection, which feeds the sum, gets none.
+        changes = in_channels != out_channels or stride != 1
+        self.shortcut = (nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+                         if changes else None)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
         self.norm2 = nn.BatchNorm2d(out_channels)
         self.act2 = make_activation(activation)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        changes = in_channels != out_channels or stride != 1
-        self.shortcut = (nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-                         if changes else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(N, in_channels, H, W)`` to ``(N, out_channels, ⌈H/stride⌉, ⌈W/stride⌉)``."""
