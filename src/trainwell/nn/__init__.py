@@ -16,6 +16,7 @@ from .activations import ACTIVATIONS, activation, name_of_activation
 from .builders import CNN, MLP, Block
 from .init import INITIALIZERS, apply_init, init_for_activation
 from .regularization import MaxNorm, MCDropout, max_norm_, mc_predict
+from .resnet import PreActBlock, ResNet, resnet
 
 __all__ = [
     "ACTIVATIONS",
@@ -26,6 +27,8 @@ __all__ = [
     "MLP",
     "MCDropout",
     "MaxNorm",
+    "PreActBlock",
+    "ResNet",
     "activation",
     "apply_init",
     "init",
@@ -33,4 +36,5 @@ __all__ = [
     "max_norm_",
     "mc_predict",
     "name_of_activation",
+    "resnet",
 ]
