@@ -228,6 +228,19 @@ def test_apply_fills_each_groups_base_lr_and_multiplies_lr_scale():
         S.apply(opt, ctl, 0, plateau=S.Performance())
 
 
+def test_param_groups_record_the_base_lr_and_refuse_a_bool():
+    model = tw.nn.MLP(12, [4], 3, generator=torch.Generator().manual_seed(0))
+    groups = transfer.param_groups(model, [0.5, 1.0], lr=0.2)
+    assert [(g["base_lr"], g["lr"], g["lr_scale"]) for g in groups] == [(0.2, 0.1, 0.5),
+                                                                        (0.2, 0.2, 1.0)]
+    opt = torch.optim.SGD(groups, lr=9.0)
+    S.apply(opt, S.constant(), 0)  # base 0.2, not the scaled 0.1, times lr_scale
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.2]
+    with pytest.raises(UserError, match=r"^factors: expected a float, a sequence or a mapping, "
+                                        r"got True$"):
+        transfer.param_groups(model, True)
+
+
 def test_build_leaves_the_base_lr_to_the_optimizer_when_asked():
     s = S.build("one_cycle", lr_from_optimizer=True, total_steps=100)
     assert s.max_lr is None and S.with_base_lr(s, 0.4)(45) == pytest.approx(0.4)

@@ -82,13 +82,15 @@ def param_groups(
                 f"factors: no layer named {unknown[0]!r}; the model's layers are {names}"
             )
         per_layer = [float(factors.get(n, 1.0)) for n in names]
-    else:
+    elif isinstance(factors, Sequence):
         per_layer = [float(f) for f in factors]
         if len(per_layer) != len(layers):
             raise UserError(
                 f"factors: got {len(per_layer)} factors for {len(layers)} layers {names}; "
                 "give one factor per layer"
             )
+    else:  # a bool is no decay, and anything else is not a factor
+        raise UserError(f"factors: expected a float, a sequence or a mapping, got {factors!r}")
     for name, f in zip(names, per_layer):
         _check_factor(f"factors[{name}]", f)
     seen: set[int] = set()
