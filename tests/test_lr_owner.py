@@ -289,3 +289,15 @@ def test_schedule_modules_have_no_import_cycle_and_no_late_imports():
         assert ready, f"import cycle among {sorted(set(names) - set(order))}"
         order += ready
     assert order.index("schedules") == len(names) - 1
+
+
+def test_a_controller_given_as_the_schedule_wraps_its_schedule_in_apply():
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=0.4, momentum=0.9)
+    ctl = S.Performance(min_lr=0.03, schedule=S.one_cycle(total_steps=100))  # n = 45
+    assert S.apply(opt, ctl, 45) == pytest.approx(0.4, rel=1e-15)  # the peak: the group's lr
+    assert opt.param_groups[0]["momentum"] == pytest.approx(0.85, rel=1e-15)
+    ctl.scale = 0.5
+    assert S.apply(opt, ctl, 45) == pytest.approx(0.2, rel=1e-15)
+    assert S.apply(opt, ctl, 0) == 0.03  # 0.04 · 0.5 = 0.02, floored at min_lr
+    assert S.split_plateau(ctl) == (ctl.schedule, ctl)
