@@ -154,14 +154,9 @@ def build_optimizer(config: Config, params) -> torch.optim.Optimizer:
 def _build_schedule(config: Config, steps_per_epoch: int):
     s = config.schedule
     total = config.train.epochs * (steps_per_epoch if s.unit == "step" else 1)
-    params = dict(s.params)
-    # The schedule's peak or starting LR defaults to optim.lr, so one field sets the LR.
-    first_arg = {"constant": "lr", "one_cycle": "max_lr", "piecewise": None}.get(s.name, "lr0")
-    if first_arg is not None and s.name != "performance":
-        params.setdefault(first_arg, config.optim.lr)
-    if s.name == "performance":
-        params.setdefault("lr", config.optim.lr)
-    schedule = tw_optim.schedules.build(s.name, **params)
+    # A peak or starting LR left out of schedule.params stays unset: schedules.apply takes it
+    # from the optimizer's groups, whose lr is optim.lr, so one field sets the LR.
+    schedule = tw_optim.schedules.build(s.name, lr_from_optimizer=True, **s.params)
     try:
         return tw_optim.schedules.with_total_steps(schedule, total)
     except ValueError as e:
@@ -190,8 +185,9 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
         p = config.schedule.plateau
         plateau = tw_optim.schedules.Performance(factor=p.factor, patience=p.patience,
                                                  min_lr=p.min_lr)
-    if isinstance(schedule, tw_optim.schedules.Performance) and plateau is None:
-        plateau, schedule = schedule, schedule.schedule  # the controller scales constant(lr)
+    if isinstance(schedule, tw_optim.schedules.Performance) and plateau is not None:
+        raise UserError("schedule.plateau: schedule.name = \"performance\" is already the "
+                        "plateau controller; drop schedule.plateau or choose another name")
     clip_cfg = config.optim.clip
     clip = None if clip_cfg.kind == "none" else tw_optim.clip.build(clip_cfg.kind, clip_cfg.threshold)
     r = config.regularization

@@ -1,7 +1,9 @@
 """The performance (reduce-on-plateau) controller, composable with any schedule.
 
-Fed the validation metric at each epoch end, it keeps a multiplier ``scale`` that the
-Trainer applies to whatever the schedule gives: η(t) = max(schedule(t) · scale, min_lr).
+Fed the validation metric at each epoch end, it keeps a multiplier ``scale`` that
+:func:`trainwell.optim.schedules.apply` (the one writer of the learning rate) applies to
+whatever the schedule gives: η(t) = lr_scale · max(schedule(t) · scale, min_lr), the
+schedule being the optimizer's own lr when there is none.
 Its counters are saved in checkpoints (:meth:`Performance.state_dict`) so a resumed run
 continues exactly. Re-exported as ``trainwell.optim.schedules.Performance``.
 """
@@ -36,7 +38,8 @@ class Performance:
         mode: "min" for a loss, "max" for an accuracy.
         threshold: relative improvement needed (>= 0).
         cooldown: epochs after a reduction during which bad epochs are not counted.
-        schedule: the schedule to scale (None: use ``scale`` yourself).
+        schedule: the schedule to scale (None: ``schedules.apply`` scales the optimizer's
+            own lr; calling the controller then raises).
 
     Raises:
         ValueError naming the bad argument.

@@ -3,8 +3,8 @@
 :func:`warmup` puts a linear ramp in front of any schedule, :func:`join` runs schedules one
 after another (each on its own clock), and :func:`performance` builds the reduce-on-plateau
 controller that scales whatever schedule it is given. All are re-exported by
-:mod:`trainwell.optim.schedules`, which defines the :class:`~trainwell.optim.schedules.Schedule`
-base used here (this module is imported at the end of that one).
+:mod:`trainwell.optim.schedules`; the :class:`Schedule` base comes from
+:mod:`.schedule_basic`, so the arrows run basic ← compose ← registry ← schedules.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import ClassVar
 
 from ._checks import _ArgError, _int, _num, _step
 from .plateau import Performance
-from .schedules import Schedule
+from .schedule_basic import Schedule
 
 __all__ = ["Warmup", "Join", "warmup", "join", "performance"]
 
@@ -131,8 +131,8 @@ def performance(
 
     lr = max(schedule(t) · scale, min_lr), where ``scale`` starts at 1 and is multiplied by
     ``factor`` once more than ``patience`` epochs in a row bring no improvement (as in
-    torch's ReduceLROnPlateau). It composes with any
-    schedule (warm-up, 1cycle, ...); the Trainer's ``plateau=`` argument drives it.
+    torch's ReduceLROnPlateau). It composes with any schedule (warm-up, 1cycle, ...; None:
+    the optimizer's own lr); give it to the Trainer as ``schedule=`` or ``plateau=``.
 
     Example:
         >>> ctl = performance(factor=0.5, patience=2, min_lr=1e-5)

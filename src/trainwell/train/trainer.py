@@ -69,8 +69,10 @@ class Trainer:
         batch_size: samples per step; the last smaller batch of an epoch is kept.
         seed: seeds shuffling and dropout per epoch (see :func:`epoch_seed`).
         loss: ``"auto"``, ``"cross_entropy"``, ``"nll"``, ``"bce"`` or ``"mse"``.
-        schedule: a callable ``step -> lr`` (see :mod:`trainwell.optim.schedules`) or None
-            to keep the optimizer's learning rate.
+        schedule: a callable ``step -> lr`` (see :mod:`trainwell.optim.schedules`), a
+            ``Performance`` controller wrapping one, or None to keep the optimizer's learning
+            rate. An unset ``total_steps`` is filled from the run's length and an unset base
+            lr from the optimizer's groups; ``schedules.apply`` writes every group's lr.
         schedule_unit: ``"step"`` (called with the global batch index) or ``"epoch"``.
         plateau: a controller with ``update(metric)``, ``scale`` and ``state_dict`` (e.g.
             ``schedules.Performance``), fed the validation loss at each epoch end; its scale
@@ -110,7 +112,8 @@ class Trainer:
         self.optimizer = optimizer
         self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
         self.loss_name = loss
-        self.schedule, self.schedule_unit, self.plateau = schedule, schedule_unit, plateau
+        self.schedule_unit = schedule_unit
+        self.schedule, self.plateau = _schedules.split_plateau(schedule, plateau)
         self.clip, self.penalty, self.max_norm = clip, penalty, max_norm
         self.log_grad_norm = log_grad_norm
         self.callbacks = list(callbacks)
@@ -311,31 +314,20 @@ class Trainer:
         return metrics
 
     # -- helpers ------------------------------------------------------------------------
-    def _apply_schedule(self, index: int) -> float | None:
-        if self.schedule is None and self.plateau is None:
-            return None
-        scale = self.plateau.scale if self.plateau is not None else 1.0
-        if self.schedule is None:
-            base = self.optimizer.param_groups[0].setdefault("base_lr",
-                                                              self.optimizer.param_groups[0]["lr"])
-            for g in self.optimizer.param_groups:
-                g.setdefault("base_lr", g["lr"])
-                g["lr"] = g["base_lr"] * scale
-            return base * scale
-        return _schedules.apply(self.optimizer, self.schedule, index, scale=scale)
+    def _apply_schedule(self, index: int) -> float:
+        # schedules.apply is the one writer of every group's lr (schedule, plateau, lr_scale).
+        return _schedules.apply(self.optimizer, self.schedule, index, plateau=self.plateau)
 
     def _check_schedule_length(self, steps_per_epoch: int) -> None:
-        total = getattr(self.schedule, "total_steps", None)
-        if total is None:
-            return
-        unit_total = self.epochs * (steps_per_epoch if self.schedule_unit == "step" else 1)
-        if int(total) != unit_total:
-            detail = (f"{self.epochs} epochs × {steps_per_epoch} batches"
-                      if self.schedule_unit == "step" else f"{self.epochs} epochs")
-            raise UserError(
-                f"schedule.total_steps: the schedule was built for {total} {self.schedule_unit}s "
-                f"but the run has {unit_total} ({detail}); set total_steps = {unit_total} "
-                "or leave it unset to fit the run")
+        # Refuse an explicit length that does not fit; fill an unset one from the run.
+        total = self.epochs * (steps_per_epoch if self.schedule_unit == "step" else 1)
+        _schedules.check_total_steps(self.schedule, total, epochs=self.epochs,
+                                     steps_per_epoch=steps_per_epoch, unit=self.schedule_unit)
+        try:
+            self.schedule = _schedules.with_total_steps(self.schedule, total)
+        except ValueError as e:
+            raise UserError(f"schedule.total_steps: the run has only {total} "
+                            f"{self.schedule_unit}s ({e}); train longer") from None
 
     def _trainer_state(self) -> dict[str, Any]:
         return {

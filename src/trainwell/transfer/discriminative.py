@@ -48,9 +48,11 @@ def param_groups(
     """Optimizer parameter groups, one per layer, each scaled by its own factor.
 
     Contract: each group is ``{"params": [...], "name": layer, "lr_scale": factor}``;
-    ``trainwell.optim.schedules.apply`` sets ``group["lr"] = schedule(step) * lr_scale``.
-    With ``lr`` given, each group also gets ``"lr": lr * factor``, which is what an
-    optimizer without a schedule uses. Every parameter of ``model`` is in exactly one group,
+    ``trainwell.optim.schedules.apply`` sets ``group["lr"] = lr_scale · schedule(step)``
+    (the schedule taking ``base_lr`` when its own base lr is unset). With ``lr`` given, each
+    group also gets ``"base_lr": lr`` (the rate the factor multiplies) and
+    ``"lr": lr * factor`` (what an optimizer uses before, or without, ``apply``); without
+    it both come from the optimizer's ``lr``. Every parameter of ``model`` is in exactly one group,
     frozen ones included (they are skipped by the optimizer while they have no gradient, so
     gradual unfreezing needs no new groups); parameters outside the layers go to a group
     named ``"rest"`` with factor 1.
@@ -80,13 +82,15 @@ def param_groups(
                 f"factors: no layer named {unknown[0]!r}; the model's layers are {names}"
             )
         per_layer = [float(factors.get(n, 1.0)) for n in names]
-    else:
+    elif isinstance(factors, Sequence):
         per_layer = [float(f) for f in factors]
         if len(per_layer) != len(layers):
             raise UserError(
                 f"factors: got {len(per_layer)} factors for {len(layers)} layers {names}; "
                 "give one factor per layer"
             )
+    else:  # a bool is no decay, and anything else is not a factor
+        raise UserError(f"factors: expected a float, a sequence or a mapping, got {factors!r}")
     for name, f in zip(names, per_layer):
         _check_factor(f"factors[{name}]", f)
     seen: set[int] = set()
@@ -104,7 +108,8 @@ def param_groups(
 
 def _group(params: list, name: str, factor: float, lr: float | None) -> dict[str, Any]:
     group: dict[str, Any] = {"params": params, "name": name, "lr_scale": factor}
-    if lr is not None:
+    if lr is not None:  # base_lr: so apply does not read the already scaled lr as the base
+        group["base_lr"] = lr
         group["lr"] = lr * factor
     return group
 

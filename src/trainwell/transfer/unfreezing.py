@@ -103,11 +103,11 @@ class FreezeThenFineTune(Callback):
 
     Contract: during epochs ``0 .. freeze_epochs-1`` the selected (reused) layers are frozen;
     at the start of epoch ``freeze_epochs`` they are unfrozen and every parameter group's
-    learning rate is multiplied by ``lr_factor``: ``group["lr"]`` (the rate a constant
-    optimizer uses), ``group["lr_scale"]`` (the factor a schedule multiplies) and
-    ``group["base_lr"]`` when present (what the Trainer's plateau controller scales).
-    The switch is recorded in :meth:`state_dict`, so a resumed run neither repeats nor
-    misses it (the optimizer's saved groups already carry the scaled rates).
+    ``lr_scale`` is multiplied by ``lr_factor``; the Trainer's one lr writer
+    (``trainwell.optim.schedules.apply``) turns that into η = lr_scale · schedule(t), so
+    any schedule or plateau controller keeps its shape, scaled. The switch is recorded in
+    :meth:`state_dict`, so a resumed run neither repeats nor misses it (the optimizer's
+    saved groups already carry the scaled ``lr_scale``).
 
     Args:
         up_to: the reused layers to freeze first: a count of leading layers or the name of
@@ -137,16 +137,14 @@ class FreezeThenFineTune(Callback):
             freeze(trainer.model, self.up_to)
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
-        """At epoch ``freeze_epochs``: unfreeze and scale the learning rates by ``lr_factor``."""
+        """At epoch ``freeze_epochs``: unfreeze and multiply every ``lr_scale`` by ``lr_factor``."""
         if self.switched or epoch < self.freeze_epochs:
             return
         unfreeze(trainer.model, self.up_to)
         if self.freeze_epochs > 0:  # with no head phase the run is plain fine-tuning at lr
             for group in trainer.optimizer.param_groups:
-                group["lr"] = group["lr"] * self.lr_factor
+                # lr_scale only: schedules.apply writes group["lr"] from it before each step.
                 group["lr_scale"] = group.get("lr_scale", 1.0) * self.lr_factor
-                if "base_lr" in group:
-                    group["base_lr"] = group["base_lr"] * self.lr_factor
         self.switched = True
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
