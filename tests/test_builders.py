@@ -104,7 +104,7 @@ def test_mlp_trains_a_step_with_batch_norm_and_dropout(generator):
         ({"in_features": -1}, r"model.in_features: must be a positive integer, got -1"),
         ({"dropout": 1.0}, r"model.dropout: must be in \[0, 1\), got 1.0"),
         ({"activation": "relu7"}, r"model.activation: unknown activation 'relu7'"),
-        ({"init": "glorious"}, r"model.init: unknown initializer 'glorious'"),
+        ({"init": "glorious"}, r"init: unknown initializer 'glorious'"),
         ({"output_activation": "nope"}, r"model.activation: unknown activation 'nope'"),
     ],
 )

@@ -78,22 +78,25 @@ class MLP(nn.Module):
     policy is applied at construction (see :func:`trainwell.nn.init.apply_init`):
     ``init="auto"`` picks by activation (Glorot for sigmoid/tanh, He for the ReLU family,
     LeCun for SELU) and gives the head Glorot; a name applies that initializer to every
-    layer. Biases start at zero.
+    layer. Hidden biases start at ``bias_init`` (zeros), the head's bias at zero.
 
     Args:
         in_features: input size (product of the feature shape).
         hidden: widths of the hidden layers, e.g. ``[256] * 8``.
         out_features: output size (classes, or regression targets).
         activation: hidden activation name (see :data:`trainwell.nn.ACTIVATIONS`).
-        init: ``"auto"`` or an initializer name (see :data:`trainwell.nn.INITIALIZERS`).
+        init: ``"auto"`` or an initializer spec (see :func:`trainwell.nn.parse_init`), e.g.
+            ``"he_normal"``, ``"uniform:0.05"``, ``"normal:0.5"``.
         dropout: dropout rate after each hidden activation (alpha dropout for SELU).
         batch_norm: BatchNorm1d between each hidden linear layer and its activation.
         output_activation: optional activation name applied after the head (None: logits).
         generator: source of randomness for the init (same seed → identical weights).
         activation_kwargs: parameters for the hidden activation (e.g. ``{"alpha": 0.2}``).
+        bias_init: spec for the hidden biases, e.g. ``"constant:-1.0"``.
+        head_init: spec for the head's weight; None: Glorot under ``init="auto"``, else ``init``.
 
     Raises:
-        UserError: bad sizes, dropout rate, activation or initializer name.
+        UserError: bad sizes, dropout rate, activation or initializer spec.
     """
 
     def __init__(
@@ -108,6 +111,8 @@ class MLP(nn.Module):
         output_activation: str | None = None,
         generator: torch.Generator | None = None,
         activation_kwargs: dict[str, Any] | None = None,
+        bias_init: str = "zeros",
+        head_init: str | None = None,
     ) -> None:
         super().__init__()
         _check_positive("model.in_features", in_features)
@@ -123,7 +128,8 @@ class MLP(nn.Module):
         )
         self.head = nn.Linear(sizes[-1], out_features)
         self.output_act = None if output_activation is None else make_activation(output_activation)
-        apply_init(self, init, generator=generator, activation=self.activation_name)
+        apply_init(self, init, generator=generator, activation=self.activation_name,
+                   bias_init=bias_init, head_init=head_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(batch, *features)`` to ``(batch, out_features)``."""
@@ -176,6 +182,8 @@ class CNN(nn.Module):
         dropout: float = 0.0,
         hidden: Sequence[int] = (),
         generator: torch.Generator | None = None,
+        bias_init: str = "zeros",
+        head_init: str | None = None,
     ) -> None:
         super().__init__()
         if len(in_shape) != 3:
@@ -223,7 +231,8 @@ class CNN(nn.Module):
             for a, b in zip(sizes[:-1], sizes[1:])
         )
         self.head = nn.Linear(sizes[-1], out_features)
-        apply_init(self, init, generator=generator, activation=self.activation_name)
+        apply_init(self, init, generator=generator, activation=self.activation_name,
+                   bias_init=bias_init, head_init=head_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(batch, C, H, W)`` to ``(batch, out_features)``."""

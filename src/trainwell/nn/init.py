@@ -12,8 +12,13 @@ he_uniform / he_normal    Var = 2 / n_fan, n_fan = n_in   (He et al. 2015);
 lecun_uniform / _normal   Var = 1 / n_in                  (LeCun et al. 1998)
 orthogonal                W = gain·Q, Q with orthonormal rows or columns (Saxe et al. 2014)
 normal                    w ~ N(0, std²), std = 1: the naive init that saturates or explodes
+uniform                   w ~ U(−a, a), a = 1: Var = a²/3 whatever the fans
 zeros / constant          w = 0 / w = value: every unit of a layer stays identical
 ========================= =================================================
+
+Spec strings (what ``apply_init``'s ``policy``, ``bias_init`` and ``head_init`` take):
+a name above, or ``"constant:V"`` (w = V), ``"uniform:A"`` (U(−A, A), A > 0) or
+``"normal:S"`` (N(0, S²), S > 0); see :func:`parse_init`.
 
 Every initializer is ``fn(tensor, generator=None, ...) -> tensor``, works in place and
 draws only from ``generator`` when one is given, so the same seed gives bit-identical
@@ -25,6 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,6 +40,7 @@ from .activations import ACTIVATIONS, name_of_activation
 
 __all__ = [
     "INITIALIZERS",
+    "InitSpec",
     "apply_init",
     "constant",
     "fans",
@@ -46,6 +53,8 @@ __all__ = [
     "lecun_uniform",
     "normal",
     "orthogonal",
+    "parse_init",
+    "uniform",
     "zeros",
 ]
 
@@ -245,6 +254,23 @@ def normal(
     return _normal_var(tensor, std**2, generator)
 
 
+def uniform(
+    tensor: torch.Tensor, generator: torch.Generator | None = None, bound: float = 1.0
+) -> torch.Tensor:
+    """Naive uniform: w ~ U(−a, a), a = ``bound``, so Var = a²/3 whatever the fans.
+
+    Args:
+        tensor: any tensor, changed in place.
+        generator: source of randomness (None: torch's global generator).
+        bound: the half-width a > 0.
+
+    Returns:
+        ``tensor``.
+    """
+    with torch.no_grad():
+        return tensor.uniform_(-bound, bound, generator=generator)
+
+
 def constant(
     tensor: torch.Tensor, generator: torch.Generator | None = None, value: float = 0.0
 ) -> torch.Tensor:
@@ -284,6 +310,7 @@ INITIALIZERS: dict[str, Callable[..., torch.Tensor]] = {
     "lecun_normal": lecun_normal,
     "orthogonal": orthogonal,
     "normal": normal,
+    "uniform": uniform,
     "zeros": zeros,
     "constant": constant,
     # short names: the variant the policy picks
@@ -330,14 +357,111 @@ def init_for_activation(name: str) -> str:
     return _POLICY[key]
 
 
-def _check_name(name: str) -> str:
-    key = str(name).lower()
-    if key != "auto" and key not in INITIALIZERS:
+# Initializers that take one number in a spec ("uniform:0.05"): name → (keyword, letter
+# in messages, lower limit (exclusive) or None for any finite number, what it means).
+_PARAMETERS: dict[str, tuple[str, str, float | None, str]] = {
+    "constant": ("value", "V", None, "the value V of w = V"),
+    "uniform": ("bound", "A", 0.0, "the half-width A > 0 of U(−A, A)"),
+    "normal": ("std", "S", 0.0, "the standard deviation S > 0 of N(0, S²)"),
+}
+# A bias is 1-D: it has no fans, so only the fan-free initializers apply to it.
+_FAN_FREE = ("zeros", "constant", "uniform", "normal")
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """A parsed initializer spec: a registry name and its optional number.
+
+    Calling it initializes a tensor in place: ``InitSpec("uniform", 0.05)(w, generator)``
+    draws w ~ U(−0.05, 0.05). ``str(spec)`` gives the spec string back.
+
+    Attributes:
+        name: a key of :data:`INITIALIZERS`, or ``"auto"`` (the policy; not callable).
+        value: the number after the colon (``None``: the initializer's default).
+    """
+
+    name: str
+    value: float | None = None
+
+    def __call__(
+        self, tensor: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Initialize ``tensor`` in place with this spec; return it."""
+        fn = INITIALIZERS[self.name]
+        if self.value is None:
+            return fn(tensor, generator=generator)
+        return fn(tensor, generator=generator, **{_PARAMETERS[self.name][0]: self.value})
+
+    def __str__(self) -> str:
+        return self.name if self.value is None else f"{self.name}:{self.value:g}"
+
+
+def parse_init(spec: str, argument: str = "init", allow_auto: bool = True) -> InitSpec:
+    """Parse an initializer spec ``"NAME"`` or ``"NAME:NUMBER"`` into an :class:`InitSpec`.
+
+    Grammar: a key of :data:`INITIALIZERS` (case-insensitive), or ``"auto"`` when
+    ``allow_auto``; only ``constant:V`` (any finite V), ``uniform:A`` (A > 0, U(−A, A))
+    and ``normal:S`` (S > 0, N(0, S²)) take a number, which defaults to 0, 1 and 1.
+
+    Args:
+        spec: the spec string, e.g. ``"he_normal"``, ``"constant:-1.0"``, ``"uniform:0.05"``.
+        argument: the caller's argument name, used to start error messages.
+        allow_auto: whether ``"auto"`` (the init-by-activation policy) is accepted.
+
+    Returns:
+        The parsed spec.
+
+    Raises:
+        UserError: not a string, an unknown name, a number on a name that takes none, a
+            number that does not parse, is not finite or is out of range.
+
+    Example:
+        >>> parse_init("normal:0.5")
+        InitSpec(name='normal', value=0.5)
+    """
+    if not isinstance(spec, str):
         raise UserError(
-            f"model.init: unknown initializer {name!r}; choose one of "
-            f"{['auto', *sorted(INITIALIZERS)]}"
+            f"{argument}: expected an initializer spec such as 'he_normal' or 'constant:0.1', "
+            f"got {spec!r}"
         )
-    return key
+    name, colon, number = (part.strip() for part in spec.strip().partition(":"))
+    name = name.lower()
+    if name == "auto" and allow_auto and not colon:
+        return InitSpec("auto")
+    if name not in INITIALIZERS:
+        choices = [*(["auto"] if allow_auto else []), *sorted(INITIALIZERS)]
+        choices += [f"{n}:{k[1]}" for n, k in _PARAMETERS.items()]
+        raise UserError(f"{argument}: unknown initializer {spec!r}; choose one of {choices}")
+    if not colon:
+        return InitSpec(name)
+    if name not in _PARAMETERS:
+        raise UserError(
+            f"{argument}: {name!r} takes no number, got {spec!r}; only "
+            f"{', '.join(_PARAMETERS)} do (e.g. 'uniform:0.05')"
+        )
+    _, _, lowest, meaning = _PARAMETERS[name]
+    try:
+        value = float(number)
+    except ValueError:
+        raise UserError(
+            f"{argument}: {spec!r} needs a number after the colon, {meaning}, got {number!r}; "
+            f"write e.g. '{name}:0.5'"
+        ) from None
+    if not math.isfinite(value) or (lowest is not None and value <= lowest):
+        raise UserError(
+            f"{argument}: {spec!r} needs {meaning}, got {value!r}; write e.g. '{name}:0.5'"
+        )
+    return InitSpec(name, value)
+
+
+def _bias_spec(spec: str) -> InitSpec:
+    parsed = parse_init(spec, "bias_init", allow_auto=False)
+    if parsed.name not in _FAN_FREE:
+        raise UserError(
+            f"bias_init: {spec!r} scales by a layer's fans, which a bias (1-D) does not have; "
+            "use zeros, constant:V, uniform:A or normal:S"
+        )
+    return parsed
 
 
 def _guess_activation(model: nn.Module) -> str:
@@ -354,52 +478,76 @@ def apply_init(
     policy: str = "auto",
     generator: torch.Generator | None = None,
     activation: str | None = None,
+    *,
+    bias_init: str = "zeros",
+    head_init: str | None = None,
 ) -> nn.Module:
-    """Initialize every Linear/Conv weight of ``model`` by ``policy``; biases start at zero.
+    """Initialize every Linear/Conv weight and bias of ``model`` by spec strings.
 
-    ``policy="auto"``: hidden layers get :func:`init_for_activation` of the activation
-    (``activation``, else ``model.activation_name``, else the first activation module in
-    the model), and the last weighted layer (the head, which feeds softmax or a linear
-    output) gets ``glorot_uniform``. A name applies that initializer to every layer.
-    Modules are visited in registration order, so with a ``generator`` the result is
-    bit-identical for the same seed.
+    The head is the last weighted layer (in registration order); the others are hidden.
+
+    - Hidden weights: ``policy="auto"`` gives :func:`init_for_activation` of the activation
+      (``activation``, else ``model.activation_name``, else the first activation module in
+      the model); any other spec (see :func:`parse_init`) applies as written.
+    - Head weight: ``head_init`` when given (``"auto"`` means ``glorot_uniform``); when None,
+      ``glorot_uniform`` under ``policy="auto"`` (the head feeds softmax or a linear output)
+      and ``policy`` itself otherwise, so a named policy covers every layer.
+    - Hidden biases: ``bias_init`` (zeros, ``constant:V``, ``uniform:A`` or ``normal:S``);
+      ``constant:-1`` gives every hidden unit bias −1 (ReLUs that start dead). The head's
+      bias starts at zero. Norm layers are left as torch builds them (γ = 1, β = 0).
+
+    Modules are visited in registration order, weight then bias, so with a ``generator``
+    the result is bit-identical for the same seed (a zero bias draws nothing, so adding
+    ``bias_init`` changed no existing seeded weights).
 
     Args:
         model: the module to initialize in place.
-        policy: ``"auto"`` or a key of :data:`INITIALIZERS`.
+        policy: ``"auto"`` or an initializer spec (``"he_normal"``, ``"uniform:0.05"`` …).
         generator: source of randomness (None: torch's global generator).
         activation: the hidden activation name, overriding what the model says.
+        bias_init: spec for the hidden layers' biases.
+        head_init: spec for the head's weight, or None (see above).
 
     Returns:
         ``model``.
 
     Raises:
-        UserError: unknown initializer or activation name.
+        UserError: a bad spec (unknown name, bad number), a fan-based ``bias_init``, an
+            unknown activation.
 
     Warns:
         UserWarning: a zero or constant init hits hidden layers (named by module path):
             their units compute the same output and get the same gradient forever.
     """
-    key = _check_name(policy)
+    spec = parse_init(policy, "init")
+    bias = _bias_spec(bias_init)
+    head = None if head_init is None else parse_init(head_init, "head_init")
+    key = str(spec)
     layers = [
         (name, module)
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
     ]
-    if key == "auto":
+    if spec.name == "auto":
         act = activation or getattr(model, "activation_name", None) or _guess_activation(model)
-        hidden_fn = INITIALIZERS[init_for_activation(act)]
+        hidden_fn: Callable[..., torch.Tensor] = INITIALIZERS[init_for_activation(act)]
     else:
-        hidden_fn = INITIALIZERS[key]
+        hidden_fn = spec
+    if head is not None:
+        head_fn: Callable[..., torch.Tensor] = glorot_uniform if head.name == "auto" else head
+    else:
+        head_fn = glorot_uniform if spec.name == "auto" else hidden_fn
     symmetric: list[str] = []
     for i, (name, module) in enumerate(layers):
         is_head = i == len(layers) - 1
-        fn = glorot_uniform if key == "auto" and is_head else hidden_fn
-        fn(module.weight, generator=generator)
+        (head_fn if is_head else hidden_fn)(module.weight, generator=generator)
         if module.bias is not None:
-            with torch.no_grad():
-                module.bias.zero_()
-        if key in _SYMMETRIC and not is_head:
+            if is_head:
+                with torch.no_grad():
+                    module.bias.zero_()
+            else:
+                bias(module.bias, generator=generator)
+        if spec.name in _SYMMETRIC and not is_head:
             symmetric.append(name or "<model>")
     if symmetric:
         warnings.warn(
