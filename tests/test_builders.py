@@ -150,7 +150,8 @@ def test_cnn_same_seed_gives_bit_identical_weights():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"in_shape": (28, 28)}, r"model.in_shape: expected \(channels, height, width\)"),
+        ({"in_shape": (1, 2, 28, 28)}, r"in_shape: expected \(length,\), \(channels, length\) "
+                                       r"or \(channels, height, width\)"),
         ({"in_shape": (1, 4, 4), "channels": (4, 4, 4)}, r"below 1 pixel"),
         ({"pool": "min"}, r"model.pool: unknown pooling 'min'"),
         ({"channels": (0,)}, r"model.channels: must be a positive integer"),

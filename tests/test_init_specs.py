@@ -37,7 +37,8 @@ def test_parse_init_reads_names_and_numbers(spec, expected, text):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("uniform:-1", r"^init: 'uniform:-1' needs the half-width A > 0 of U\(−A, A\), got -1\.0;"),
+        ("uniform:-1",
+         r"^init: 'uniform:-1' needs the half-width A > 0 of U\(−A, A\), got -1\.0;"),
         ("uniform:0", r"^init: 'uniform:0' needs the half-width A > 0"),
         ("normal:abc", r"^init: 'normal:abc' needs a number after the colon, the standard "
                        r"deviation S > 0 of N\(0, S²\), got 'abc'; write e\.g\. 'normal:0\.5'$"),
