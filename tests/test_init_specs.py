@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 from trainwell.errors import UserError
@@ -21,7 +23,7 @@ N = 1000  # weights of N×N = 10⁶ samples
         ("  Glorot_Uniform ", InitSpec("glorot_uniform"), "glorot_uniform"),
         ("auto", InitSpec("auto"), "auto"),
         ("constant:0.1", InitSpec("constant", 0.1), "constant:0.1"),
-        ("constant:-1.0", InitSpec("constant", -1.0), "constant:-1"),
+        ("constant:-1", InitSpec("constant", -1.0), "constant:-1.0"),
         ("constant", InitSpec("constant"), "constant"),
         ("uniform:0.05", InitSpec("uniform", 0.05), "uniform:0.05"),
         ("normal: 0.5", InitSpec("normal", 0.5), "normal:0.5"),
@@ -32,6 +34,13 @@ def test_parse_init_reads_names_and_numbers(spec, expected, text):
     parsed = parse_init(spec)
     assert parsed == expected and str(parsed) == text
     assert parse_init(text) == parsed  # str() gives a spec that parses back
+
+
+@given(name=st.sampled_from(["constant", "uniform", "normal"]),
+       value=st.floats(min_value=1e-300, max_value=1e300))
+def test_str_reads_back_exactly(name, value):
+    spec = InitSpec(name, -value if name == "constant" else value)
+    assert parse_init(str(spec)) == spec
 
 
 @pytest.mark.parametrize(

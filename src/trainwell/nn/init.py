@@ -393,7 +393,8 @@ class InitSpec:
         return fn(tensor, generator=generator, **{_PARAMETERS[self.name][0]: self.value})
 
     def __str__(self) -> str:
-        return self.name if self.value is None else f"{self.name}:{self.value:g}"
+        # repr is the shortest text that reads back as the same float: exact round trip.
+        return self.name if self.value is None else f"{self.name}:{self.value!r}"
 
 
 def parse_init(spec: str, argument: str = "init", allow_auto: bool = True) -> InitSpec:
