@@ -6,7 +6,7 @@ Layout (other packages — doctor, transfer — rely on these names):
   ``linear``, optional ``norm``, ``act``, optional ``dropout``), ``head`` (``nn.Linear``),
   ``output_act`` (module or ``None``), ``activation_name``.
 - ``CNN``: ``blocks`` (conv blocks: ``conv``, optional ``norm``, ``act``, optional
-  ``pool``), ``flatten``, ``dropout`` (or ``None``), ``dense`` (``nn.ModuleList`` of
+  ``pool``; Conv1d/BatchNorm1d/…Pool1d for sequences, the 2-D ones for images), ``flatten``, ``dropout`` (or ``None``), ``dense`` (``nn.ModuleList`` of
   :class:`Block`), ``head``, ``activation_name``.
 """
 
