@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import UserError
 from .activations import activation as make_activation
-from .init import apply_init
+from .init_policy import apply_init
 
 __all__ = ["Block", "CNN", "MLP"]
 
@@ -76,7 +76,7 @@ class MLP(nn.Module):
     """Multilayer perceptron: ``[linear → (norm) → act → (dropout)] × len(hidden) → head``.
 
     Inputs with more than 2 dimensions are flattened from dim 1 (images work). The init
-    policy is applied at construction (see :func:`trainwell.nn.init.apply_init`):
+    policy is applied at construction (see :func:`trainwell.nn.apply_init`):
     ``init="auto"`` picks by activation (Glorot for sigmoid/tanh, He for the ReLU family,
     LeCun for SELU) and gives the head Glorot; a name applies that initializer to every
     layer. Hidden biases start at ``bias_init`` (zeros), the head's bias at zero.
