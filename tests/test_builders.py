@@ -104,7 +104,7 @@ def test_mlp_trains_a_step_with_batch_norm_and_dropout(generator):
         ({"in_features": -1}, r"model.in_features: must be a positive integer, got -1"),
         ({"dropout": 1.0}, r"model.dropout: must be in \[0, 1\), got 1.0"),
         ({"activation": "relu7"}, r"model.activation: unknown activation 'relu7'"),
-        ({"init": "glorious"}, r"model.init: unknown initializer 'glorious'"),
+        ({"init": "glorious"}, r"init: unknown initializer 'glorious'"),
         ({"output_activation": "nope"}, r"model.activation: unknown activation 'nope'"),
     ],
 )
@@ -150,7 +150,8 @@ def test_cnn_same_seed_gives_bit_identical_weights():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"in_shape": (28, 28)}, r"model.in_shape: expected \(channels, height, width\)"),
+        ({"in_shape": (1, 2, 28, 28)}, r"in_shape: expected \(length,\), \(channels, length\) "
+                                       r"or \(channels, height, width\)"),
         ({"in_shape": (1, 4, 4), "channels": (4, 4, 4)}, r"below 1 pixel"),
         ({"pool": "min"}, r"model.pool: unknown pooling 'min'"),
         ({"channels": (0,)}, r"model.channels: must be a positive integer"),

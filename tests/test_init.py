@@ -127,10 +127,10 @@ def test_init_for_unknown_activation_is_a_user_error():
 
 def test_unknown_initializer_is_a_user_error():
     with pytest.raises(
-        UserError, match=r"model.init: unknown initializer 'x'; choose one of \['auto', "
+        UserError, match=r"init: unknown initializer 'x'; choose one of \['auto', "
     ):
         apply_init(nn.Linear(2, 2), "x")
-    with pytest.raises(UserError, match="model.init: unknown initializer 'xavier'"):
+    with pytest.raises(UserError, match="init: unknown initializer 'xavier'"):
         MLP(4, [4], 2, init="xavier")
 
 

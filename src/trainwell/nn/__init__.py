@@ -14,7 +14,8 @@ from torch.nn import AlphaDropout
 from . import init
 from .activations import ACTIVATIONS, activation, name_of_activation
 from .builders import CNN, MLP, Block
-from .init import INITIALIZERS, apply_init, init_for_activation
+from .init import INITIALIZERS, init_for_activation
+from .init_policy import InitSpec, apply_init, parse_init
 from .regularization import MaxNorm, MCDropout, max_norm_, mc_predict
 from .resnet import PreActBlock, ResNet, resnet
 
@@ -24,6 +25,7 @@ __all__ = [
     "AlphaDropout",
     "Block",
     "CNN",
+    "InitSpec",
     "MLP",
     "MCDropout",
     "MaxNorm",
@@ -36,5 +38,6 @@ __all__ = [
     "max_norm_",
     "mc_predict",
     "name_of_activation",
+    "parse_init",
     "resnet",
 ]

@@ -6,12 +6,13 @@ Layout (other packages — doctor, transfer — rely on these names):
   ``linear``, optional ``norm``, ``act``, optional ``dropout``), ``head`` (``nn.Linear``),
   ``output_act`` (module or ``None``), ``activation_name``.
 - ``CNN``: ``blocks`` (conv blocks: ``conv``, optional ``norm``, ``act``, optional
-  ``pool``), ``flatten``, ``dropout`` (or ``None``), ``dense`` (``nn.ModuleList`` of
+  ``pool``; Conv1d/BatchNorm1d/…Pool1d for sequences, the 2-D ones for images), ``flatten``, ``dropout`` (or ``None``), ``dense`` (``nn.ModuleList`` of
   :class:`Block`), ``head``, ``activation_name``.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from torch import nn
 
 from ..errors import UserError
 from .activations import activation as make_activation
-from .init import apply_init
+from .init_policy import apply_init
 
 __all__ = ["Block", "CNN", "MLP"]
 
@@ -75,25 +76,28 @@ class MLP(nn.Module):
     """Multilayer perceptron: ``[linear → (norm) → act → (dropout)] × len(hidden) → head``.
 
     Inputs with more than 2 dimensions are flattened from dim 1 (images work). The init
-    policy is applied at construction (see :func:`trainwell.nn.init.apply_init`):
+    policy is applied at construction (see :func:`trainwell.nn.apply_init`):
     ``init="auto"`` picks by activation (Glorot for sigmoid/tanh, He for the ReLU family,
     LeCun for SELU) and gives the head Glorot; a name applies that initializer to every
-    layer. Biases start at zero.
+    layer. Hidden biases start at ``bias_init`` (zeros), the head's bias at zero.
 
     Args:
         in_features: input size (product of the feature shape).
         hidden: widths of the hidden layers, e.g. ``[256] * 8``.
         out_features: output size (classes, or regression targets).
         activation: hidden activation name (see :data:`trainwell.nn.ACTIVATIONS`).
-        init: ``"auto"`` or an initializer name (see :data:`trainwell.nn.INITIALIZERS`).
+        init: ``"auto"`` or an initializer spec (see :func:`trainwell.nn.parse_init`), e.g.
+            ``"he_normal"``, ``"uniform:0.05"``, ``"normal:0.5"``.
         dropout: dropout rate after each hidden activation (alpha dropout for SELU).
         batch_norm: BatchNorm1d between each hidden linear layer and its activation.
         output_activation: optional activation name applied after the head (None: logits).
         generator: source of randomness for the init (same seed → identical weights).
         activation_kwargs: parameters for the hidden activation (e.g. ``{"alpha": 0.2}``).
+        bias_init: spec for the hidden biases, e.g. ``"constant:-1.0"``.
+        head_init: spec for the head's weight; None: Glorot under ``init="auto"``, else ``init``.
 
     Raises:
-        UserError: bad sizes, dropout rate, activation or initializer name.
+        UserError: bad sizes, dropout rate, activation or initializer spec.
     """
 
     def __init__(
@@ -108,6 +112,8 @@ class MLP(nn.Module):
         output_activation: str | None = None,
         generator: torch.Generator | None = None,
         activation_kwargs: dict[str, Any] | None = None,
+        bias_init: str = "zeros",
+        head_init: str | None = None,
     ) -> None:
         super().__init__()
         _check_positive("model.in_features", in_features)
@@ -123,7 +129,8 @@ class MLP(nn.Module):
         )
         self.head = nn.Linear(sizes[-1], out_features)
         self.output_act = None if output_activation is None else make_activation(output_activation)
-        apply_init(self, init, generator=generator, activation=self.activation_name)
+        apply_init(self, init, generator=generator, activation=self.activation_name,
+                   bias_init=bias_init, head_init=head_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map ``(batch, *features)`` to ``(batch, out_features)``."""
@@ -137,30 +144,82 @@ class MLP(nn.Module):
         return x
 
 
-class CNN(nn.Module):
-    """Small convolutional net: ``[conv → (norm) → act → (pool)] × len(channels) → flatten →
-    (dropout) → dense blocks → head``.
+_CONV: dict[int, type[nn.Module]] = {1: nn.Conv1d, 2: nn.Conv2d}
+_NORM: dict[int, type[nn.Module]] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+_POOL: dict[int, dict[str, type[nn.Module]]] = {
+    1: {"max": nn.MaxPool1d, "avg": nn.AvgPool1d},
+    2: {"max": nn.MaxPool2d, "avg": nn.AvgPool2d},
+}
 
-    Convolutions use "same" padding (``kernel_size // 2``, odd kernels keep H×W); each
-    pool halves H and W. The init policy is applied as in :class:`MLP` (Conv weights use
-    fans (in/groups)·k², out·k²).
+
+def _per_block(argument: str, value: Any, blocks: int) -> list[Any]:
+    # One value for every block, or a list with one value per block.
+    if not isinstance(value, list | tuple):
+        return [value] * blocks
+    if len(value) != blocks:
+        raise UserError(
+            f"{argument}: got {len(value)} values for {blocks} conv blocks; give one per "
+            "block or a single value for all"
+        )
+    return list(value)
+
+
+def _conv_shape(in_shape: Sequence[int]) -> tuple[int, tuple[int, ...]]:
+    """(channels, spatial sizes) of a CNN input; (L,) is read as one channel, (1, L)."""
+    shape = tuple(in_shape)
+    if len(shape) not in (1, 2, 3):
+        raise UserError(
+            f"in_shape: expected (length,), (channels, length) or (channels, height, width), "
+            f"got {shape}; give sequences as (C, L) and images as (C, H, W)"
+        )
+    sizes = [_check_positive("in_shape", int(v)) for v in shape]
+    if len(sizes) == 1:
+        return 1, (sizes[0],)
+    return sizes[0], tuple(sizes[1:])
+
+
+class CNN(nn.Module):
+    """Convolutional net for sequences (1-D) or images (2-D): ``[conv → (norm) → act →
+    (pool)] × len(channels) → flatten → (dropout) → dense blocks → head``.
+
+    ``in_shape`` picks the layers: ``(C, L)`` gives Conv1d/BatchNorm1d/MaxPool1d,
+    ``(C, H, W)`` gives the 2-D ones, and ``(L,)`` (flat sequence features, e.g. MNIST-1D's
+    40) is read as ``(1, L)``: ``forward`` then also accepts ``(batch, L)`` and adds the
+    channel axis. Per block i, along each spatial axis of size n:
+
+    - conv: n ← ⌊(n + 2·p_i − k_i) / s_i⌋ + 1, with ``padding="same"`` meaning
+      p_i = k_i // 2 (odd kernels at stride 1 keep n; stride s gives ⌈n / s⌉);
+    - pool (``"max"``/``"avg"``, window 2, stride 2): n ← ⌊n / 2⌋.
+
+    ``kernel_size``, ``stride``, ``padding`` and ``pool`` take one value for every block
+    or a list with one per block, e.g. ``kernel_size=[5, 3], stride=[1, 2],
+    pool=[None, "max"]``. The init policy is applied as in :class:`MLP` (Conv weights use
+    fans (in/groups)·∏k, out·∏k).
 
     Args:
-        in_shape: input shape ``(C, H, W)``.
+        in_shape: input shape ``(C, H, W)``, ``(C, L)`` or ``(L,)``.
         channels: output channels of each conv block.
         out_features: output size.
-        kernel_size: square kernel size of every conv layer.
+        kernel_size: kernel size (square in 2-D), per block or for all.
         activation: activation name for conv and dense blocks.
-        init: ``"auto"`` or an initializer name.
-        pool: ``"max"``, ``"avg"`` or ``None``/``"none"`` (2×2 pooling after each conv block).
-        batch_norm: BatchNorm2d/1d between each conv/linear layer and its activation.
+        init: ``"auto"`` or an initializer spec (see :func:`trainwell.nn.parse_init`).
+        pool: ``"max"``, ``"avg"`` or ``None``/``"none"``, per block or for all.
+        batch_norm: BatchNorm between each conv/linear layer and its activation.
         dropout: dropout rate after flatten and after each dense activation.
         hidden: widths of dense layers between the conv blocks and the head.
         generator: source of randomness for the init (same seed → identical weights).
+        bias_init: spec for the conv and dense biases (see :func:`trainwell.nn.apply_init`).
+        head_init: spec for the head's weight; None: Glorot under ``init="auto"``, else ``init``.
+        stride: conv stride, per block or for all.
+        padding: ``"same"`` or an integer ≥ 0, per block or for all.
+
+    Attributes:
+        conv_dims: 1 or 2.
+        in_shape: the input shape as ``(C, *spatial)``.
 
     Raises:
-        UserError: bad shapes, sizes, rate, pool, activation or initializer name, or an
-            input too small for the pooling.
+        UserError: bad shapes, sizes, rate, pool, stride, padding, activation or initializer,
+            a per-block list of the wrong length, or an input too small for the blocks.
     """
 
     def __init__(
@@ -168,65 +227,87 @@ class CNN(nn.Module):
         in_shape: Sequence[int],
         channels: Sequence[int] = (16, 32),
         out_features: int = 10,
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = 3,
         activation: str = "relu",
         init: str = "auto",
-        pool: str | None = "max",
+        pool: str | None | Sequence[str | None] = "max",
         batch_norm: bool = False,
         dropout: float = 0.0,
         hidden: Sequence[int] = (),
         generator: torch.Generator | None = None,
+        bias_init: str = "zeros",
+        head_init: str | None = None,
+        stride: int | Sequence[int] = 1,
+        padding: int | str | Sequence[int | str] = "same",
     ) -> None:
         super().__init__()
-        if len(in_shape) != 3:
-            raise UserError(
-                f"model.in_shape: expected (channels, height, width), got {tuple(in_shape)}; "
-                "give image inputs as (C, H, W)"
-            )
-        c, h, w = (_check_positive("model.in_shape", int(v)) for v in in_shape)
+        c, spatial = _conv_shape(in_shape)
+        self.conv_dims = len(spatial)
+        self.in_shape = (c, *spatial)
         _check_positive("model.out_features", out_features)
-        _check_positive("model.kernel_size", kernel_size)
         widths = [_check_positive("model.hidden", v) for v in hidden]
         rate = _check_rate(dropout)
-        pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d, None: None, "none": None}
-        if pool not in pools:
-            raise UserError(f"model.pool: unknown pooling {pool!r}; choose 'max', 'avg' or None")
+        n = len(channels)
+        kernels = [_check_positive("kernel_size", k)
+                   for k in _per_block("kernel_size", kernel_size, n)]
+        strides = [_check_positive("stride", v) for v in _per_block("stride", stride, n)]
+        paddings = []
+        for p, k in zip(_per_block("padding", padding, n), kernels):
+            if p == "same":
+                p = k // 2
+            if isinstance(p, bool) or not isinstance(p, int) or p < 0:
+                raise UserError(f"padding: must be 'same' or an integer >= 0, got {p!r}")
+            paddings.append(p)
+        pools = _per_block("pool", pool, n)
+        for kind in pools:
+            if kind not in ("max", "avg", None, "none"):
+                raise UserError(
+                    f"model.pool: unknown pooling {kind!r}; choose 'max', 'avg' or None"
+                )
         self.activation_name = str(activation).lower()
-        grow = 2 * (kernel_size // 2) - kernel_size + 1  # "same" padding: +1 for even kernels
+        conv, norm = _CONV[self.conv_dims], _NORM[self.conv_dims]
+        sizes = list(spatial)
         blocks = []
-        for out_c in channels:
+        per_block = zip(channels, kernels, strides, paddings, pools)
+        for i, (out_c, k, st, p, kind) in enumerate(per_block):
             _check_positive("model.channels", out_c)
             layers: OrderedDict[str, nn.Module] = OrderedDict()
-            layers["conv"] = nn.Conv2d(
-                c, out_c, kernel_size, padding=kernel_size // 2, bias=not batch_norm
-            )
+            layers["conv"] = conv(c, out_c, k, stride=st, padding=p, bias=not batch_norm)
             if batch_norm:
-                layers["norm"] = nn.BatchNorm2d(out_c)
+                layers["norm"] = norm(out_c)
             layers["act"] = make_activation(self.activation_name)
-            h, w = h + grow, w + grow
-            if pools[pool] is not None:
-                layers["pool"] = pools[pool](2)
-                h, w = h // 2, w // 2
-            if h < 1 or w < 1:
+            sizes = [(v + 2 * p - k) // st + 1 for v in sizes]
+            what = f"conv kernel {k}, stride {st}, padding {p}"
+            if kind in ("max", "avg") and min(sizes) >= 1:
+                layers["pool"] = _POOL[self.conv_dims][kind](2)
+                sizes = [v // 2 for v in sizes]
+                what += f", {kind} pool 2"
+            if min(sizes) < 1:
                 raise UserError(
-                    f"model.channels: {len(channels)} conv blocks shrink a {tuple(in_shape)} "
-                    "input below 1 pixel; use fewer blocks or pool=None"
+                    f"in_shape: a {tuple(in_shape)} input is too small for the conv blocks: "
+                    f"block {i} ({what}) leaves {tuple(max(v, 0) for v in sizes)}, below 1 "
+                    "pixel; use fewer blocks, a smaller kernel_size or stride, "
+                    "padding='same' or pool=None"
                 )
             blocks.append(Block(layers))
             c = out_c
         self.blocks = nn.ModuleList(blocks)
         self.flatten = nn.Flatten()
         self.dropout = _dropout(rate, self.activation_name) if rate > 0.0 else None
-        sizes = [c * h * w, *widths]
+        dense_sizes = [c * math.prod(sizes), *widths]
         self.dense = nn.ModuleList(
             _dense_block(a, b, self.activation_name, {}, rate, batch_norm)
-            for a, b in zip(sizes[:-1], sizes[1:])
+            for a, b in zip(dense_sizes[:-1], dense_sizes[1:])
         )
-        self.head = nn.Linear(sizes[-1], out_features)
-        apply_init(self, init, generator=generator, activation=self.activation_name)
+        self.head = nn.Linear(dense_sizes[-1], out_features)
+        apply_init(self, init, generator=generator, activation=self.activation_name,
+                   bias_init=bias_init, head_init=head_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ``(batch, C, H, W)`` to ``(batch, out_features)``."""
+        """Map ``(batch, *in_shape)`` to ``(batch, out_features)``; 1-D with one channel
+        also takes ``(batch, L)``."""
+        if self.conv_dims == 1 and x.dim() == 2 and self.in_shape[0] == 1:
+            x = x.unsqueeze(1)
         for block in self.blocks:
             x = block(x)
         x = self.flatten(x)

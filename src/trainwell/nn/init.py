@@ -1,4 +1,4 @@
-"""Weight initializers, the init-by-activation policy, and ``apply_init``.
+"""Weight initializers and the init-by-activation policy (``apply_init``: :mod:`.init_policy`).
 
 Fans, for a Linear weight of shape (out, in) and a Conv weight of shape
 (out, in/groups, *kernel), with r = ∏ kernel (r = 1 for Linear):
@@ -12,8 +12,12 @@ he_uniform / he_normal    Var = 2 / n_fan, n_fan = n_in   (He et al. 2015);
 lecun_uniform / _normal   Var = 1 / n_in                  (LeCun et al. 1998)
 orthogonal                W = gain·Q, Q with orthonormal rows or columns (Saxe et al. 2014)
 normal                    w ~ N(0, std²), std = 1: the naive init that saturates or explodes
+uniform                   w ~ U(−a, a), a = 1: Var = a²/3 whatever the fans
 zeros / constant          w = 0 / w = value: every unit of a layer stays identical
 ========================= =================================================
+
+Spec strings (``"uniform:0.05"``), the per-layer policy and ``apply_init`` live in
+:mod:`trainwell.nn.init_policy`.
 
 Every initializer is ``fn(tensor, generator=None, ...) -> tensor``, works in place and
 draws only from ``generator`` when one is given, so the same seed gives bit-identical
@@ -23,18 +27,16 @@ weights.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ..errors import UserError
-from .activations import ACTIVATIONS, name_of_activation
+from .activations import ACTIVATIONS
 
 __all__ = [
     "INITIALIZERS",
-    "apply_init",
     "constant",
     "fans",
     "glorot_normal",
@@ -46,6 +48,7 @@ __all__ = [
     "lecun_uniform",
     "normal",
     "orthogonal",
+    "uniform",
     "zeros",
 ]
 
@@ -245,6 +248,23 @@ def normal(
     return _normal_var(tensor, std**2, generator)
 
 
+def uniform(
+    tensor: torch.Tensor, generator: torch.Generator | None = None, bound: float = 1.0
+) -> torch.Tensor:
+    """Naive uniform: w ~ U(−a, a), a = ``bound``, so Var = a²/3 whatever the fans.
+
+    Args:
+        tensor: any tensor, changed in place.
+        generator: source of randomness (None: torch's global generator).
+        bound: the half-width a > 0.
+
+    Returns:
+        ``tensor``.
+    """
+    with torch.no_grad():
+        return tensor.uniform_(-bound, bound, generator=generator)
+
+
 def constant(
     tensor: torch.Tensor, generator: torch.Generator | None = None, value: float = 0.0
 ) -> torch.Tensor:
@@ -284,6 +304,7 @@ INITIALIZERS: dict[str, Callable[..., torch.Tensor]] = {
     "lecun_normal": lecun_normal,
     "orthogonal": orthogonal,
     "normal": normal,
+    "uniform": uniform,
     "zeros": zeros,
     "constant": constant,
     # short names: the variant the policy picks
@@ -328,86 +349,3 @@ def init_for_activation(name: str) -> str:
             f"model.activation: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
         )
     return _POLICY[key]
-
-
-def _check_name(name: str) -> str:
-    key = str(name).lower()
-    if key != "auto" and key not in INITIALIZERS:
-        raise UserError(
-            f"model.init: unknown initializer {name!r}; choose one of "
-            f"{['auto', *sorted(INITIALIZERS)]}"
-        )
-    return key
-
-
-def _guess_activation(model: nn.Module) -> str:
-    # A user's own model: take the first activation module found; none means linear.
-    for module in model.modules():
-        found = name_of_activation(module)
-        if found is not None:
-            return found
-    return "linear"
-
-
-def apply_init(
-    model: nn.Module,
-    policy: str = "auto",
-    generator: torch.Generator | None = None,
-    activation: str | None = None,
-) -> nn.Module:
-    """Initialize every Linear/Conv weight of ``model`` by ``policy``; biases start at zero.
-
-    ``policy="auto"``: hidden layers get :func:`init_for_activation` of the activation
-    (``activation``, else ``model.activation_name``, else the first activation module in
-    the model), and the last weighted layer (the head, which feeds softmax or a linear
-    output) gets ``glorot_uniform``. A name applies that initializer to every layer.
-    Modules are visited in registration order, so with a ``generator`` the result is
-    bit-identical for the same seed.
-
-    Args:
-        model: the module to initialize in place.
-        policy: ``"auto"`` or a key of :data:`INITIALIZERS`.
-        generator: source of randomness (None: torch's global generator).
-        activation: the hidden activation name, overriding what the model says.
-
-    Returns:
-        ``model``.
-
-    Raises:
-        UserError: unknown initializer or activation name.
-
-    Warns:
-        UserWarning: a zero or constant init hits hidden layers (named by module path):
-            their units compute the same output and get the same gradient forever.
-    """
-    key = _check_name(policy)
-    layers = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
-    ]
-    if key == "auto":
-        act = activation or getattr(model, "activation_name", None) or _guess_activation(model)
-        hidden_fn = INITIALIZERS[init_for_activation(act)]
-    else:
-        hidden_fn = INITIALIZERS[key]
-    symmetric: list[str] = []
-    for i, (name, module) in enumerate(layers):
-        is_head = i == len(layers) - 1
-        fn = glorot_uniform if key == "auto" and is_head else hidden_fn
-        fn(module.weight, generator=generator)
-        if module.bias is not None:
-            with torch.no_grad():
-                module.bias.zero_()
-        if key in _SYMMETRIC and not is_head:
-            symmetric.append(name or "<model>")
-    if symmetric:
-        warnings.warn(
-            f"model.init: {key!r} initialization of hidden layer(s) {', '.join(symmetric)}: "
-            "all neurons of such a layer compute the same output and receive the same "
-            "gradient, so they stay identical during training (the symmetry problem); "
-            "use a random initializer such as 'auto'",
-            UserWarning,
-            stacklevel=2,
-        )
-    return model

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..errors import UserError
 from .activations import activation as make_activation
-from .init import apply_init
+from .init_policy import apply_init
 
 __all__ = ["PreActBlock", "ResNet", "resnet"]
 
