@@ -299,25 +299,50 @@ def _unit_spread(w: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(m - m.mean(dim=0, keepdim=True))) / total
 
 
+def _safe_moments(v: torch.Tensor) -> tuple[float, float]:
+    """Mean and std of finite values at any magnitude (float64, pre-scaled by max|v|).
+
+    Values near 1e30 square past float32's range and 1e200 past float64's: dividing by the
+    largest magnitude first keeps every square ≤ 1.
+    """
+    m = float(v.abs().max())
+    if m == 0.0:
+        return 0.0, 0.0
+    u = v.to(torch.float64) / m
+    return m * float(u.mean()), (m * float(u.std()) if u.numel() > 1 else 0.0)
+
+
+def _histogram(v: torch.Tensor) -> tuple[list[int], list[float]]:
+    """24-bin histogram of finite values over their range, safe at any magnitude.
+
+    A collapsed range (all values equal, e.g. a dead head at 1e12) puts everything in the
+    first bin: ``lo + 1e-6`` would change nothing above ~1e10 and divide by zero.
+    """
+    lo, hi = float(v.min()), float(v.max())
+    # A strided sample of ≤ 4096 values is plenty for 24 bins and 10× cheaper.
+    sample = v.flatten()[:: max(1, v.numel() // HIST_SAMPLE)].to(torch.float64)
+    # Halves first: hi − lo itself can overflow float64 for values near ±1e308.
+    half_span = hi / 2 - lo / 2
+    if half_span > 0 and math.isfinite(half_span):
+        pos = (sample / 2 - lo / 2) / half_span * HIST_BINS
+        idx = pos.nan_to_num(0.0).floor().clamp_(0, HIST_BINS - 1).long()
+    else:
+        idx = torch.zeros(sample.numel(), dtype=torch.long)
+    return torch.bincount(idx, minlength=HIST_BINS).tolist(), [lo, hi]
+
+
 def _activation_stats(kind: str | None, inputs: tuple, y: torch.Tensor) -> dict[str, Any]:
-    y = y.to(torch.float32)
     finite = torch.isfinite(y)
     yf = y[finite] if not bool(finite.all()) else y
+    mean, std = _safe_moments(yf) if yf.numel() else (math.nan, 0.0)
     st: dict[str, Any] = {
-        "act_mean": float(yf.mean()) if yf.numel() else math.nan,
-        "act_std": float(yf.std()) if yf.numel() > 1 else 0.0,
+        "act_mean": mean,
+        "act_std": std,
         "dead_share": None,
         "saturated_share": None,
     }
     if yf.numel():
-        lo, hi = float(yf.min()), float(yf.max())
-        if hi <= lo:
-            hi = lo + 1e-6
-        # A strided sample of ≤ 4096 values is plenty for 24 bins and 10× cheaper.
-        sample = yf.flatten()[:: max(1, yf.numel() // HIST_SAMPLE)]
-        idx = ((sample - lo) * (HIST_BINS / (hi - lo))).long().clamp_(0, HIST_BINS - 1)
-        st["hist"] = torch.bincount(idx, minlength=HIST_BINS).tolist()
-        st["hist_range"] = [lo, hi]
+        st["hist"], st["hist_range"] = _histogram(yf)
     if y.dim() >= 2 and y.shape[0] > 0:
         if kind == "relu":
             # A unit (feature, or channel of a conv map) is dead when it is 0 for every

@@ -1,0 +1,102 @@
+"""Causes: which finding explains which, and the primary finding of a run.
+
+A run often raises several findings where one causes the others: a learning rate far too
+high overflows (``non_finite``), blows up the gradients and kills ReLUs; raw inputs ×1000
+saturate the first layer and explode its gradient; dead ReLUs (e.g. from negative biases)
+leave the first layer an exactly-zero gradient, which also reads as vanishing. :data:`EXPLAINS`
+states these arrows; :func:`rank` puts the primary finding first and each consequence right
+after the cause that explains it, so repairs (tried in finding order) target the cause first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .findings import KINDS, Finding
+
+__all__ = ["EXPLAINS", "rank", "primary_and_consequences"]
+
+EXPLAINS: dict[str, tuple[str, ...]] = {
+    "bad_output_head": ("vanishing_gradients", "dying_relu", "lr_too_low", "saturation"),
+    "symmetric_init": ("vanishing_gradients", "dying_relu", "lr_too_low"),
+    "unnormalized_inputs": (
+        "saturation",
+        "exploding_gradients",
+        "non_finite",
+        "lr_too_high",
+        "dying_relu",
+    ),
+    "lr_too_high": (
+        "non_finite",
+        "exploding_gradients",
+        "dying_relu",
+        "saturation",
+        "vanishing_gradients",
+    ),
+    "exploding_gradients": ("non_finite",),
+    "dying_relu": ("vanishing_gradients",),
+    "saturation": ("vanishing_gradients",),
+}
+"""Cause kind → the kinds it explains when both are found in one run (a DAG)."""
+
+
+def _explainers(kind: str, present: set[str]) -> list[str]:
+    return [c for c in KINDS if c in present and kind in EXPLAINS.get(c, ())]
+
+
+def rank(findings: list[Finding]) -> list[Finding]:
+    """Order findings by cause: the primary first, then what it explains, then the rest.
+
+    Roots (findings no other present finding explains) are ranked by confidence, then by
+    the order of :data:`~trainwell.doctor.findings.KINDS`; each root is followed by the
+    findings it explains (depth first). A consequence gets ``explained_by`` set to its
+    first explaining cause.
+
+    Args:
+        findings: findings of one run, in any order.
+
+    Returns:
+        The same findings (``explained_by`` filled in), primary first.
+    """
+    by_kind = {f.kind: f for f in findings}
+    present = set(by_kind)
+    cause = {k: (_explainers(k, present) or [None])[0] for k in present}
+    roots = sorted(
+        (k for k in present if cause[k] is None),
+        key=lambda k: (-by_kind[k].confidence, KINDS.index(k)),
+    )
+    out: list[Finding] = []
+    seen: set[str] = set()
+
+    def visit(kind: str, by: str | None) -> None:
+        if kind in seen:
+            return
+        seen.add(kind)
+        out.append(replace(by_kind[kind], explained_by=by))
+        for child in KINDS:
+            if child in present and cause.get(child) == kind:
+                visit(child, kind)
+
+    for root in roots:
+        visit(root, None)
+    for k in KINDS:  # a cycle would leave kinds unvisited: keep them, in report order
+        if k in present and k not in seen:
+            visit(k, cause[k])
+    return out
+
+
+def primary_and_consequences(findings: list[Finding]) -> dict[str, Any]:
+    """JSON-ready ``{"primary": kind | None, "consequences": [kind, …]}`` of ranked findings.
+
+    Consequences are the findings the primary explains, directly or through another
+    consequence (findings with an independent cause are neither).
+    """
+    if not findings:
+        return {"primary": None, "consequences": []}
+    primary = findings[0].kind
+    chain = {primary}
+    for f in findings[1:]:
+        if f.explained_by in chain:
+            chain.add(f.kind)
+    return {"primary": primary, "consequences": [f.kind for f in findings[1:] if f.kind in chain]}
