@@ -336,7 +336,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "lr_too_high",
         5,
-        ("lr_down", "switch_optimizer", "add_schedule", "clip_gradients"),
+        ("lr_down", "switch_optimizer", "add_schedule", "clip_gradients", "add_plateau"),
         lr_too_high,
     ),
     Rule(
