@@ -15,7 +15,7 @@ from typing import Any
 
 from .findings import KINDS, Finding
 
-__all__ = ["EXPLAINS", "rank", "primary_and_consequences"]
+__all__ = ["EXPLAINS", "format_findings", "primary_and_consequences", "rank"]
 
 EXPLAINS: dict[str, tuple[str, ...]] = {
     "bad_output_head": ("vanishing_gradients", "dying_relu", "lr_too_low", "saturation"),
@@ -100,3 +100,40 @@ def primary_and_consequences(findings: list[Finding]) -> dict[str, Any]:
         if f.explained_by in chain:
             chain.add(f.kind)
     return {"primary": primary, "consequences": [f.kind for f in findings[1:] if f.kind in chain]}
+
+
+def format_findings(findings: list[Finding]) -> list[str]:
+    """Terminal lines: the primary finding, then "because of it:" its consequences, then others.
+
+    Args:
+        findings: ranked findings (see :func:`rank`).
+
+    Returns:
+        Lines without newlines; one line saying the run looks healthy when there is none.
+    """
+    if not findings:
+        return ["no finding: the run looks healthy"]
+    chain = primary_and_consequences(findings)
+    consequences = set(chain["consequences"])
+
+    def lines(f: Finding, indent: str) -> list[str]:
+        layers = ", ".join(f.layers[:3]) + (" …" if len(f.layers) > 3 else "")
+        where = f" [{layers}]" if layers else ""
+        return [
+            f"{indent}{f.kind}{where} (confidence {f.confidence:.2f}): {f.explanation}",
+            f"{indent}  repairs: {', '.join(f.repairs)}",
+        ]
+
+    out = ["primary: " + lines(findings[0], "")[0], *lines(findings[0], "")[1:]]
+    rest = findings[1:]
+    if consequences:
+        out.append("because of it:")
+        for f in rest:
+            if f.kind in consequences:
+                out += lines(f, "  ")
+    others = [f for f in rest if f.kind not in consequences]
+    if others:
+        out.append("also:")
+        for f in others:
+            out += lines(f, "  ")
+    return out

@@ -232,6 +232,9 @@ class Probe:
             st["weight_norm"] = _safe_norm(w)
             if first:  # units stay identical under gradient descent: the start decides symmetry
                 st["unit_spread"] = _unit_spread(w)
+                bias = getattr(info.module, "bias", None)
+                if torch.is_tensor(bias) and bias.numel():  # negative biases start units dead
+                    st["bias_mean"] = float(bias.detach().to(torch.float64).mean())
             if info.name not in self._snap:
                 self._snap[info.name] = w.detach().clone()
             if w.grad is None:

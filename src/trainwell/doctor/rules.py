@@ -67,6 +67,8 @@ class Rule:
 
 def _g(v: Any) -> Any:
     """A number rounded to 4 significant digits for evidence (non-numbers unchanged)."""
+    if isinstance(v, int):
+        return v  # steps and epochs stay integers
     return float(f"{v:.4g}") if finite(v) else v
 
 
@@ -82,6 +84,13 @@ def confidence(value: float | None, threshold: float, *, above: bool = True) -> 
         return 1.0
     ratio = value / threshold if above else threshold / value  # type: ignore[operator]
     return round(0.5 + 0.5 * min(1.0, max(0.0, math.log10(ratio))), 3)
+
+
+def share_confidence(share: float, threshold: float) -> float:
+    """For a share in [0, 1]: 0.5 at the threshold rising linearly to 1 at a share of 1."""
+    if threshold >= 1.0:
+        return 1.0
+    return round(0.5 + 0.5 * min(1.0, max(0.0, (share - threshold) / (1.0 - threshold))), 3)
 
 
 # ---- the rules, in report order ---------------------------------------------------------
@@ -206,7 +215,7 @@ def lr_too_high(s: Signals) -> Check | None:
         conf.append(confidence(s.loss_end / max(s.loss_start, 1e-12), 1.1))  # type: ignore[operator]
     if s.up_share >= OSCILLATION_SHARE:
         why.append(f"the loss went up in {s.up_share:.0%} of the windows")
-        conf.append(confidence(s.up_share, OSCILLATION_SHARE))
+        conf.append(share_confidence(s.up_share, OSCILLATION_SHARE))
     upd = s.max_update
     if finite(upd) and upd > LR_HIGH_UPDATE:  # type: ignore[operator]
         why.append(f"a typical step changes a layer's weights by {upd:.3g} of their size")
@@ -239,7 +248,7 @@ def saturation(s: Signals) -> Check | None:
         f"{sat[worst]:.0%} of the {act} outputs of layer {worst} sit on the flat tails "
         "(|z| ≥ 5), where the derivative is ~0, so almost no gradient passes"
     )
-    conf = confidence(sat[worst], SATURATED_SHARE)
+    conf = share_confidence(sat[worst], SATURATED_SHARE)  # type: ignore[arg-type]
     return bad, {"saturated_share": {n: _g(sat[n]) for n in bad}}, text, conf
 
 
@@ -281,12 +290,20 @@ def dying_relu(s: Signals) -> Check | None:
     if not (s.failing and bad) or head_problem(s) or s.symmetric_layers:
         return None
     worst = max(bad, key=lambda n: dead[n])  # type: ignore[arg-type,return-value]
+    bias = s.layers[worst].bias
+    why = (
+        f"; its biases start at a mean of {bias:.3g}, below zero, so most units start off"
+        if finite(bias) and bias < 0  # type: ignore[operator]
+        else ""
+    )
     text = (
         f"{dead[worst]:.0%} of the ReLU units of layer {worst} output 0 for every probe sample "
-        f"({len(bad)} layer(s) at ≥ {DEAD_SHARE:.0%}), so they pass no gradient and never recover"
+        f"({len(bad)} layer(s) at ≥ {DEAD_SHARE:.0%}){why}: they pass no gradient and never "
+        "recover"
     )
-    conf = confidence(dead[worst], DEAD_SHARE)
-    return bad, {"dead_share": {n: _g(dead[n]) for n in bad}}, text, conf
+    conf = share_confidence(dead[worst], DEAD_SHARE)  # type: ignore[arg-type]
+    ev = {"dead_share": {n: _g(dead[n]) for n in bad}, "bias_mean_start": _g(bias)}
+    return bad, ev, text, conf
 
 
 def lr_too_low(s: Signals) -> Check | None:

@@ -51,7 +51,8 @@ class LayerSignals:
         grad: ‖∂J/∂W‖; zero: share of exactly-zero gradient entries; dead: share of dead
         units (step 0 excluded); saturated: share of saturated entries; update: ‖ΔW‖/‖W‖
         (step 0 excluded); spread: unit spread at the first probe (symmetry); fan_out: units;
-        activation: the activation the probes saw after the layer (module or inferred).
+        activation: the activation the probes saw after the layer (module or inferred);
+        bias: the mean bias at the first probe (None without a bias).
     """
 
     grad: float | None = None
@@ -62,6 +63,7 @@ class LayerSignals:
     spread: float | None = None
     fan_out: int = 0
     activation: str | None = None
+    bias: float | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,7 @@ def signals(health: Health) -> Signals:
             spread=first_probe.get("layers", {}).get(layer["name"], {}).get("unit_spread"),
             fan_out=int(layer.get("fan_out") or 0),
             activation=_layer_activation(health, layer),
+            bias=first_probe.get("layers", {}).get(layer["name"], {}).get("bias_mean"),
         )
         for layer in health.layers
     }
