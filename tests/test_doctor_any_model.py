@@ -7,10 +7,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from test_doctor_rules import _train
 from trainwell.doctor import Probe
 from trainwell.doctor.actstats import infer_activation, infer_head
-
-from test_doctor_rules import _train
 
 FUNCS = {"relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
 
