@@ -10,12 +10,21 @@ after the cause that explains it, so repairs (tried in finding order) target the
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
 from .findings import KINDS, Finding
+from .signals import finite
 
-__all__ = ["EXPLAINS", "format_findings", "primary_and_consequences", "rank"]
+__all__ = [
+    "EXPLAINS",
+    "confidence",
+    "format_findings",
+    "primary_and_consequences",
+    "rank",
+    "share_confidence",
+]
 
 EXPLAINS: dict[str, tuple[str, ...]] = {
     "bad_output_head": ("vanishing_gradients", "dying_relu", "lr_too_low", "saturation"),
@@ -39,6 +48,27 @@ EXPLAINS: dict[str, tuple[str, ...]] = {
     "saturation": ("vanishing_gradients",),
 }
 """Cause kind → the kinds it explains when both are found in one run (a DAG)."""
+
+
+def confidence(value: float | None, threshold: float, *, above: bool = True) -> float:
+    """0.5 at the threshold rising to 1 one decade beyond it (log scale), 1 without a value.
+
+    Args:
+        value: the measured signal.
+        threshold: the rule's threshold.
+        above: the rule fires above the threshold (False: below it).
+    """
+    if not finite(value) or threshold <= 0 or value <= 0:  # type: ignore[operator]
+        return 1.0
+    ratio = value / threshold if above else threshold / value  # type: ignore[operator]
+    return round(0.5 + 0.5 * min(1.0, max(0.0, math.log10(ratio))), 3)
+
+
+def share_confidence(share: float, threshold: float) -> float:
+    """For a share in [0, 1]: 0.5 at the threshold rising linearly to 1 at a share of 1."""
+    if threshold >= 1.0:
+        return 1.0
+    return round(0.5 + 0.5 * min(1.0, max(0.0, (share - threshold) / (1.0 - threshold))), 3)
 
 
 def _explainers(kind: str, present: set[str]) -> list[str]:

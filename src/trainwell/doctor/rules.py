@@ -17,12 +17,11 @@ Guiding measurements (DESIGN.md, "Measured facts", and ``cases/``):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .causes import rank
+from .causes import confidence, rank, share_confidence  # re-exported
 from .findings import Finding, Health
 from .signals import Signals, finite, signals, summarize  # summarize re-exported
 from .thresholds import (
@@ -42,7 +41,17 @@ from .thresholds import (
     VANISHING_RATIO,
 )
 
-__all__ = ["RULES", "THRESHOLDS", "Check", "Rule", "diagnose_health", "head_problem", "summarize"]
+__all__ = [
+    "RULES",
+    "THRESHOLDS",
+    "Check",
+    "Rule",
+    "confidence",
+    "diagnose_health",
+    "head_problem",
+    "share_confidence",
+    "summarize",
+]
 
 Check = tuple[list[str], dict[str, Any], str, float]
 """What a rule returns when it fires: layers, evidence, explanation, confidence."""
@@ -70,27 +79,6 @@ def _g(v: Any) -> Any:
     if isinstance(v, int):
         return v  # steps and epochs stay integers
     return float(f"{v:.4g}") if finite(v) else v
-
-
-def confidence(value: float | None, threshold: float, *, above: bool = True) -> float:
-    """0.5 at the threshold rising to 1 one decade beyond it (log scale), 1 without a value.
-
-    Args:
-        value: the measured signal.
-        threshold: the rule's threshold.
-        above: the rule fires above the threshold (False: below it).
-    """
-    if not finite(value) or threshold <= 0 or value <= 0:  # type: ignore[operator]
-        return 1.0
-    ratio = value / threshold if above else threshold / value  # type: ignore[operator]
-    return round(0.5 + 0.5 * min(1.0, max(0.0, math.log10(ratio))), 3)
-
-
-def share_confidence(share: float, threshold: float) -> float:
-    """For a share in [0, 1]: 0.5 at the threshold rising linearly to 1 at a share of 1."""
-    if threshold >= 1.0:
-        return 1.0
-    return round(0.5 + 0.5 * min(1.0, max(0.0, (share - threshold) / (1.0 - threshold))), 3)
 
 
 # ---- the rules, in report order ---------------------------------------------------------
