@@ -91,7 +91,7 @@ def rank(findings: list[Finding]) -> list[Finding]:
     """
     by_kind = {f.kind: f for f in findings}
     present = set(by_kind)
-    cause = {k: (_explainers(k, present) or [None])[0] for k in present}
+    cause: dict[str, str | None] = {k: next(iter(_explainers(k, present)), None) for k in present}
     roots = sorted(
         (k for k in present if cause[k] is None),
         key=lambda k: (-by_kind[k].confidence, KINDS.index(k)),

@@ -200,7 +200,7 @@ def lr_too_high(s: Signals) -> Check | None:
     why, conf = [], []
     if s.loss_rising:
         why.append(f"the loss rose from {s.loss_start:.3g} to {s.loss_end:.3g}")
-        conf.append(confidence(s.loss_end / max(s.loss_start, 1e-12), 1.1))  # type: ignore[operator]
+        conf.append(confidence(s.loss_end / max(s.loss_start, 1e-12), 1.1))  # type: ignore[operator,type-var]
     if s.up_share >= OSCILLATION_SHARE:
         why.append(f"the loss went up in {s.up_share:.0%} of the windows")
         conf.append(share_confidence(s.up_share, OSCILLATION_SHARE))
@@ -254,7 +254,7 @@ def vanishing_gradients(s: Signals) -> Check | None:
         n
         for n in s.hidden
         if finite(s.layers[n].grad) and finite(gh)
-        and s.layers[n].grad < VANISHING_RATIO * max(gh, 1e-300)  # type: ignore[operator]
+        and s.layers[n].grad < VANISHING_RATIO * max(gh, 1e-300)  # type: ignore[operator,type-var]
     ]  # fmt: skip
     why = (
         f"the first layer's gradient is {ratio:.2g} of the head's"

@@ -234,7 +234,8 @@ def signals(health: Health) -> Signals:
     non_finite = max(non_finite, int(ctx.get("skipped_steps") or 0))
     last = health.epochs[-1] if health.epochs else {}
     acc = last.get("val_accuracy", last.get("train_accuracy"))
-    failing = finite(acc) and acc < chance_acc + FAIL_GAP_SHARE * (1 - chance_acc)
+    bar = chance_acc + FAIL_GAP_SHARE * (1 - chance_acc)
+    failing = isinstance(acc, int | float) and finite(acc) and acc < bar
     if (finite(lo["loss_end"]) and lo["loss_end"] > FAIL_LOSS_SHARE * chance_loss) or not any(
         finite(v) for v in health.losses
     ):
@@ -324,10 +325,12 @@ def summarize(health: Health) -> dict[str, Any]:
 
 
 def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
-    vl = [e.get("val_loss") for e in epochs]
-    tl = [e.get("train_loss") for e in epochs]
-    if len(epochs) < 4 or not all(finite(v) for v in vl + tl):
+    if len(epochs) < 4 or not all(
+        finite(e.get("val_loss")) and finite(e.get("train_loss")) for e in epochs
+    ):
         return {}
+    vl: list[float] = [e["val_loss"] for e in epochs]
+    tl: list[float] = [e["train_loss"] for e in epochs]
     best = min(range(len(vl)), key=vl.__getitem__)
     if best > len(vl) - 3 or vl[-1] < vl[best] * (1 + OVERFIT_RISE) or tl[-1] >= tl[best]:
         return {}
