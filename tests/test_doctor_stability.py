@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from test_doctor_rules import _blobs, _net
-from trainwell.doctor import THRESHOLDS, Finding, watch
+from trainwell.config import apply_patch, load_config
+from trainwell.doctor import THRESHOLDS, DoctorCallback, Finding, watch
+from trainwell.runner import build_data, build_run
 
-CASES = {
+CASES = Path(__file__).resolve().parents[1] / "cases"
+
+RUNS = {
     "dead_by_bias": (lambda: _net(4, nn.ReLU, lambda m: nn.init.constant_(m.bias, -3.0)),
                      {"lr": 0.05}, "dying_relu"),
     "lr_high": (lambda: _net(4, nn.ReLU), {"lr": 20.0, "momentum": 0.9}, "lr_too_high"),
@@ -46,9 +51,9 @@ def _run(make, every: int, lr: float, momentum: float = 0.0, scale: float = 1.0)
     return w.findings()
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(RUNS))
 def test_primary_finding_is_the_same_every_5_50_and_200_steps(case):
-    make, kw, expected = CASES[case]
+    make, kw, expected = RUNS[case]
     primaries = [_run(make, every, **kw)[0].kind for every in (5, 50, 200)]
     assert primaries == [expected] * 3
 
@@ -77,9 +82,9 @@ def _unexplained_numbers(f: Finding) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("case", sorted(RUNS))
 def test_every_explanation_is_built_from_its_evidence(case):
-    make, kw, _ = CASES[case]
+    make, kw, _ = RUNS[case]
     for f in _run(make, 50, **kw):
         assert _unexplained_numbers(f) == [], (f.kind, f.explanation, f.evidence)
         if f.kind == "lr_too_high":
@@ -93,3 +98,20 @@ def test_every_explanation_is_built_from_its_evidence(case):
 def test_a_sentence_with_a_number_not_in_its_evidence_is_caught():
     f = Finding("dying_relu", ("0",), {"dead_share": {"0": 0.9}}, "93% of layer 0 units", ())
     assert _unexplained_numbers(f) == ["93%"]
+
+
+def test_cnn_at_sgd_lr_3_is_lr_too_high_at_every_probe_interval():
+    # The flip: probed every 5 steps this run was called lr_too_low (repair: lr ×100),
+    # every 200 steps lr_too_high. Digits 8×8, CNN [16, 32], 4 epochs of 34 steps.
+    before = torch.get_num_threads()
+    config = load_config(CASES / "cnn_lr10.toml")
+    patch = {"optim.lr": 3.0, "train.epochs": 4, "data.source": f"npz:{CASES / 'digits_8x8.npz'}"}
+    config = apply_patch(config, patch)
+    data = build_data(config)
+    primaries = []
+    for every in (5, 50, 200):
+        cb = DoctorCallback(every=every, num_classes=data.num_classes)
+        build_run(config, callbacks=[cb], data=data).trainer.fit(data)
+        primaries.append(cb.findings()[0].kind)
+    torch.set_num_threads(before)
+    assert primaries == ["lr_too_high"] * 3
