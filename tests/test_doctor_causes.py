@@ -5,9 +5,11 @@ from __future__ import annotations
 from torch import nn
 
 from test_doctor_rules import _net, _train
+from trainwell.config import validate
 from trainwell.doctor.causes import EXPLAINS, format_findings, primary_and_consequences, rank
 from trainwell.doctor.findings import KINDS, Finding
-from trainwell.doctor.loop import DoctorResult, Trial
+from trainwell.doctor.loop import DoctorResult, Trial, candidate_patches
+from trainwell.doctor.rules import RULES
 
 
 def _f(kind: str, conf: float = 1.0) -> Finding:
@@ -85,3 +87,24 @@ def test_dead_relus_from_negative_biases_are_primary_not_vanishing():
     rest = {f.kind: f.explained_by for f in found[1:]}
     assert rest.get("vanishing_gradients", "dying_relu") == "dying_relu"
     assert found[0].repairs[0] == "swap_activation"
+
+
+def test_repairs_target_the_primary_finding_first():
+    config = validate(
+        {
+            "data": {"source": "synthetic", "num_samples": 200, "input_scale": 100.0},
+            "optim": {"name": "sgd", "lr": 1.0},
+            "schedule": {"name": "constant"},
+        }
+    )
+    found = [
+        Finding(r.kind, (), {}, "", r.repairs, 1.0)
+        for r in RULES
+        if r.kind in ("non_finite", "exploding_gradients", "unnormalized_inputs")
+    ]
+    ranked = rank(found)
+    assert ranked[0].kind == "unnormalized_inputs"
+    assert [name for name, _ in candidate_patches(config, ranked)][:2] == [
+        "standardize_inputs",
+        "add_batch_norm",
+    ]
