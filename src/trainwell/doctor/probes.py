@@ -11,7 +11,12 @@ layer ℓ with weight W and gradient g = ∂J/∂W:
 - ``weight_norm`` ‖W‖₂ and ``update_ratio`` ‖ΔW‖/‖W‖ over the optimizer step;
 - ``unit_spread`` ‖W − mean_row(W)‖/‖W‖ (0 when all units are identical: symmetry),
   on the first probe step only;
-- ``act_mean``/``act_std`` of the activation output, and a 24-bin histogram of it;
+- ``act_mean``/``act_std`` of the activation output, and a 24-bin histogram of it (the
+  activation module's output when it is one of :mod:`trainwell.nn.activations`' types;
+  otherwise the next weighted layer's input — or the model's output after the head — with
+  ``act_kind``, the activation inferred from it by :mod:`trainwell.doctor.actstats`, so
+  ``F.relu``/``torch.sigmoid`` in ``forward`` and custom modules are measured too; the
+  record's ``output_activation`` is the head's inferred activation);
 - ``dead_share``: ReLU-family units that output exactly 0 for every sample of the batch;
 - ``saturated_share``: sigmoid/tanh entries with |z| ≥ 5 or output within 0.01 of an
   asymptote.
