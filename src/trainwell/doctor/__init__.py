@@ -2,9 +2,10 @@
 
 - measure: :class:`Probe` (sampled hooks), :class:`DoctorCallback` (Trainer events →
   ``health.jsonl``), :func:`watch` (a user's own loop);
-- decide: :func:`diagnose_health` (pure rules, thresholds in :data:`THRESHOLDS`) →
-  :class:`Finding` objects of the kinds in :data:`KINDS`;
-- act: :data:`REPAIRS` (each a Python action and a config patch), :func:`diagnose` and
+- decide: :func:`diagnose_health` (the table :data:`RULES` of pure rules over one
+  :class:`Signals` object, thresholds in :data:`THRESHOLDS`) → :class:`Finding` objects of
+  the kinds in :data:`KINDS`, the primary cause first (:data:`EXPLAINS`);
+- act: :data:`REPAIRS` (each one description: a config patch and a live action), :func:`diagnose` and
   :func:`repair` over a config, :func:`write_report` for ``report.html``.
 
 Example:
@@ -17,16 +18,19 @@ Example:
 from __future__ import annotations
 
 from .callback import DEFAULT_EVERY, DoctorCallback
+from .causes import EXPLAINS, format_findings
 from .findings import KINDS, Finding, Health
 from .loop import DoctorResult, Trial, diagnose, repair
 from .probes import LayerInfo, Probe, describe_layers, probe_schedule
 from .repairs import REPAIRS, Repair, RollbackGuard
 from .report import render_report, write_report
-from .rules import THRESHOLDS, diagnose_health, summarize
+from .rules import RULES, THRESHOLDS, Rule, diagnose_health, summarize
+from .signals import Signals
 from .watch import Watcher, watch
 
 __all__ = [
     "DEFAULT_EVERY",
+    "EXPLAINS",
     "KINDS",
     "THRESHOLDS",
     "DoctorCallback",
@@ -36,13 +40,17 @@ __all__ = [
     "LayerInfo",
     "Probe",
     "REPAIRS",
+    "RULES",
     "Repair",
     "RollbackGuard",
+    "Rule",
+    "Signals",
     "Trial",
     "Watcher",
     "describe_layers",
     "diagnose",
     "diagnose_health",
+    "format_findings",
     "probe_schedule",
     "render_report",
     "repair",

@@ -92,15 +92,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_findings(result) -> None:
-    if not result.findings:
-        print("no finding: the run looks healthy")
-        return
-    print(f"{'finding':<22} {'layers':<28} evidence")
-    for f in result.findings:
-        layers = ", ".join(f.layers[:3]) + (" …" if len(f.layers) > 3 else "")
-        ev = ", ".join(f"{k}={v}" for k, v in list(f.evidence.items())[:3])
-        print(f"{f.kind:<22} {layers:<28} {ev}")
-        print(f"{'':<22} {f.explanation}; repairs: {', '.join(f.repairs)}")
+    from .causes import format_findings  # primary first, then "because of it:"
+
+    print("\n".join(format_findings(result.findings)))
 
 
 def _fmt(v: Any) -> str:

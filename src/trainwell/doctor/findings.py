@@ -46,6 +46,10 @@ class Finding:
         evidence: the numbers that show it (JSON-ready scalars, steps, per-layer values).
         explanation: the cause in plain words.
         repairs: names of repairs (see :data:`trainwell.doctor.repairs.REPAIRS`), best first.
+        confidence: how clearly the evidence passes the rule's threshold, in [0.5, 1]
+            (0.5 at the threshold, 1 a decade or more beyond it).
+        explained_by: the kind of the finding that causes this one (None for the primary
+            finding and for independent ones).
     """
 
     kind: str
@@ -53,6 +57,8 @@ class Finding:
     evidence: dict[str, Any]
     explanation: str
     repairs: tuple[str, ...]
+    confidence: float = 1.0
+    explained_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..train.checkpoint import atomic_write_text
 from .callback import DoctorCallback
+from .causes import primary_and_consequences
 from .findings import Finding
 from .repairs import REPAIRS
 
@@ -86,6 +87,7 @@ class DoctorResult:
             "status": self.status,
             "findings": [f.to_dict() for f in self.findings],
             "kinds": [f.kind for f in self.findings],
+            **primary_and_consequences(self.findings),  # primary first, then what it explains
             "chosen": self.chosen,
             "patch": self.patch,
             "before": self.before,

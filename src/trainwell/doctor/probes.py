@@ -11,7 +11,12 @@ layer ℓ with weight W and gradient g = ∂J/∂W:
 - ``weight_norm`` ‖W‖₂ and ``update_ratio`` ‖ΔW‖/‖W‖ over the optimizer step;
 - ``unit_spread`` ‖W − mean_row(W)‖/‖W‖ (0 when all units are identical: symmetry),
   on the first probe step only;
-- ``act_mean``/``act_std`` of the activation output, and a 24-bin histogram of it;
+- ``act_mean``/``act_std`` of the activation output, and a 24-bin histogram of it (the
+  activation module's output when it is one of :mod:`trainwell.nn.activations`' types;
+  otherwise the next weighted layer's input — or the model's output after the head — with
+  ``act_kind``, the activation inferred from it by :mod:`trainwell.doctor.actstats`, so
+  ``F.relu``/``torch.sigmoid`` in ``forward`` and custom modules are measured too; the
+  record's ``output_activation`` is the head's inferred activation);
 - ``dead_share``: ReLU-family units that output exactly 0 for every sample of the batch;
 - ``saturated_share``: sigmoid/tanh entries with |z| ≥ 5 or output within 0.01 of an
   asymptote.
@@ -29,32 +34,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..nn.activations import name_of_activation
+from .actstats import (  # noqa: F401 (HIST_BINS, _activation_stats: re-exported)
+    HIST_BINS,
+    activation_stats,
+    infer_activation,
+    infer_head,
+)
+
+_activation_stats = activation_stats  # the old private name
+
 __all__ = ["LayerInfo", "Probe", "describe_layers", "probe_schedule"]
-
-HIST_BINS = 24  # bins of the activation histograms kept for the report
-HIST_SAMPLE = 4096  # values per histogram (a strided sample of the batch's activations)
-SATURATION_Z = 5.0  # |z| ≥ 5: σ'(z) ≤ 0.0066, tanh'(z) ≤ 1.8e-4
-SATURATION_EPS = 0.01  # output within 0.01 of an asymptote counts as saturated
-
-_RELU_FAMILY = (nn.ReLU, nn.ReLU6)  # these output an exact 0 for z ≤ 0
-_ACT_NAMES: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu",
-    nn.ReLU6: "relu",
-    nn.LeakyReLU: "leaky_relu",
-    nn.PReLU: "prelu",
-    nn.RReLU: "rrelu",
-    nn.ELU: "elu",
-    nn.SELU: "selu",
-    nn.CELU: "elu",
-    nn.GELU: "gelu",
-    nn.SiLU: "silu",
-    nn.Mish: "mish",
-    nn.Sigmoid: "sigmoid",
-    nn.Tanh: "tanh",
-    nn.Softplus: "softplus",
-    nn.Softmax: "softmax",
-    nn.LogSoftmax: "log_softmax",
-}
 
 
 @dataclass
@@ -117,8 +107,10 @@ def describe_layers(model: nn.Module) -> list[LayerInfo]:
                     act_module=None,
                 )
             )
-        elif type(module) in _ACT_NAMES and layers and layers[-1].act_module is None:
-            layers[-1].activation = _ACT_NAMES[type(module)]
+        elif name_of_activation(module) and layers and layers[-1].act_module is None:
+            # nn's registry is the one table of activation types; other modules (custom
+            # activations, ReLU6) are measured by inference instead (see Probe.arm).
+            layers[-1].activation = name_of_activation(module)
             layers[-1].act_module = module
     return layers
 
@@ -173,6 +165,8 @@ class Probe:
         self._snap: dict[str, torch.Tensor] = {}
         self._global: dict[str, Any] = {}
         self._input: dict[str, float] = {}
+        self._z: dict[str, torch.Tensor] = {}  # pre-activations awaiting their post-activation
+        self._head_kind: str | None = None
         self.records = 0  # probe steps recorded so far
 
     # ---- forward side -------------------------------------------------------------
@@ -180,19 +174,30 @@ class Probe:
         """Register the forward hooks for the next training forward pass."""
         self.disarm()
         self._stats = {info.name: {} for info in self.layers}
-        self._input = {}
+        self._input, self._z, self._head_kind = {}, {}, None
         if self.layers:
             first = self.layers[0].module
             self._handles.append(first.register_forward_pre_hook(self._input_hook))
-        for info in self.layers:
-            target = info.act_module if info.act_module is not None else info.module
-            self._handles.append(target.register_forward_hook(self._make_act_hook(info)))
+        for i, info in enumerate(self.layers):
+            if info.act_module is not None:  # a known activation module: hook it directly
+                self._handles.append(
+                    info.act_module.register_forward_hook(self._make_act_hook(info))
+                )
+                continue
+            # Otherwise the layer's output is the pre-activation z and the next weighted
+            # layer's input (or, after the head, the model's output) the post-activation.
+            self._handles.append(info.module.register_forward_hook(self._make_z_hook(info)))
+            if i + 1 < len(self.layers):
+                nxt = self.layers[i + 1].module
+                self._handles.append(nxt.register_forward_pre_hook(self._make_post_hook(info)))
+            else:
+                self._handles.append(self.model.register_forward_hook(self._make_head_hook(info)))
 
     def disarm(self) -> None:
         """Remove the forward hooks (idempotent)."""
         for handle in self._handles:
             handle.remove()
-        self._handles = []
+        self._handles, self._z = [], {}
 
     @property
     def armed(self) -> bool:
@@ -212,7 +217,37 @@ class Probe:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if not module.training or self._stats[info.name] or not torch.is_tensor(output):
                 return
-            self._stats[info.name] = _activation_stats(info.activation, inputs, output.detach())
+            self._stats[info.name] = activation_stats(info.activation, inputs, output.detach())
+
+        return hook
+
+    def _make_z_hook(self, info: LayerInfo):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            if module.training and torch.is_tensor(output) and info.name not in self._z:
+                self._z[info.name] = output.detach()
+
+        return hook
+
+    def _make_post_hook(self, info: LayerInfo):
+        def hook(module: nn.Module, inputs: tuple) -> None:
+            z = self._z.pop(info.name, None)
+            if not module.training or self._stats[info.name] or z is None or not inputs:
+                return
+            a = inputs[0]
+            if torch.is_tensor(a):
+                self._stats[info.name] = _inferred_stats(infer_activation(z, a), z, a.detach())
+
+        return hook
+
+    def _make_head_hook(self, info: LayerInfo):
+        def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+            z = self._z.pop(info.name, None)
+            out = output if torch.is_tensor(output) else None
+            if not module.training or self._stats[info.name] or z is None or out is None:
+                return
+            kind = infer_head(z, out)
+            self._head_kind = kind
+            self._stats[info.name] = _inferred_stats(kind, z, out.detach())
 
         return hook
 
@@ -232,6 +267,9 @@ class Probe:
             st["weight_norm"] = _safe_norm(w)
             if first:  # units stay identical under gradient descent: the start decides symmetry
                 st["unit_spread"] = _unit_spread(w)
+                bias = getattr(info.module, "bias", None)
+                if torch.is_tensor(bias) and bias.numel():  # negative biases start units dead
+                    st["bias_mean"] = float(bias.detach().to(torch.float64).mean())
             if info.name not in self._snap:
                 self._snap[info.name] = w.detach().clone()
             if w.grad is None:
@@ -279,6 +317,7 @@ class Probe:
             "loss_finite": loss is None or math.isfinite(loss),
             **self._global,
             "input": self._input or None,
+            "output_activation": self._head_kind,
             "layers": {name: dict(st) for name, st in self._stats.items()},
         }
         self._stats, self._global, self._input = {}, {}, {}
@@ -299,41 +338,8 @@ def _unit_spread(w: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(m - m.mean(dim=0, keepdim=True))) / total
 
 
-def _activation_stats(kind: str | None, inputs: tuple, y: torch.Tensor) -> dict[str, Any]:
-    y = y.to(torch.float32)
-    finite = torch.isfinite(y)
-    yf = y[finite] if not bool(finite.all()) else y
-    st: dict[str, Any] = {
-        "act_mean": float(yf.mean()) if yf.numel() else math.nan,
-        "act_std": float(yf.std()) if yf.numel() > 1 else 0.0,
-        "dead_share": None,
-        "saturated_share": None,
-    }
-    if yf.numel():
-        lo, hi = float(yf.min()), float(yf.max())
-        if hi <= lo:
-            hi = lo + 1e-6
-        # A strided sample of ≤ 4096 values is plenty for 24 bins and 10× cheaper.
-        sample = yf.flatten()[:: max(1, yf.numel() // HIST_SAMPLE)]
-        idx = ((sample - lo) * (HIST_BINS / (hi - lo))).long().clamp_(0, HIST_BINS - 1)
-        st["hist"] = torch.bincount(idx, minlength=HIST_BINS).tolist()
-        st["hist_range"] = [lo, hi]
-    if y.dim() >= 2 and y.shape[0] > 0:
-        if kind == "relu":
-            # A unit (feature, or channel of a conv map) is dead when it is 0 for every
-            # sample and position of the batch.
-            dims = [d for d in range(y.dim()) if d != 1]
-            alive = (
-                (y != 0).any(dim=dims[0]) if len(dims) == 1 else (y != 0).flatten(2).any(2).any(0)
-            )
-            st["dead_share"] = float(1.0 - alive.to(torch.float64).mean())
-        elif kind in ("sigmoid", "tanh"):
-            z = inputs[0].detach() if inputs and torch.is_tensor(inputs[0]) else None
-            if kind == "sigmoid":
-                near = torch.minimum(y, 1.0 - y) <= SATURATION_EPS
-            else:
-                near = (1.0 - y.abs()) <= SATURATION_EPS
-            if z is not None and z.shape == y.shape:
-                near = near | (z.abs() >= SATURATION_Z)
-            st["saturated_share"] = float(near.to(torch.float64).mean())
+def _inferred_stats(kind: str | None, z: torch.Tensor, a: torch.Tensor) -> dict[str, Any]:
+    """:func:`activation_stats` of post-activation ``a``, with ``z`` where the shapes agree."""
+    st = activation_stats(kind, (z,) if z.shape == a.shape else (), a)
+    st["act_kind"] = kind
     return st

@@ -1,260 +1,250 @@
-"""Repairs: named, ordered actions, each a Python action and a config patch.
+"""Repairs: named changes, each described once, as a config patch and as a live action.
 
-This is the *act* step. A :class:`Repair` has
+This is the *act* step. A :class:`Repair` is a frozen description: its name, a sentence,
+and ``changes``, the config fields it sets with the values it sets them to (a value may be
+a function of the run's :class:`Current` state, e.g. the learning rate ×0.1). Both forms
+are derived from that one description:
 
-- ``patch(config) -> dict | None``: dotted-key changes to a :class:`~trainwell.config.Config`
-  (``{"model.init": "auto"}``), or None when the repair does not apply to that config;
-- ``apply(model, optimizer) -> dict``: the same change on live objects, in place; it
-  returns keyword arguments the caller passes on (e.g. ``{"clip": ...}`` for the Trainer,
-  ``{"optimizer": ...}`` for a new optimizer, ``{"callbacks": [...]}``).
+- ``patch(config) -> dict | None``: the changes as dotted keys for the front
+  (``{"model.init": "auto"}``), or None when the config already has them;
+- ``apply(model, optimizer) -> dict``: the same changes on live objects, field by field
+  through :data:`FIELD_ACTIONS`, in place; it returns keyword arguments the caller passes
+  on (``{"clip": ...}`` for the Trainer, ``{"optimizer": ...}``, ``{"schedule": ...}``).
 
 Findings name their repairs in rank order (see :mod:`trainwell.doctor.rules`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..train.callbacks import Callback
+from .. import nn as tw_nn
+from .. import optim as tw_optim
+from ..data.dataset import standardize
 from .probes import describe_layers
+from .rollback import RollbackGuard
 
-__all__ = ["REPAIRS", "Repair", "RollbackGuard"]
+__all__ = ["FIELD_ACTIONS", "REPAIRS", "Current", "Repair", "RollbackGuard"]
 
 LR_DOWN = 0.1  # one decade: lr 1–10 → 0.1–1 still too high, so the loop may chain trials
 LR_UP = 100.0  # flat loss at lr ≤ 1e-5 needs ≥ 2 decades to move within a short budget
-USUAL_LR_ADAPTIVE = 3e-3
-USUAL_LR_SGD = 0.05
+USUAL_LR_ADAPTIVE = 3e-3  # trainwell's default for Adam-family optimizers
+USUAL_LR_SGD = 0.05  # …and for the SGD family, with standardized inputs
+ADAM_LR = 1e-3  # Kingma & Ba's default, for the switch to Adam
 CLIP_NORM = 1.0  # global-norm threshold: healthy standardized runs sit at 0.5–5
 L2 = 1e-3  # λ2 for the overfitting repair
 DROPOUT = 0.3
-_SATURATING = ("sigmoid", "tanh")
+PLATEAU = {"factor": 0.5, "patience": 2}  # halve the LR after 2 epochs without progress
+_ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "adagrad")
+
+
+@dataclass(frozen=True)
+class Current:
+    """What a repair needs to know about the run, read from a config or from live objects.
+
+    Attributes:
+        lr: the learning rate (of the first parameter group for live objects).
+        adaptive: an Adam-family/RMSProp/AdaGrad optimizer (else the SGD family).
+        activation: the hidden activation name (None when unknown).
+        settings: the config's value of each field a repair sets (empty for live objects:
+            a live action always applies).
+    """
+
+    lr: float
+    adaptive: bool
+    activation: str | None
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def usual_lr(self) -> float:
+        """The family's usual starting LR (3e-3 adaptive, 0.05 SGD)."""
+        return USUAL_LR_ADAPTIVE if self.adaptive else USUAL_LR_SGD
+
+
+Value = Any | Callable[[Current], Any]
 
 
 @dataclass(frozen=True)
 class Repair:
-    """A named repair (see module docstring for ``patch`` and ``apply``)."""
+    """A named repair: one description from which its config patch and live action derive.
+
+    Attributes:
+        name: registry key.
+        description: the change in words.
+        changes: config field → value (or ``Current -> value``), in order.
+        needed: ``Current -> bool`` from a config's settings; False makes the patch None.
+        python_only: no config field expresses it (the patch is always None).
+    """
 
     name: str
     description: str
-    patch: Callable[[Any], dict[str, Any] | None]
-    apply: Callable[[nn.Module, torch.optim.Optimizer], dict[str, Any]]
+    changes: Mapping[str, Value] = field(default_factory=dict)
+    needed: Callable[[Current], bool] = lambda cur: True
+    python_only: bool = False
+
+    def values(self, cur: Current) -> dict[str, Any]:
+        """The changes with every value resolved against ``cur``."""
+        return {k: (v(cur) if callable(v) else v) for k, v in self.changes.items()}
+
+    def patch(self, config: Any) -> dict[str, Any] | None:
+        """Dotted-key changes to a config, or None when it does not apply to it."""
+        if self.python_only:
+            return None
+        cur = _from_config(config, self.changes)
+        return self.values(cur) if self.needed(cur) else None
+
+    def apply(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, Any]:
+        """The same changes on ``model``/``optimizer`` in place; returns Trainer kwargs.
+
+        Args:
+            model: the model to change.
+            optimizer: its optimizer.
+            generator: randomness for re-initialization (the run's seed gives the weights
+                a patched config would build).
+        """
+        if self.name == "rollback_skip":
+            return {"callbacks": [RollbackGuard()]}
+        cur = _from_live(model, optimizer)
+        values = self.values(cur)
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            action = FIELD_ACTIONS.get(key)
+            if action is not None:
+                out.update(action(model, optimizer, value, values, generator) or {})
+        return out
 
 
-def _new_activation(current: str) -> str:
-    # sigmoid/tanh → ELU (non-saturating for z > 0, smooth); ReLU family → LeakyReLU.
-    return "leaky_relu" if current == "relu" else "elu"
+def _get(config: Any, dotted: str) -> Any:
+    obj = config
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
-def _swap_patch(c) -> dict | None:
-    return {"model.activation": _new_activation(c.model.activation), "model.init": "auto"}
+def _from_config(config: Any, changes: Mapping[str, Any]) -> Current:
+    settings = {k: _get(config, k) for k in changes}
+    optim = config.optim
+    return Current(optim.lr, optim.name in _ADAPTIVE, config.model.activation, settings)
 
 
-def _swap_apply(model: nn.Module, optimizer) -> dict:
-    from ..nn import activation, apply_init
-
-    swapped = None
-    for parent in model.modules():
-        for name, child in list(parent.named_children()):
-            kind = type(child).__name__.lower()
-            if kind in ("relu", "sigmoid", "tanh") and child is not _head_act(model):
-                swapped = _new_activation(kind)
-                setattr(parent, name, activation(swapped))
-    if swapped is not None:
-        apply_init(model, "auto", activation=swapped)
-    return {}
-
-
-def _head_act(model: nn.Module) -> nn.Module | None:
-    layers = describe_layers(model)
-    return layers[-1].act_module if layers else None
-
-
-def _reinit_patch(c) -> dict | None:
-    return {"model.init": "auto"} if c.model.init != "auto" else None
-
-
-def _reinit_apply(model: nn.Module, optimizer) -> dict:
-    from ..nn import apply_init
-
+def _from_live(model: nn.Module, optimizer: torch.optim.Optimizer) -> Current:
+    group = optimizer.param_groups[0]
+    adaptive = "betas" in group or "alpha" in group or "lr_decay" in group
     acts = [i.activation for i in describe_layers(model)[:-1] if i.activation]
-    apply_init(model, "auto", activation=acts[0] if acts else "relu")
-    return {}
+    return Current(float(group["lr"]), adaptive, acts[0] if acts else None)
 
 
-def _bn_patch(c) -> dict | None:
-    return None if c.model.batch_norm else {"model.batch_norm": True}
+# ---- live actions, one per config field -------------------------------------------------
+def _replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    # Find every slot first: ``new`` may contain ``old`` (a wrapper), and a walk that
+    # replaced as it went would find ``old`` again inside ``new``.
+    slots = [
+        (parent, name)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if child is old
+    ]
+    for parent, name in slots:
+        setattr(parent, name, new)
 
 
-def _bn_apply(model: nn.Module, optimizer) -> dict:
+def _set_lr(model, optimizer, value, values, gen) -> None:
+    if "optim.name" in values:
+        return None  # a new optimizer takes the rate (see _new_optimizer)
+    for group in optimizer.param_groups:
+        group["lr"] = value
+    return None
+
+
+def _new_optimizer(model, optimizer, value, values, gen) -> dict[str, Any]:
+    decay = optimizer.param_groups[0].get("weight_decay", 0.0)
+    return {
+        "optimizer": tw_optim.build(
+            value, model.parameters(), lr=values["optim.lr"], weight_decay=decay
+        )
+    }
+
+
+def _init(model, optimizer, value, values, gen) -> None:
+    act = values.get("model.activation")
+    if act is None:
+        acts = [i.activation for i in describe_layers(model)[:-1] if i.activation]
+        act = acts[0] if acts else "relu"
+    tw_nn.apply_init(model, value, generator=gen, activation=act)
+
+
+def _activation(model, optimizer, value, values, gen) -> None:
+    head = describe_layers(model)[-1].act_module if describe_layers(model) else None
+    for info in describe_layers(model)[:-1]:
+        if info.act_module is not None and info.act_module is not head:
+            _replace_module(model, info.act_module, tw_nn.activation(value))
+
+
+def _batch_norm(model, optimizer, value, values, gen) -> None:
     # Wrap each hidden Linear as Linear → BatchNorm1d; new parameters join the optimizer.
     new: list[nn.Parameter] = []
     for info in describe_layers(model)[:-1]:
         if isinstance(info.module, nn.Linear):
             bn = nn.BatchNorm1d(info.fan_out)
             new += list(bn.parameters())
-            parent_name, _, attr = info.name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, attr, nn.Sequential(info.module, bn))
+            _replace_module(model, info.module, nn.Sequential(info.module, bn))
     if new:
         optimizer.add_param_group({"params": new})
-    return {}
 
 
-def _clip_patch(c) -> dict | None:
-    if c.optim.clip.kind != "none":
-        return None
-    return {"optim.clip.kind": "global_norm", "optim.clip.threshold": CLIP_NORM}
-
-
-def _clip_apply(model: nn.Module, optimizer) -> dict:
-    from ..optim import clip
-
-    return {"clip": clip.build("global_norm", CLIP_NORM)}
-
-
-def _lr_apply(factor: float, bound: Callable[[float, float], float]):
-    def apply(model: nn.Module, optimizer) -> dict:
-        for group in optimizer.param_groups:
-            # Adam-family groups carry betas; SGD-family groups do not.
-            usual = USUAL_LR_ADAPTIVE if "betas" in group or "alpha" in group else USUAL_LR_SGD
-            group["lr"] = bound(group["lr"] * factor, usual)
-        return {}
-
-    return apply
-
-
-def _adam_patch(c) -> dict | None:
-    if c.optim.name in ("adam", "adamw", "nadam", "adamax"):
-        return None
-    return {"optim.name": "adam", "optim.lr": 1e-3, "optim.momentum": None, "optim.beta": None}
-
-
-def _adam_apply(model: nn.Module, optimizer) -> dict:
-    return {"optimizer": torch.optim.Adam(model.parameters(), lr=1e-3)}
-
-
-def _schedule_patch(c) -> dict | None:
-    if c.schedule.name == "one_cycle":
-        return (
-            {"schedule.plateau": {"factor": 0.5, "patience": 2}}
-            if c.schedule.plateau is None
-            else None
-        )
-    return {"schedule.name": "one_cycle", "schedule.params": {}}
-
-
-def _schedule_apply(model: nn.Module, optimizer) -> dict:
-    from ..optim import schedules
-
-    return {"plateau": schedules.Performance(factor=0.5, patience=2)}
-
-
-def _l2_patch(c) -> dict | None:
-    return {"regularization.l2": L2} if c.regularization.l2 < L2 else None
-
-
-def _l2_apply(model: nn.Module, optimizer) -> dict:
-    from ..optim import penalties
-
-    return {"penalty": penalties.Penalty(l2=L2)}
-
-
-def _dropout_patch(c) -> dict | None:
-    return {"model.dropout": DROPOUT} if c.model.dropout < DROPOUT else None
-
-
-def _dropout_apply(model: nn.Module, optimizer) -> dict:
+def _dropout(model, optimizer, value, values, gen) -> None:
     for info in describe_layers(model)[:-1]:
         if info.act_module is not None:
-            for parent in model.modules():
-                for name, child in list(parent.named_children()):
-                    if child is info.act_module:
-                        setattr(parent, name, nn.Sequential(child, nn.Dropout(DROPOUT)))
-    return {}
-
-
-def _head_patch(c) -> dict | None:
-    bad = c.model.output_activation is not None or c.model.out_features is not None
-    if not bad and c.train.loss in ("auto", "cross_entropy", "mse"):
-        return None
-    return {"model.output_activation": None, "model.out_features": None, "train.loss": "auto"}
-
-
-def _head_apply(model: nn.Module, optimizer) -> dict:
-    act = _head_act(model)
-    for parent in model.modules():
-        for name, child in list(parent.named_children()):
-            if act is not None and child is act:
-                setattr(parent, name, nn.Identity())
-    return {"loss": "auto"}
-
-
-def _standardize_patch(c) -> dict | None:
-    if c.data.standardize and c.data.input_scale == 1.0:
-        return None
-    return {"data.standardize": True, "data.input_scale": 1.0}
-
-
-def _standardize_apply(model: nn.Module, optimizer) -> dict:
-    from ..data import standardize
-
-    return {"data_transform": standardize}
-
-
-class RollbackGuard(Callback):
-    """Keep the last healthy weights; after a non-finite loss restore them and skip the batch.
-
-    A Trainer callback: every ``every`` finite steps it copies
-    the model and optimizer state; on a non-finite loss it loads the copy back.
-    """
-
-    def __init__(self, every: int = 10) -> None:
-        self.every, self._state, self.rollbacks = every, None, 0
-
-    def on_step_end(self, trainer, step: int, loss: torch.Tensor) -> None:
-        """Save on healthy steps, restore after a non-finite one."""
-        import copy
-
-        if not bool(torch.isfinite(loss)):
-            if self._state is not None:
-                trainer.model.load_state_dict(self._state[0])
-                trainer.optimizer.load_state_dict(self._state[1])
-                self.rollbacks += 1
-        elif step % self.every == 0:
-            self._state = (
-                copy.deepcopy(trainer.model.state_dict()),
-                copy.deepcopy(trainer.optimizer.state_dict()),
+            _replace_module(
+                model, info.act_module, nn.Sequential(info.act_module, nn.Dropout(value))
             )
 
 
-def _rollback_apply(model: nn.Module, optimizer) -> dict:
-    return {"callbacks": [RollbackGuard()]}
+def _head(model, optimizer, value, values, gen) -> None:
+    layers = describe_layers(model)
+    act = layers[-1].act_module if layers else None
+    if value is None and act is not None:
+        _replace_module(model, act, nn.Identity())
 
 
-_down_apply = _lr_apply(LR_DOWN, min)
-_up_apply = _lr_apply(LR_UP, max)
-_ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "adagrad")
+FIELD_ACTIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
+    "optim.lr": _set_lr,
+    "optim.name": _new_optimizer,
+    "model.init": _init,
+    "model.activation": _activation,
+    "model.batch_norm": _batch_norm,
+    "model.dropout": _dropout,
+    "model.output_activation": _head,
+    "train.loss": lambda m, o, v, vs, g: {"loss": v},
+    "data.standardize": lambda m, o, v, vs, g: {"data_transform": standardize} if v else None,
+    "optim.clip.kind": lambda m, o, v, vs, g: {
+        "clip": tw_optim.clip.build(v, vs.get("optim.clip.threshold"))
+    },
+    "schedule.name": lambda m, o, v, vs, g: {
+        "schedule": tw_optim.schedules.build(v, max_lr=o.param_groups[0]["lr"])
+    },
+    "schedule.plateau": lambda m, o, v, vs, g: {"plateau": tw_optim.schedules.Performance(**v)},
+    "regularization.l2": lambda m, o, v, vs, g: {"penalty": tw_optim.penalties.Penalty(l2=v)},
+}
+"""Config field → the live action that realizes it: ``(model, optimizer, value, all
+values, generator) -> Trainer kwargs | None``. Fields without an action (``optim.momentum``,
+``model.out_features``, ``data.input_scale`` …) only matter when a config is rebuilt."""
 
 
-def _usual_lr(c) -> float:
-    # The family's usual starting LR for standardized inputs: trainwell's default 3e-3 for
-    # adaptive optimizers, 0.05 for the SGD family.
-    return USUAL_LR_ADAPTIVE if c.optim.name in _ADAPTIVE else USUAL_LR_SGD
-
-
-def _down(c) -> dict | None:
-    # ×0.1, but at most the usual LR: from lr = 10 one decade still diverges.
-    return {"optim.lr": min(c.optim.lr * LR_DOWN, _usual_lr(c))}
-
-
-def _up(c) -> dict | None:
-    # ×100, but at least the usual LR: from 1e-10 two decades are still nothing.
-    return {"optim.lr": max(c.optim.lr * LR_UP, _usual_lr(c))}
+def _new_activation(cur: Current) -> str:
+    # sigmoid/tanh → ELU (non-saturating for z > 0, smooth); ReLU family → LeakyReLU.
+    return "leaky_relu" if cur.activation == "relu" else "elu"
 
 
 REPAIRS: dict[str, Repair] = {
@@ -263,71 +253,91 @@ REPAIRS: dict[str, Repair] = {
         Repair(
             "fix_output_head",
             "logits on the output, loss by the task (cross-entropy)",
-            _head_patch,
-            _head_apply,
+            {"model.output_activation": None, "model.out_features": None, "train.loss": "auto"},
+            needed=lambda c: (
+                c.settings["model.output_activation"] is not None
+                or c.settings["model.out_features"] is not None
+                or c.settings["train.loss"] not in ("auto", "cross_entropy", "mse")
+            ),
         ),
         Repair(
             "standardize_inputs",
             "standardize features with training statistics",
-            _standardize_patch,
-            _standardize_apply,
+            {"data.standardize": True, "data.input_scale": 1.0},
+            needed=lambda c: (
+                not (c.settings["data.standardize"] and c.settings["data.input_scale"] == 1.0)
+            ),
         ),
         Repair(
             "reinit_by_activation",
             "re-initialize by activation (Glorot/He/LeCun)",
-            _reinit_patch,
-            _reinit_apply,
+            {"model.init": "auto"},
+            needed=lambda c: c.settings["model.init"] != "auto",
         ),
         Repair(
             "swap_activation",
             "sigmoid/tanh → ELU, ReLU → LeakyReLU, with matching init",
-            _swap_patch,
-            _swap_apply,
+            {"model.activation": _new_activation, "model.init": "auto"},
         ),
         Repair(
             "add_batch_norm",
             "batch normalization before each hidden activation",
-            _bn_patch,
-            _bn_apply,
+            {"model.batch_norm": True},
+            needed=lambda c: not c.settings["model.batch_norm"],
         ),
         Repair(
             "clip_gradients",
             f"clip the global gradient norm to {CLIP_NORM}",
-            _clip_patch,
-            _clip_apply,
+            {"optim.clip.kind": "global_norm", "optim.clip.threshold": CLIP_NORM},
+            needed=lambda c: c.settings["optim.clip.kind"] == "none",
         ),
         Repair(
             "lr_down",
             f"multiply the learning rate by {LR_DOWN}, at most the usual LR (3e-3 adaptive, 0.05 SGD)",
-            _down,
-            _down_apply,
+            # ×0.1, but at most the usual LR: from lr = 10 one decade still diverges.
+            {"optim.lr": lambda c: min(c.lr * LR_DOWN, c.usual_lr)},
         ),
         Repair(
             "lr_up",
             f"multiply the learning rate by {LR_UP:g}, at least the usual LR (3e-3 adaptive, 0.05 SGD)",
-            _up,
-            _up_apply,
+            # ×100, but at least the usual LR: from 1e-10 two decades are still nothing.
+            {"optim.lr": lambda c: max(c.lr * LR_UP, c.usual_lr)},
         ),
-        Repair("switch_optimizer", "switch to Adam (lr 1e-3)", _adam_patch, _adam_apply),
+        Repair(
+            "switch_optimizer",
+            f"switch to trainwell's Adam (lr {ADAM_LR:g})",
+            {"optim.name": "adam", "optim.lr": ADAM_LR, "optim.momentum": None, "optim.beta": None},
+            needed=lambda c: c.settings["optim.name"] not in ("adam", "adamw", "nadam", "adamax"),
+        ),
         Repair(
             "add_schedule",
-            "a 1cycle schedule, or the performance controller",
-            _schedule_patch,
-            _schedule_apply,
+            "a 1cycle schedule peaking at the current learning rate",
+            {"schedule.name": "one_cycle", "schedule.params": {}},
+            needed=lambda c: c.settings["schedule.name"] != "one_cycle",
         ),
-        Repair("add_l2", f"L2 penalty λ = {L2:g}", _l2_patch, _l2_apply),
+        Repair(
+            "add_plateau",
+            f"halve the learning rate after {PLATEAU['patience']} epochs without progress",
+            {"schedule.plateau": PLATEAU},
+            needed=lambda c: c.settings["schedule.plateau"] is None,
+        ),
+        Repair(
+            "add_l2",
+            f"L2 penalty λ = {L2:g}",
+            {"regularization.l2": L2},
+            needed=lambda c: c.settings["regularization.l2"] < L2,
+        ),
         Repair(
             "add_dropout",
             f"dropout {DROPOUT} after hidden activations",
-            _dropout_patch,
-            _dropout_apply,
+            {"model.dropout": DROPOUT},
+            needed=lambda c: c.settings["model.dropout"] < DROPOUT,
         ),
         Repair(
             "rollback_skip",
             "restore the last healthy weights after a non-finite step "
             "(Python only; the Trainer already skips the batch)",
-            lambda c: None,
-            _rollback_apply,
+            python_only=True,
         ),
     )
 }

@@ -169,9 +169,14 @@ def render_report(
             "<table id='findings'><tr><th>kind</th><th>layers</th><th>evidence</th>"
             "<th>explanation</th><th>repairs</th></tr>"
         )
-        for f in findings:
+        for i, f in enumerate(findings):
+            # The primary finding first; each consequence names the finding that explains it.
+            role = (
+                "primary" if i == 0 else (f"because of {f.explained_by}" if f.explained_by else "")
+            )
+            kind = f"{f.kind} ({role}, confidence {f.confidence:.2f})" if role else f.kind
             parts.append(
-                f"<tr><td>{e(f.kind)}</td><td>{e(', '.join(f.layers[:6]))}</td>"
+                f"<tr><td>{e(kind)}</td><td>{e(', '.join(f.layers[:6]))}</td>"
                 f"<td><code>{e(json.dumps(f.evidence))}</code></td>"
                 f"<td>{e(f.explanation)}</td><td>{e(', '.join(f.repairs))}</td></tr>"
             )

@@ -1,10 +1,11 @@
-"""Rules: pure functions from a run's :class:`Health` to :class:`Finding` objects.
+"""Rules: a table of small pure functions from :class:`Signals` to :class:`Finding` objects.
 
-This is the *decide* step. :func:`summarize` (in :mod:`trainwell.doctor.signals`, re-exported
-here) reduces the probe record to a few signals (all windows, never one batch);
-:func:`diagnose_health` applies one rule per finding kind. Every threshold is a named constant in :mod:`trainwell.doctor.thresholds`, with its
-reasoning and the measurement that set it (2-core CPU, trainwell's MLP/CNN, the configs in
-``cases/``); they are re-exported here.
+This is the *decide* step. :func:`~trainwell.doctor.signals.signals` reduces the probe
+record to one :class:`Signals` object (all windows, never one batch); each :class:`Rule`
+of :data:`RULES` is one finding kind with its order, its ranked repairs and a pure check
+``Signals -> (layers, evidence, explanation, confidence) | None``. :func:`diagnose_health`
+runs the table and ranks the findings by cause (:mod:`trainwell.doctor.causes`). Every
+threshold is a named constant in :mod:`trainwell.doctor.thresholds`.
 
 Guiding measurements (DESIGN.md, "Measured facts", and ``cases/``):
 - healthy deep tanh nets (Glorot) show first/last gradient ratios ~1e-2…1e-1 and learn:
@@ -16,25 +17,23 @@ Guiding measurements (DESIGN.md, "Measured facts", and ``cases/``):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from .causes import confidence, rank, share_confidence  # re-exported
 from .findings import Finding, Health
-from .signals import _finite, _ratios, summarize  # summarize re-exported
-from .thresholds import (  # re-exported: the numbers live in thresholds.py
+from .signals import Signals, finite, signals, summarize  # summarize re-exported
+from .thresholds import (
     DEAD_SHARE,
     EXPLODING_ABS,
     EXPLODING_RATIO,
-    FAIL_GAP_SHARE,  # noqa: F401 (re-export; used in signals.py)
-    FAIL_LOSS_SHARE,  # noqa: F401 (re-export; used in signals.py)
     FLAT_LOSS_DROP,
     INPUT_SCALE,
-    LOSS_WINDOWS,  # noqa: F401 (re-export; used in signals.py)
     LR_HIGH_UPDATE,
     LR_LOW_UPDATE,
     LR_PEAK_UPDATE,
     OSCILLATION_SHARE,
-    OVERFIT_GAP,
-    OVERFIT_RISE,
     SATURATED_SHARE,
     SYMMETRY_SPREAD,
     THRESHOLDS,
@@ -42,252 +41,65 @@ from .thresholds import (  # re-exported: the numbers live in thresholds.py
     VANISHING_RATIO,
 )
 
-__all__ = ["THRESHOLDS", "diagnose_health", "summarize"]
+__all__ = [
+    "RULES",
+    "THRESHOLDS",
+    "Check",
+    "Rule",
+    "confidence",
+    "diagnose_health",
+    "head_problem",
+    "share_confidence",
+    "summarize",
+]
+
+Check = tuple[list[str], dict[str, Any], str, float]
+"""What a rule returns when it fires: layers, evidence, explanation, confidence."""
 
 
-def _fmt(v: Any) -> Any:
-    return float(f"{v:.4g}") if _finite(v) else v
+@dataclass(frozen=True)
+class Rule:
+    """One finding kind: its report order, its ranked repairs and its pure check.
 
-
-def diagnose_health(health: Health) -> list[Finding]:
-    """Apply every rule to a run's health record.
-
-    Rules (thresholds in :data:`THRESHOLDS`), each a plain test over windows:
-
-    - ``non_finite``: any non-finite loss/gradient, or a step the Trainer skipped.
-    - ``bad_output_head``: a ReLU output, a 1-unit softmax, a probability loss without a
-      probability head, fewer outputs than classes (checked before ``dying_relu``).
-    - ``symmetric_init``: a hidden layer whose units are identical at the start.
-    - ``unnormalized_inputs``: first-layer input std or mean |x| above ``INPUT_SCALE``.
-    - while failing to learn: ``exploding_gradients`` (first/head ratio or global norm),
-      ``lr_too_high`` (loss up or oscillating, huge updates), ``saturation``,
-      ``vanishing_gradients`` (first/head ratio or absolute first norm), ``dying_relu``.
-    - ``lr_too_low``: flat loss or failing, with head updates ‖ΔW‖/‖W‖ < ``LR_LOW_UPDATE``.
-    - ``overfitting``: validation loss rising while training loss falls.
-
-    Args:
-        health: the record of one run (from the callback, :func:`watch` or a file).
-
-    Returns:
-        The findings, in the order of :data:`~trainwell.doctor.findings.KINDS`.
+    Attributes:
+        kind: the finding kind (see :data:`~trainwell.doctor.findings.KINDS`).
+        order: rank among findings of equal confidence and cause (lower first).
+        repairs: repair names, best first (see :data:`~trainwell.doctor.repairs.REPAIRS`).
+        check: ``Signals -> Check | None``; None when the rule does not fire.
     """
-    s = summarize(health)
-    ctx, names, per = health.context, health.layer_names, s["layers"]
-    found: dict[str, Finding] = {}
-    base = {
-        "accuracy": _fmt(s["acc"]),
-        "chance_accuracy": _fmt(s["chance_acc"]),
-        "loss_start": _fmt(s["loss_start"]),
-        "loss_end": _fmt(s["loss_end"]),
-    }
 
-    def add(kind: str, layers: list[str], evidence: dict, text: str, repairs: tuple) -> None:
-        found[kind] = Finding(kind, tuple(layers), {**evidence, **base}, text, repairs)
+    kind: str
+    order: int
+    repairs: tuple[str, ...]
+    check: Callable[[Signals], Check | None]
 
-    if s["non_finite_steps"] > 0:
-        bad = [
-            n for n in names if any(not _finite(v) for _, v in _raw_series(health, n, "grad_norm"))
-        ]
-        first = next((i for i, v in enumerate(health.losses) if not _finite(v)), None)
-        add(
-            "non_finite",
-            bad,
-            {"non_finite_steps": s["non_finite_steps"], "first_step": first},
-            "the loss or the gradients became inf/NaN: the steps are far too large or the "
-            "numbers overflow",
-            ("lr_down", "clip_gradients", "rollback_skip"),
-        )
-    head_problem = _head_problem(ctx, s)
-    if head_problem:
-        head = names[-1] if names else "head"
-        zero = per.get(head, {}).get("zero") if names else None
-        add(
-            "bad_output_head",
-            [head],
-            {
-                "output_activation": ctx.get("output_activation"),
-                "loss": ctx.get("loss"),
-                "out_features": ctx.get("out_features"),
-                "num_classes": ctx.get("num_classes"),
-                "head_zero_grad_share": _fmt(zero),
-            },
-            head_problem,
-            ("fix_output_head",),
-        )
-    hidden = names[:-1]
-    sym = [
-        n
-        for n in hidden
-        if _finite(s["spread"].get(n))
-        and s["spread"][n] < SYMMETRY_SPREAD
-        and _fan_out(health, n) > 1
-    ]
-    if sym:
-        add(
-            "symmetric_init",
-            sym,
-            {"unit_spread": {n: _fmt(s["spread"][n]) for n in sym}},
-            "all units of a layer start identical (e.g. zero or constant init), so they get "
-            "the same gradient and stay identical: the layer acts like one unit",
-            ("reinit_by_activation",),
-        )
-    if s["input_scale"] > INPUT_SCALE:
-        add(
-            "unnormalized_inputs",
-            names[:1],
-            {"input_scale": _fmt(s["input_scale"])},
-            "the input features are far from unit scale, so the first layer's outputs and "
-            "gradients are huge and one learning rate cannot suit every layer",
-            ("standardize_inputs", "add_batch_norm", "lr_down"),
-        )
-    failing = s["failing"]
-    ratios = _ratios(health)
-    max_ratio = max(ratios) if ratios else None
-    ratio = s["grad_ratio"]
-    head_upd = per[names[-1]]["update"] if names else None
-    head_grad = per[names[-1]]["grad"] if names else None
-    peak = _peak_update(health)
-    # Tiny updates with healthy head gradients (dead or zero gradients are other findings).
-    low_lr = (
-        _finite(head_upd)
-        and head_upd < LR_LOW_UPDATE
-        and s["non_finite_steps"] == 0
-        and _finite(head_grad)
-        and head_grad > VANISHING_ABS
-        and not (_finite(peak) and peak > LR_PEAK_UPDATE)
+
+def _g(v: Any) -> Any:
+    """A number rounded to 4 significant digits for evidence (non-numbers unchanged)."""
+    if isinstance(v, int):
+        return v  # steps and epochs stay integers
+    return float(f"{v:.4g}") if finite(v) else v
+
+
+# ---- the rules, in report order ---------------------------------------------------------
+def non_finite(s: Signals) -> Check | None:
+    """Any non-finite loss/gradient, or a step the Trainer skipped."""
+    if s.non_finite_steps <= 0:
+        return None
+    ev = {"non_finite_steps": s.non_finite_steps, "first_step": s.first_non_finite_step}
+    where = f" (first at step {ev['first_step']})" if ev["first_step"] is not None else ""
+    text = (
+        f"the loss or the gradients became inf/NaN on {ev['non_finite_steps']} steps{where}: "
+        "the steps are far too large or the numbers overflow"
     )
-    if failing and (
-        (_finite(max_ratio) and max_ratio > EXPLODING_RATIO)
-        or (_finite(s["global_grad"]) and s["global_grad"] > EXPLODING_ABS)
-    ):
-        add(
-            "exploding_gradients",
-            names[:1],
-            {
-                "max_grad_ratio_first_to_head": _fmt(max_ratio),
-                "global_grad_norm_median": _fmt(s["global_grad"]),
-            },
-            "gradients grow layer by layer towards the input, so the early layers take huge steps",
-            ("clip_gradients", "reinit_by_activation", "add_batch_norm", "lr_down"),
-        )
-    rising = (
-        _finite(s["loss_end"])
-        and _finite(s["loss_start"])
-        and s["loss_end"] > 1.1 * s["loss_start"]
-    )
-    max_upd = max((v["update"] for v in per.values() if _finite(v["update"])), default=None)
-    if failing and (
-        rising
-        or s["up_share"] >= OSCILLATION_SHARE
-        or (_finite(max_upd) and max_upd > LR_HIGH_UPDATE)
-        or (_finite(peak) and peak > LR_PEAK_UPDATE)
-        or s["non_finite_steps"] > 0
-    ):
-        add(
-            "lr_too_high",
-            [],
-            {
-                "loss_rising": rising,
-                "loss_up_share": _fmt(s["up_share"]),
-                "update_ratio_max_layer": _fmt(max_upd),
-                "update_ratio_peak": _fmt(peak),
-            },
-            "the loss jumps up or oscillates instead of falling: each step overshoots",
-            ("lr_down", "switch_optimizer", "add_schedule", "clip_gradients"),
-        )
-    sat = {n: per[n]["saturated"] for n in names if _finite(per[n]["saturated"])}
-    sat_bad = [n for n, v in sat.items() if v >= SATURATED_SHARE]
-    if failing and sat_bad:
-        add(
-            "saturation",
-            sat_bad,
-            {"saturated_share": {n: _fmt(sat[n]) for n in sat_bad}},
-            "sigmoid/tanh units sit on their flat tails (|z| ≥ 5), where the derivative is "
-            "~0, so almost no gradient passes",
-            ("swap_activation", "reinit_by_activation", "add_batch_norm", "switch_optimizer"),
-        )
-    g0 = per[names[0]]["grad"] if names else None
-    vanish = (_finite(ratio) and ratio < VANISHING_RATIO) or (_finite(g0) and g0 < VANISHING_ABS)
-    if failing and vanish and not low_lr and not sym and not head_problem:
-        small = [
-            n
-            for n in names[:-1]
-            if _finite(per[n]["grad"])
-            and _finite(per[names[-1]]["grad"])
-            and per[n]["grad"] < VANISHING_RATIO * max(per[names[-1]]["grad"], 1e-300)
-        ]
-        add(
-            "vanishing_gradients",
-            small or names[:1],
-            {"grad_ratio_first_to_head": _fmt(ratio), "first_layer_grad_norm": _fmt(g0)},
-            "the gradient shrinks layer by layer on its way back, so the early layers "
-            "barely change",
-            ("reinit_by_activation", "swap_activation", "add_batch_norm", "switch_optimizer"),
-        )
-    dead = {n: per[n]["dead"] for n in hidden if _finite(per[n]["dead"])}
-    dead_bad = [n for n, v in dead.items() if v >= DEAD_SHARE]
-    if failing and dead_bad and not head_problem and not sym:
-        add(
-            "dying_relu",
-            dead_bad,
-            {"dead_share": {n: _fmt(dead[n]) for n in dead_bad}},
-            "ReLU units output 0 for every input, so they pass no gradient and never recover",
-            ("swap_activation", "reinit_by_activation", "lr_down"),
-        )
-    if low_lr and (failing or s["loss_drop"] < FLAT_LOSS_DROP) and not sym and not head_problem:
-        add(
-            "lr_too_low",
-            [],
-            {"head_update_ratio": _fmt(head_upd), "loss_drop": _fmt(s["loss_drop"])},
-            "the loss is flat although gradients are healthy: each step changes the weights "
-            "by a tiny fraction",
-            ("lr_up", "switch_optimizer"),
-        )
-    over = _overfitting(health.epochs)
-    if over:
-        add(
-            "overfitting",
-            [],
-            over,
-            "the validation loss rises while the training loss "
-            "keeps falling: the network memorizes the training set",
-            ("add_l2", "add_dropout"),
-        )
-    from .findings import KINDS
-
-    return [found[k] for k in KINDS if k in found]
+    return list(s.non_finite_layers), ev, text, 1.0
 
 
-def _peak_update(health: Health) -> float | None:
-    """Largest ‖ΔW‖/‖W‖ of any layer at any probe step (None without updates)."""
-    vals = [
-        v.get("update_ratio")
-        for r in health.probes
-        for v in r.get("layers", {}).values()
-        if _finite(v.get("update_ratio"))
-    ]
-    return max(vals) if vals else None
-
-
-def _raw_series(health: Health, layer: str, key: str) -> list[tuple[int, Any]]:
-    return [
-        (r["step"], r.get("layers", {}).get(layer, {}).get(key))
-        for r in health.probes
-        if r.get("layers", {}).get(layer, {}).get(key) is not None
-    ]
-
-
-def _fan_out(health: Health, name: str) -> int:
-    return next(
-        (int(layer.get("fan_out", 0)) for layer in health.layers if layer["name"] == name), 0
-    )
-
-
-def _head_problem(ctx: dict[str, Any], s: dict[str, Any]) -> str:
+def head_problem(s: Signals) -> str:
     """Why the output head cannot fit the labels ('' if it can)."""
-    act, loss = ctx.get("output_activation"), ctx.get("loss") or "cross_entropy"
-    out, classes = ctx.get("out_features"), ctx.get("num_classes")
-    if ctx.get("task") == "regression":
+    act, loss = s.output_activation, s.loss
+    out, classes = s.out_features, s.num_classes
+    if s.task == "regression":
         return ""
     if out == 1 and act == "softmax":
         return (
@@ -305,7 +117,7 @@ def _head_problem(ctx: dict[str, Any], s: dict[str, Any]) -> str:
         return "binary cross-entropy needs a probability: put a sigmoid on the single output"
     if loss == "nll" and act not in ("softmax",):
         return "the nll loss needs probabilities: put a softmax on the output"
-    if loss == "cross_entropy" and act in ("softmax", "sigmoid", "tanh") and s["failing"]:
+    if loss == "cross_entropy" and act in ("softmax", "sigmoid", "tanh") and s.failing:
         return (
             f"cross-entropy applies its own softmax: a {act} before it squashes the "
             "scores and the gradients"
@@ -313,21 +125,268 @@ def _head_problem(ctx: dict[str, Any], s: dict[str, Any]) -> str:
     return ""
 
 
-def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
-    vl = [e.get("val_loss") for e in epochs]
-    tl = [e.get("train_loss") for e in epochs]
-    if len(epochs) < 4 or not all(_finite(v) for v in vl + tl):
-        return {}
-    best = min(range(len(vl)), key=vl.__getitem__)
-    if best > len(vl) - 3 or vl[-1] < vl[best] * (1 + OVERFIT_RISE) or tl[-1] >= tl[best]:
-        return {}
-    gap = (epochs[-1].get("train_accuracy") or 0.0) - (epochs[-1].get("val_accuracy") or 0.0)
-    if gap < OVERFIT_GAP:
-        return {}
-    return {
-        "best_val_epoch": best + 1,
-        "val_loss_best": _fmt(vl[best]),
-        "val_loss_end": _fmt(vl[-1]),
-        "train_loss_end": _fmt(tl[-1]),
-        "accuracy_gap": _fmt(gap),
+def bad_output_head(s: Signals) -> Check | None:
+    """A ReLU output, a 1-unit softmax, a loss the head cannot feed, too few outputs."""
+    text = head_problem(s)
+    if not text:
+        return None
+    ev = {
+        "output_activation": s.output_activation,
+        "loss": s.loss,
+        "out_features": s.out_features,
+        "num_classes": s.num_classes,
+        "head_zero_grad_share": _g(s.head.zero),
     }
+    return [s.layer_names[-1] if s.layer_names else "head"], ev, text, 1.0
+
+
+def symmetric_init(s: Signals) -> Check | None:
+    """A hidden layer whose units are identical at the start."""
+    sym = list(s.symmetric_layers)
+    if not sym:
+        return None
+    spread = max(s.layers[n].spread or 0.0 for n in sym)
+    text = (
+        f"the units of {len(sym)} layer(s) start identical (unit spread {spread:.2g} < "
+        f"{SYMMETRY_SPREAD:g}, e.g. zero or constant init), so they get the same gradient and "
+        "stay identical: each layer acts like one unit"
+    )
+    return sym, {"unit_spread": {n: _g(s.layers[n].spread) for n in sym}}, text, 1.0
+
+
+def unnormalized_inputs(s: Signals) -> Check | None:
+    """First-layer input std or mean |x| above ``INPUT_SCALE``."""
+    if not s.input_scale > INPUT_SCALE:
+        return None
+    text = (
+        f"the input features have scale {s.input_scale:.3g} (standardized features have 1), "
+        "so the first layer's outputs and gradients are huge and one learning rate cannot "
+        "suit every layer"
+    )
+    conf = confidence(s.input_scale, INPUT_SCALE)
+    return list(s.layer_names[:1]), {"input_scale": _g(s.input_scale)}, text, conf
+
+
+def exploding_gradients(s: Signals) -> Check | None:
+    """While failing: first/head gradient ratio or global norm above its threshold."""
+    by_ratio = finite(s.max_grad_ratio) and s.max_grad_ratio > EXPLODING_RATIO  # type: ignore[operator]
+    by_norm = finite(s.global_grad) and s.global_grad > EXPLODING_ABS  # type: ignore[operator]
+    if not (s.failing and (by_ratio or by_norm)):
+        return None
+    ev = {
+        "max_grad_ratio_first_to_head": _g(s.max_grad_ratio),
+        "global_grad_norm_median": _g(s.global_grad),
+    }
+    why = []
+    if by_ratio:
+        why.append(f"the first layer's gradient reaches {s.max_grad_ratio:.3g}× the head's")
+    if by_norm:
+        why.append(f"the global gradient norm is {s.global_grad:.3g}")
+    text = (
+        f"{' and '.join(why)}: gradients grow layer by layer towards the input, so the "
+        "early layers take huge steps"
+    )
+    conf = max(
+        confidence(s.max_grad_ratio, EXPLODING_RATIO) if by_ratio else 0.5,
+        confidence(s.global_grad, EXPLODING_ABS) if by_norm else 0.5,
+    )
+    return list(s.layer_names[:1]), ev, text, conf
+
+
+def lr_too_high(s: Signals) -> Check | None:
+    """While failing: the loss rises or oscillates, or updates are huge."""
+    if not s.failing:
+        return None
+    why, conf = [], []
+    if s.loss_rising:
+        why.append(f"the loss rose from {s.loss_start:.3g} to {s.loss_end:.3g}")
+        conf.append(confidence(s.loss_end / max(s.loss_start, 1e-12), 1.1))  # type: ignore[operator,type-var]
+    if s.up_share >= OSCILLATION_SHARE:
+        why.append(f"the loss went up in {s.up_share:.0%} of the windows")
+        conf.append(share_confidence(s.up_share, OSCILLATION_SHARE))
+    upd = s.max_update
+    if finite(upd) and upd > LR_HIGH_UPDATE:  # type: ignore[operator]
+        why.append(f"a typical step changes a layer's weights by {upd:.3g} of their size")
+        conf.append(confidence(upd, LR_HIGH_UPDATE))
+    if finite(s.peak_update) and s.peak_update > LR_PEAK_UPDATE:  # type: ignore[operator]
+        why.append(f"one step moved a layer by {s.peak_update:.3g}× its weights")
+        conf.append(confidence(s.peak_update, LR_PEAK_UPDATE))
+    if not why:
+        return None  # overflow alone is the non_finite finding, not evidence of its cause
+    if s.non_finite_steps > 0:
+        why.append(f"{s.non_finite_steps} steps overflowed")
+    ev = {
+        "loss_rising": s.loss_rising,
+        "loss_up_share": _g(s.up_share),
+        "update_ratio_max_layer": _g(upd),
+        "update_ratio_peak": _g(s.peak_update),
+    }
+    return [], ev, f"{'; '.join(why)}: each step overshoots", max(conf)
+
+
+def saturation(s: Signals) -> Check | None:
+    """While failing: a layer with at least ``SATURATED_SHARE`` saturated entries."""
+    sat = {n: v.saturated for n, v in s.layers.items() if finite(v.saturated)}
+    bad = [n for n, v in sat.items() if v >= SATURATED_SHARE]  # type: ignore[operator]
+    if not (s.failing and bad):
+        return None
+    worst = max(bad, key=lambda n: sat[n])  # type: ignore[arg-type,return-value]
+    act = s.layers[worst].activation or "sigmoid/tanh"
+    text = (
+        f"{sat[worst]:.0%} of the {act} outputs of layer {worst} sit on the flat tails "
+        "(|z| ≥ 5), where the derivative is ~0, so almost no gradient passes"
+    )
+    conf = share_confidence(sat[worst], SATURATED_SHARE)  # type: ignore[arg-type]
+    return bad, {"saturated_share": {n: _g(sat[n]) for n in bad}}, text, conf
+
+
+def vanishing_gradients(s: Signals) -> Check | None:
+    """While failing: the first/head ratio or the first layer's gradient norm is tiny."""
+    ratio, g0 = s.grad_ratio, s.first.grad
+    by_ratio = finite(ratio) and ratio < VANISHING_RATIO  # type: ignore[operator]
+    by_abs = finite(g0) and g0 < VANISHING_ABS  # type: ignore[operator]
+    if not (s.failing and (by_ratio or by_abs)):
+        return None
+    if s.tiny_updates or s.symmetric_layers or head_problem(s):
+        return None  # tiny steps, identical units or the head explain it (other findings)
+    gh = s.head.grad
+    small = [
+        n
+        for n in s.hidden
+        if finite(s.layers[n].grad) and finite(gh)
+        and s.layers[n].grad < VANISHING_RATIO * max(gh, 1e-300)  # type: ignore[operator,type-var]
+    ]  # fmt: skip
+    why = (
+        f"the first layer's gradient is {ratio:.2g} of the head's"
+        if by_ratio
+        else f"the first layer's gradient norm is {g0:.2g}"
+    )
+    text = f"{why}: the gradient shrinks layer by layer on its way back, so the early layers barely change"
+    conf = (
+        confidence(ratio, VANISHING_RATIO, above=False)
+        if by_ratio
+        else confidence(g0, VANISHING_ABS, above=False)
+    )
+    ev = {"grad_ratio_first_to_head": _g(ratio), "first_layer_grad_norm": _g(g0)}
+    return small or list(s.layer_names[:1]), ev, text, conf
+
+
+def dying_relu(s: Signals) -> Check | None:
+    """While failing: a hidden layer with at least ``DEAD_SHARE`` units dead on the probe batch."""
+    dead = {n: s.layers[n].dead for n in s.hidden if finite(s.layers[n].dead)}
+    bad = [n for n, v in dead.items() if v >= DEAD_SHARE]  # type: ignore[operator]
+    if not (s.failing and bad) or head_problem(s) or s.symmetric_layers:
+        return None
+    worst = max(bad, key=lambda n: dead[n])  # type: ignore[arg-type,return-value]
+    bias = s.layers[worst].bias
+    why = (
+        f"; its biases start at a mean of {bias:.3g}, below zero, so most units start off"
+        if finite(bias) and bias < 0  # type: ignore[operator]
+        else ""
+    )
+    text = (
+        f"{dead[worst]:.0%} of the ReLU units of layer {worst} output 0 for every probe sample "
+        f"({len(bad)} layer(s) at ≥ {DEAD_SHARE:.0%}){why}: they pass no gradient and never "
+        "recover"
+    )
+    conf = share_confidence(dead[worst], DEAD_SHARE)  # type: ignore[arg-type]
+    ev = {"dead_share": {n: _g(dead[n]) for n in bad}, "bias_mean_start": _g(bias)}
+    return bad, ev, text, conf
+
+
+def lr_too_low(s: Signals) -> Check | None:
+    """Tiny head updates with healthy gradients, while failing or with a flat loss."""
+    flat = s.failing or s.loss_drop < FLAT_LOSS_DROP
+    if not (s.tiny_updates and flat) or s.symmetric_layers or head_problem(s):
+        return None
+    upd = s.head.update
+    text = (
+        f"the loss fell by only {s.loss_drop:.1%} although gradients are healthy: each step "
+        f"changes the head's weights by {upd:.2g} of their size (below {LR_LOW_UPDATE:g})"
+    )
+    ev = {"head_update_ratio": _g(upd), "loss_drop": _g(s.loss_drop)}
+    return [], ev, text, confidence(upd, LR_LOW_UPDATE, above=False)
+
+
+def overfitting(s: Signals) -> Check | None:
+    """Validation loss rising while the training loss falls, with an accuracy gap."""
+    over = s.overfitting
+    if not over:
+        return None
+    ev = {k: _g(v) for k, v in over.items()}
+    text = (
+        f"the validation loss rose from {ev['val_loss_best']:.3g} (epoch {ev['best_val_epoch']}) "
+        f"to {ev['val_loss_end']:.3g} while the training loss fell to {ev['train_loss_end']:.3g}"
+        f" (accuracy gap {ev['accuracy_gap']:.0%}): the network memorizes the training set"
+    )
+    return [], ev, text, confidence(over["val_loss_end"] / over["val_loss_best"], 1.0 + 0.1)
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("non_finite", 0, ("lr_down", "clip_gradients", "rollback_skip"), non_finite),
+    Rule("bad_output_head", 1, ("fix_output_head",), bad_output_head),
+    Rule("symmetric_init", 2, ("reinit_by_activation",), symmetric_init),
+    Rule(
+        "unnormalized_inputs",
+        3,
+        ("standardize_inputs", "add_batch_norm", "lr_down"),
+        unnormalized_inputs,
+    ),
+    Rule(
+        "exploding_gradients",
+        4,
+        ("clip_gradients", "reinit_by_activation", "add_batch_norm", "lr_down"),
+        exploding_gradients,
+    ),
+    Rule(
+        "lr_too_high",
+        5,
+        ("lr_down", "switch_optimizer", "add_schedule", "clip_gradients", "add_plateau"),
+        lr_too_high,
+    ),
+    Rule(
+        "saturation",
+        6,
+        ("swap_activation", "reinit_by_activation", "add_batch_norm", "switch_optimizer"),
+        saturation,
+    ),
+    Rule(
+        "vanishing_gradients",
+        7,
+        ("reinit_by_activation", "swap_activation", "add_batch_norm", "switch_optimizer"),
+        vanishing_gradients,
+    ),
+    Rule("dying_relu", 8, ("swap_activation", "reinit_by_activation", "lr_down"), dying_relu),
+    Rule("lr_too_low", 9, ("lr_up", "switch_optimizer"), lr_too_low),
+    Rule("overfitting", 10, ("add_l2", "add_dropout"), overfitting),
+)
+"""The rule table: one row per finding kind (see :class:`Rule`)."""
+
+
+def diagnose_health(health: Health) -> list[Finding]:
+    """Apply every rule of :data:`RULES` to a run's health record, primary cause first.
+
+    Each finding's evidence also carries the run's accuracy, chance accuracy (for
+    classification) and start/end loss. Findings are ranked by cause
+    (:func:`trainwell.doctor.causes.rank`): the primary finding first, then what it explains.
+
+    Args:
+        health: the record of one run (from the callback, :func:`watch` or a file).
+
+    Returns:
+        The findings, primary first.
+    """
+    s = signals(health)
+    base: dict[str, Any] = {"accuracy": _g(s.acc), "loss_start": _g(s.loss_start),
+                            "loss_end": _g(s.loss_end)}  # fmt: skip
+    if s.task != "regression":
+        base["chance_accuracy"] = _g(s.chance_acc)
+    found = []
+    for rule in sorted(RULES, key=lambda r: r.order):
+        out = rule.check(s)
+        if out is not None:
+            layers, evidence, text, conf = out
+            found.append(
+                Finding(rule.kind, tuple(layers), {**evidence, **base}, text, rule.repairs, conf)
+            )
+    return rank(found)

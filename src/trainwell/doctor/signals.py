@@ -2,115 +2,180 @@
 
 This is the first half of the *decide* step (:mod:`trainwell.doctor.rules` is the second).
 Every signal is a median or a mean over windows of the run, never one batch, so a single
-noisy step cannot raise a finding. :mod:`trainwell.doctor.rules` re-exports
-:func:`summarize`.
+noisy step cannot raise a finding. :func:`signals` builds one :class:`Signals` object with
+public fields; every rule is a pure function of it. :func:`summarize` is the same as a dict.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .findings import Health
-from .thresholds import FAIL_GAP_SHARE, FAIL_LOSS_SHARE, LOSS_WINDOWS
+from .thresholds import (
+    FAIL_GAP_SHARE,
+    FAIL_LOSS_SHARE,
+    LOSS_WINDOWS,
+    LR_LOW_UPDATE,
+    LR_PEAK_UPDATE,
+    OVERFIT_GAP,
+    OVERFIT_RISE,
+    SYMMETRY_SPREAD,
+    VANISHING_ABS,
+)
 
-__all__ = ["summarize"]
+__all__ = ["LayerSignals", "Signals", "finite", "signals", "summarize"]
 
 
-def _finite(v: Any) -> bool:
+def finite(v: Any) -> bool:
     """True for a finite int/float (bools and None are not numbers here)."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _median(values: list[float]) -> float | None:
+_finite = finite  # the old private name, kept for callers outside the doctor
+
+
+def _median(values: list[Any]) -> float | None:
     """Median of the finite entries of ``values`` (None when there are none)."""
-    vals = [v for v in values if _finite(v)]
+    vals = [v for v in values if finite(v)]
     return statistics.median(vals) if vals else None
 
 
+@dataclass(frozen=True)
+class LayerSignals:
+    """Medians over the run of one layer's probe statistics (None where never measured).
+
+    Attributes:
+        grad: ‖∂J/∂W‖; zero: share of exactly-zero gradient entries; dead: share of dead
+        units (step 0 excluded); saturated: share of saturated entries; update: ‖ΔW‖/‖W‖
+        (step 0 excluded); spread: unit spread at the first probe (symmetry); fan_out: units;
+        activation: the activation the probes saw after the layer (module or inferred);
+        bias: the mean bias at the first probe (None without a bias).
+    """
+
+    grad: float | None = None
+    zero: float | None = None
+    dead: float | None = None
+    saturated: float | None = None
+    update: float | None = None
+    spread: float | None = None
+    fan_out: int = 0
+    activation: str | None = None
+    bias: float | None = None
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Everything the rules look at, reduced from one :class:`Health` record.
+
+    Loss figures are medians of the first/last 20% of finite step losses; ``up_share`` is
+    the share of successive loss windows (of :data:`LOSS_WINDOWS`) rising by more than 10%.
+    Per-layer medians are in ``layers`` (input side first, the head last).
+    """
+
+    task: str | None = None
+    loss: str = "cross_entropy"
+    num_classes: int | None = None
+    out_features: int | None = None
+    output_activation: str | None = None
+    chance_loss: float = math.log(2)
+    chance_acc: float = 0.5
+    acc: float | None = None
+    loss_start: float | None = None
+    loss_end: float | None = None
+    loss_drop: float = 0.0
+    up_share: float = 0.0
+    steps: int = 0
+    non_finite_steps: int = 0
+    first_non_finite_step: int | None = None
+    non_finite_layers: tuple[str, ...] = ()
+    failing: bool = False
+    layer_names: tuple[str, ...] = ()
+    layers: dict[str, LayerSignals] = field(default_factory=dict)
+    grad_ratio: float | None = None  # median first/head gradient norm
+    max_grad_ratio: float | None = None  # largest first/head ratio at any probe step
+    global_grad: float | None = None  # median global gradient norm
+    peak_update: float | None = None  # largest ‖ΔW‖/‖W‖ of any layer at any probe step
+    input_scale: float = 0.0  # max(std, mean |x|) of the first layer's input at step 0
+    epochs: tuple[dict[str, Any], ...] = ()
+
+    # ---- derived facts several rules share --------------------------------------------
+    @property
+    def head(self) -> LayerSignals:
+        """The output layer's signals (empty when the model has no weighted layer)."""
+        return self.layers[self.layer_names[-1]] if self.layer_names else LayerSignals()
+
+    @property
+    def first(self) -> LayerSignals:
+        """The input layer's signals."""
+        return self.layers[self.layer_names[0]] if self.layer_names else LayerSignals()
+
+    @property
+    def hidden(self) -> tuple[str, ...]:
+        """Names of the layers before the head."""
+        return self.layer_names[:-1]
+
+    @property
+    def loss_rising(self) -> bool:
+        """The loss ends more than 10% above where it started."""
+        return (
+            finite(self.loss_end)
+            and finite(self.loss_start)
+            and self.loss_end > 1.1 * self.loss_start  # type: ignore[operator]
+        )
+
+    @property
+    def max_update(self) -> float | None:
+        """The largest median ‖ΔW‖/‖W‖ over the layers."""
+        vals = [v.update for v in self.layers.values() if finite(v.update)]
+        return max(vals) if vals else None  # type: ignore[type-var]
+
+    @property
+    def symmetric_layers(self) -> tuple[str, ...]:
+        """Hidden layers (with >1 unit) whose units were identical at the first probe."""
+        return tuple(
+            n
+            for n in self.hidden
+            if finite(self.layers[n].spread)
+            and self.layers[n].spread < SYMMETRY_SPREAD  # type: ignore[operator]
+            and self.layers[n].fan_out > 1
+        )
+
+    @property
+    def tiny_updates(self) -> bool:
+        """Tiny head updates although the head's gradient is healthy (the LR is too low)."""
+        h = self.head
+        return (
+            finite(h.update)
+            and h.update < LR_LOW_UPDATE  # type: ignore[operator]
+            and self.non_finite_steps == 0
+            and finite(h.grad)
+            and h.grad > VANISHING_ABS  # type: ignore[operator]
+            and not (finite(self.peak_update) and self.peak_update > LR_PEAK_UPDATE)  # type: ignore[operator]
+        )
+
+    @property
+    def overfitting(self) -> dict[str, Any]:
+        """Evidence of overfitting from the epochs ({} when there is none)."""
+        return _overfitting(list(self.epochs))
+
+
 def _layer_median(health: Health, layer: str, key: str, skip_first: bool = False) -> float | None:
-    """Median of one layer's probe ``key`` over the run (``skip_first``: drop step 0)."""
     series = health.series(layer, key)
     if skip_first and len(series) > 1:
         series = series[1:]
     return _median([v for _, v in series])
 
 
-def summarize(health: Health) -> dict[str, Any]:
-    """Reduce a run's health record to the signals the rules use.
-
-    Returns:
-        A dict with ``chance_loss`` (ln C), ``chance_acc`` (1/C), ``acc`` (last val, else
-        train accuracy), ``loss_start``/``loss_end`` (median of the first/last 20% of
-        finite step losses), ``loss_drop`` (relative), ``up_share`` (share of loss windows
-        rising > 10%), ``non_finite_steps``, ``failing`` (bool), per-layer medians
-        (``grad``, ``dead``, ``saturated``, ``update``) and ``grad_ratio`` (first/head).
-    """
-    ctx = health.context
-    classes = ctx.get("num_classes") or ctx.get("out_features") or 2
-    classes = max(int(classes), 2)
-    loss_name = ctx.get("loss") or "cross_entropy"
-    chance_loss = math.log(2) if loss_name == "bce" else math.log(classes)
-    chance_acc = 1.0 / classes
-    losses = [v for v in health.losses if _finite(v)]
-    non_finite = sum(1 for v in health.losses if not _finite(v))
-    non_finite += sum(1 for p in health.probes if p.get("grads_finite") is False)
-    non_finite = max(non_finite, int(ctx.get("skipped_steps") or 0))
-    n = len(losses)
-    k = max(1, n // 5)
-    loss_start = _median(losses[:k]) if losses else None
-    loss_end = _median(losses[-k:]) if losses else None
-    drop = (loss_start - loss_end) / abs(loss_start) if loss_start else 0.0
-    windows = (
-        [
-            statistics.fmean(losses[i * n // LOSS_WINDOWS : (i + 1) * n // LOSS_WINDOWS])
-            for i in range(LOSS_WINDOWS)
-        ]
-        if n >= 2 * LOSS_WINDOWS
-        else []
-    )
-    ups = sum(1 for a, b in zip(windows, windows[1:]) if b > a * 1.1 + 1e-12)
-    up_share = ups / (len(windows) - 1) if len(windows) > 1 else 0.0
-    last = health.epochs[-1] if health.epochs else {}
-    acc = last.get("val_accuracy", last.get("train_accuracy"))
-    failing = False
-    if _finite(acc):
-        failing = acc < chance_acc + FAIL_GAP_SHARE * (1 - chance_acc)
-    if _finite(loss_end) and loss_end > FAIL_LOSS_SHARE * chance_loss:
-        failing = True
-    if not losses:
-        failing = True
-    names = health.layer_names
-    per = {
-        name: {
-            "grad": _layer_median(health, name, "grad_norm"),
-            "zero": _layer_median(health, name, "grad_zero_share"),
-            "dead": _layer_median(health, name, "dead_share", skip_first=True),
-            "saturated": _layer_median(health, name, "saturated_share"),
-            "update": _layer_median(health, name, "update_ratio", skip_first=True),
-        }
-        for name in names
-    }
-    ratio = None
-    if len(names) >= 2:
-        g_first, g_head = per[names[0]]["grad"], per[names[-1]]["grad"]
-        if g_first is not None and g_head:
-            ratio = g_first / g_head
-    first_probe = health.probes[0] if health.probes else {}
-    spreads = {
-        name: first_probe.get("layers", {}).get(name, {}).get("unit_spread") for name in names
-    }
-    inp = first_probe.get("input") or {}
-    return {
-        "chance_loss": chance_loss, "chance_acc": chance_acc, "acc": acc,
-        "loss_start": loss_start, "loss_end": loss_end, "loss_drop": drop,
-        "up_share": up_share, "non_finite_steps": non_finite, "failing": failing,
-        "layers": per, "grad_ratio": ratio, "spread": spreads,
-        "input_scale": max(inp.get("std", 0.0) or 0.0, inp.get("abs_mean", 0.0) or 0.0),
-        "global_grad": _median([p.get("grad_norm") for p in health.probes]),
-        "steps": len(health.losses),
-    }  # fmt: skip
+def _layer_activation(health: Health, layer: dict[str, Any]) -> str | None:
+    """The module-based activation name, else the one the probes inferred most often."""
+    if layer.get("activation"):
+        return layer["activation"]
+    seen = [p.get("layers", {}).get(layer["name"], {}).get("act_kind") for p in health.probes]
+    seen = [s for s in seen if s]
+    return max(set(seen), key=seen.count) if seen else None
 
 
 def _ratios(health: Health) -> list[float]:
@@ -123,6 +188,159 @@ def _ratios(health: Health) -> list[float]:
         lay = rec.get("layers", {})
         g0 = lay.get(names[0], {}).get("grad_norm")
         gh = lay.get(names[-1], {}).get("grad_norm")
-        if _finite(g0) and _finite(gh) and gh > 0:
+        if finite(g0) and finite(gh) and gh > 0:
             out.append(g0 / gh)
     return out
+
+
+def _losses(health: Health) -> dict[str, Any]:
+    losses = [v for v in health.losses if finite(v)]
+    n = len(losses)
+    k = max(1, n // 5)
+    start = _median(losses[:k]) if losses else None
+    end = _median(losses[-k:]) if losses else None
+    drop = (start - end) / abs(start) if start and end is not None else 0.0
+    windows = (
+        [
+            statistics.fmean(losses[i * n // LOSS_WINDOWS : (i + 1) * n // LOSS_WINDOWS])
+            for i in range(LOSS_WINDOWS)
+        ]
+        if n >= 2 * LOSS_WINDOWS
+        else []
+    )
+    ups = sum(1 for a, b in zip(windows, windows[1:]) if b > a * 1.1 + 1e-12)
+    up_share = ups / (len(windows) - 1) if len(windows) > 1 else 0.0
+    return {"loss_start": start, "loss_end": end, "loss_drop": drop, "up_share": up_share}
+
+
+def signals(health: Health) -> Signals:
+    """Reduce a run's health record to the :class:`Signals` the rules use.
+
+    Args:
+        health: the record of one run.
+
+    Returns:
+        One frozen :class:`Signals`.
+    """
+    ctx = health.context
+    out_features = ctx.get("out_features")
+    classes = max(int(ctx.get("num_classes") or out_features or 2), 2)
+    loss_name = ctx.get("loss") or "cross_entropy"
+    chance_loss = math.log(2) if loss_name == "bce" else math.log(classes)
+    chance_acc = 1.0 / classes
+    lo = _losses(health)
+    non_finite = sum(1 for v in health.losses if not finite(v))
+    non_finite += sum(1 for p in health.probes if p.get("grads_finite") is False)
+    non_finite = max(non_finite, int(ctx.get("skipped_steps") or 0))
+    last = health.epochs[-1] if health.epochs else {}
+    acc = last.get("val_accuracy", last.get("train_accuracy"))
+    bar = chance_acc + FAIL_GAP_SHARE * (1 - chance_acc)
+    failing = isinstance(acc, int | float) and finite(acc) and acc < bar
+    if (finite(lo["loss_end"]) and lo["loss_end"] > FAIL_LOSS_SHARE * chance_loss) or not any(
+        finite(v) for v in health.losses
+    ):
+        failing = True
+    names = health.layer_names
+    first_probe = health.probes[0] if health.probes else {}
+    per = {
+        layer["name"]: LayerSignals(
+            grad=_layer_median(health, layer["name"], "grad_norm"),
+            zero=_layer_median(health, layer["name"], "grad_zero_share"),
+            dead=_layer_median(health, layer["name"], "dead_share", skip_first=True),
+            saturated=_layer_median(health, layer["name"], "saturated_share"),
+            update=_layer_median(health, layer["name"], "update_ratio", skip_first=True),
+            spread=first_probe.get("layers", {}).get(layer["name"], {}).get("unit_spread"),
+            fan_out=int(layer.get("fan_out") or 0),
+            activation=_layer_activation(health, layer),
+            bias=first_probe.get("layers", {}).get(layer["name"], {}).get("bias_mean"),
+        )
+        for layer in health.layers
+    }
+    ratio = None
+    if len(names) >= 2:
+        g_first, g_head = per[names[0]].grad, per[names[-1]].grad
+        if g_first is not None and g_head:
+            ratio = g_first / g_head
+    ratios = _ratios(health)
+    updates = [
+        v.get("update_ratio")
+        for r in health.probes
+        for v in r.get("layers", {}).values()
+        if finite(v.get("update_ratio"))
+    ]
+    inp = first_probe.get("input") or {}
+    bad_layers = tuple(
+        n
+        for n in names
+        if any(
+            not finite(r.get("layers", {}).get(n, {}).get("grad_norm"))
+            for r in health.probes
+            if r.get("layers", {}).get(n, {}).get("grad_norm") is not None
+        )
+    )
+    return Signals(
+        task=ctx.get("task"),
+        loss=loss_name,
+        num_classes=ctx.get("num_classes"),
+        out_features=out_features,
+        output_activation=ctx.get("output_activation") or _probed_head(health),
+        chance_loss=chance_loss,
+        chance_acc=chance_acc,
+        acc=acc,
+        steps=len(health.losses),
+        non_finite_steps=non_finite,
+        first_non_finite_step=next((i for i, v in enumerate(health.losses) if not finite(v)), None),
+        non_finite_layers=bad_layers,
+        failing=bool(failing),
+        layer_names=tuple(names),
+        layers=per,
+        grad_ratio=ratio,
+        max_grad_ratio=max(ratios) if ratios else None,
+        global_grad=_median([p.get("grad_norm") for p in health.probes]),
+        peak_update=max(updates) if updates else None,
+        input_scale=max(inp.get("std", 0.0) or 0.0, inp.get("abs_mean", 0.0) or 0.0),
+        epochs=tuple(health.epochs),
+        **lo,
+    )
+
+
+def _probed_head(health: Health) -> str | None:
+    """The output activation the probes inferred from the model's output, most often seen."""
+    seen = [p.get("output_activation") for p in health.probes if p.get("output_activation")]
+    return max(set(seen), key=seen.count) if seen else None
+
+
+def summarize(health: Health) -> dict[str, Any]:
+    """The :class:`Signals` of ``health`` as a plain dict (kept for reports and old callers).
+
+    Returns:
+        A dict with ``chance_loss``, ``chance_acc``, ``acc``, ``loss_start``, ``loss_end``,
+        ``loss_drop``, ``up_share``, ``non_finite_steps``, ``failing``, per-layer medians
+        under ``layers`` and ``grad_ratio`` (first/head) among others.
+    """
+    s = signals(health)
+    d = asdict(s)
+    d["global_grad"] = s.global_grad
+    return d
+
+
+def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(epochs) < 4 or not all(
+        finite(e.get("val_loss")) and finite(e.get("train_loss")) for e in epochs
+    ):
+        return {}
+    vl: list[float] = [e["val_loss"] for e in epochs]
+    tl: list[float] = [e["train_loss"] for e in epochs]
+    best = min(range(len(vl)), key=vl.__getitem__)
+    if best > len(vl) - 3 or vl[-1] < vl[best] * (1 + OVERFIT_RISE) or tl[-1] >= tl[best]:
+        return {}
+    gap = (epochs[-1].get("train_accuracy") or 0.0) - (epochs[-1].get("val_accuracy") or 0.0)
+    if gap < OVERFIT_GAP:
+        return {}
+    return {
+        "best_val_epoch": best + 1,
+        "val_loss_best": vl[best],
+        "val_loss_end": vl[-1],
+        "train_loss_end": tl[-1],
+        "accuracy_gap": gap,
+    }
