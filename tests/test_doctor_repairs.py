@@ -9,7 +9,7 @@ from torch import nn
 
 from trainwell.config import apply_patch, validate
 from trainwell.doctor import REPAIRS
-from trainwell.optim.schedules import with_total_steps
+from trainwell.optim.schedules import with_base_lr, with_total_steps
 from trainwell.runner import build_run
 
 BROKEN = {
@@ -123,8 +123,10 @@ def test_schedule_action_is_the_patched_one_cycle():
     # The drift this replaces: the action returned a plateau while the patch chose 1cycle.
     patched, live, kwargs = _both("add_schedule")
     total = patched.trainer.epochs * -(-len(patched.data.train) // 32)
-    mine = with_total_steps(kwargs["schedule"], total)
-    theirs = patched.trainer.schedule
+    lr = live.optimizer.param_groups[0]["lr"]
+    assert lr == patched.optimizer.param_groups[0]["lr"]
+    mine = with_base_lr(with_total_steps(kwargs["schedule"], total), lr)
+    theirs = with_base_lr(with_total_steps(patched.trainer.schedule, total), lr)
     assert type(mine) is type(theirs) and type(mine).__name__ == "OneCycle"
     assert [mine(t) for t in range(total)] == [theirs(t) for t in range(total)]
 

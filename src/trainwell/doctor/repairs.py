@@ -16,7 +16,7 @@ Findings name their repairs in rank order (see :mod:`trainwell.doctor.rules`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,7 @@ class Repair:
         changes: config field → value (or ``Current -> value``), in order.
         needed: ``Current -> bool`` from a config's settings; False makes the patch None.
         python_only: no config field expresses it (the patch is always None).
+        reads: further config fields ``needed`` looks at (beside those it changes).
     """
 
     name: str
@@ -86,6 +87,7 @@ class Repair:
     changes: Mapping[str, Value] = field(default_factory=dict)
     needed: Callable[[Current], bool] = lambda cur: True
     python_only: bool = False
+    reads: tuple[str, ...] = ()
 
     def values(self, cur: Current) -> dict[str, Any]:
         """The changes with every value resolved against ``cur``."""
@@ -95,7 +97,7 @@ class Repair:
         """Dotted-key changes to a config, or None when it does not apply to it."""
         if self.python_only:
             return None
-        cur = _from_config(config, self.changes)
+        cur = _from_config(config, [*self.changes, *self.reads])
         return self.values(cur) if self.needed(cur) else None
 
     def apply(
@@ -132,8 +134,8 @@ def _get(config: Any, dotted: str) -> Any:
     return obj
 
 
-def _from_config(config: Any, changes: Mapping[str, Any]) -> Current:
-    settings = {k: _get(config, k) for k in changes}
+def _from_config(config: Any, fields: Sequence[str]) -> Current:
+    settings = {k: _get(config, k) for k in fields}
     optim = config.optim
     return Current(optim.lr, optim.name in _ADAPTIVE, config.model.activation, settings)
 
@@ -162,8 +164,7 @@ def _replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
 def _set_lr(model, optimizer, value, values, gen) -> None:
     if "optim.name" in values:
         return None  # a new optimizer takes the rate (see _new_optimizer)
-    for group in optimizer.param_groups:
-        group["lr"] = value
+    tw_optim.schedules.set_base_lr(optimizer, value)  # apply() derives each step's lr from it
     return None
 
 
@@ -232,7 +233,8 @@ FIELD_ACTIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
         "clip": tw_optim.clip.build(v, vs.get("optim.clip.threshold"))
     },
     "schedule.name": lambda m, o, v, vs, g: {
-        "schedule": tw_optim.schedules.build(v, max_lr=o.param_groups[0]["lr"])
+        # the peak is the optimizer's base lr, as in a config run (schedules.apply fills it)
+        "schedule": tw_optim.schedules.build(v, lr_from_optimizer=True)
     },
     "schedule.plateau": lambda m, o, v, vs, g: {"plateau": tw_optim.schedules.Performance(**v)},
     "regularization.l2": lambda m, o, v, vs, g: {"penalty": tw_optim.penalties.Penalty(l2=v)},
@@ -319,7 +321,10 @@ REPAIRS: dict[str, Repair] = {
             "add_plateau",
             f"halve the learning rate after {PLATEAU['patience']} epochs without progress",
             {"schedule.plateau": PLATEAU},
-            needed=lambda c: c.settings["schedule.plateau"] is None,
+            # schedule.name = "performance" already is the plateau controller
+            needed=lambda c: c.settings["schedule.plateau"] is None
+            and c.settings["schedule.name"] != "performance",
+            reads=("schedule.name",),
         ),
         Repair(
             "add_l2",

@@ -17,6 +17,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from ..errors import UserError
 from ._checks import _ArgError, _int, _num
 from .plateau import Performance
@@ -42,6 +44,7 @@ __all__ = [
     "check_total_steps",
     "with_total_steps",
     "with_base_lr",
+    "set_base_lr",
     "needs_base_lr",
     "split_plateau",
     "SCHEDULES",
@@ -299,3 +302,16 @@ def build(name: str, *, lr_from_optimizer: bool = False, **kw: Any) -> Any:
         raise UserError(f"schedule.{e.arg}: {e}") from None
     except (TypeError, ValueError) as e:
         raise UserError(f"schedule: {name}: {e}") from None
+
+
+def set_base_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's base learning rate, as ``optim.lr`` does for a config run.
+
+    The base is what :func:`apply` multiplies by the schedule and ``lr_scale``; the group's
+    current ``lr`` becomes ``lr · lr_scale`` at once, so a loop without a schedule sees it
+    too. Discriminative ratios (``lr_scale``) are kept.
+    """
+    _num("set_base_lr", "lr", lr, strict=False)
+    for group in optimizer.param_groups:
+        group["base_lr"] = float(lr)
+        group["lr"] = float(lr) * group.get("lr_scale", 1.0)
