@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import trainwell.nn as twnn
+from trainwell.cli.runner import build_run
 from trainwell.config import load_config
 from trainwell.optim import OPTIMIZERS
 from trainwell.optim.clip import grad_norm
 from trainwell.optim.penalties import Penalty
-from trainwell.runner import build_run
 from trainwell.train.callbacks import Callback
 
 BASE = [

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from trainwell import transfer
+from trainwell.cli import transfer as command
 from trainwell.errors import UserError
-from trainwell.transfer import command
 
 CONFIG = """
 name = "tiny"
@@ -44,8 +44,8 @@ def test_settings_come_from_defaults_then_config_then_flags():
 
 
 def test_pretrain_command_writes_a_run_that_transfer_from_reuses(tmp_path, capsys):
+    from trainwell.cli.runner import build_run
     from trainwell.config import load_config
-    from trainwell.runner import build_run
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(CONFIG)

@@ -4,8 +4,9 @@
   ``health.jsonl``), :func:`watch` (a user's own loop);
 - decide: :func:`diagnose_health` (pure rules, thresholds in :data:`THRESHOLDS`) →
   :class:`Finding` objects of the kinds in :data:`KINDS`;
-- act: :data:`REPAIRS` (each a Python action and a config patch), :func:`diagnose` and
-  :func:`repair` over a config, :func:`write_report` for ``report.html``.
+- act: :data:`REPAIRS` (each a Python action and a config patch), :func:`write_report`
+  for ``report.html``. The diagnose/repair loop over a config lives in the front,
+  :mod:`trainwell.cli.repair_loop`.
 
 Example:
     >>> with tw.doctor.watch(model, num_classes=10) as w:
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 from .callback import DEFAULT_EVERY, DoctorCallback
 from .findings import KINDS, Finding, Health
-from .loop import DoctorResult, Trial, diagnose, repair
 from .probes import LayerInfo, Probe, describe_layers, probe_schedule
 from .repairs import REPAIRS, Repair, RollbackGuard
 from .report import render_report, write_report
@@ -30,7 +30,6 @@ __all__ = [
     "KINDS",
     "THRESHOLDS",
     "DoctorCallback",
-    "DoctorResult",
     "Finding",
     "Health",
     "LayerInfo",
@@ -38,14 +37,11 @@ __all__ = [
     "REPAIRS",
     "Repair",
     "RollbackGuard",
-    "Trial",
     "Watcher",
     "describe_layers",
-    "diagnose",
     "diagnose_health",
     "probe_schedule",
     "render_report",
-    "repair",
     "summarize",
     "watch",
     "write_report",

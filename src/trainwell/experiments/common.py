@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cli.experiments import add_arguments, cli, run_command, seed_list  # re-exported
 from ..config import Config, apply_patch, load_config
 from ..train.checkpoint import atomic_write_text
-from .cli import add_arguments, cli, run_command, seed_list  # re-exported
 from .plots import plot_curves, pyplot, save_figure  # re-exported: experiments use common.*
 
 __all__ = [
@@ -101,7 +101,7 @@ def fit_one(
         where the split metrics are evaluated after training in eval mode (no dropout) and
         ``curves`` maps each of :data:`CURVE_KEYS` to its per-epoch list.
     """
-    from ..runner import build_run  # imported lazily: keeps `--help` fast
+    from ..cli.runner import build_run  # imported lazily: keeps `--help` fast
 
     built = build_run(config, data=data, progress=False)
     init = measure_init(built) if measure_init is not None else {}
@@ -229,7 +229,7 @@ def run_variants(
     """
     import torch
 
-    from ..runner import build_data
+    from ..cli.runner import build_data
 
     threads = torch.get_num_threads()  # build_run applies train.threads process-wide
     try:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         UserError: bad config, arguments or case list (the CLI turns it into exit code 2).
     """
     from ..config import load_config
-    from .loop import diagnose, repair
+    from .repair_loop import diagnose, repair
 
     if args.max_trials < 0:
         raise UserError(f"--max-trials: must be >= 0, got {args.max_trials}")
@@ -200,7 +200,7 @@ def run_cases(
         0 when every case is detected right, no healthy control is flagged, and at least
         90% of broken cases end within 2 points of their reference; 1 otherwise.
     """
-    from .loop import diagnose, repair
+    from .repair_loop import diagnose, repair
 
     cases = [c for c in load_cases(folder) if c.get("fast") or not fast]
     rows = []
@@ -252,7 +252,7 @@ def report_command(args: argparse.Namespace) -> int:
     Raises:
         UserError: RUN_DIR is not a folder or has no health.jsonl.
     """
-    from .report import write_report
+    from ..doctor.report import write_report
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():

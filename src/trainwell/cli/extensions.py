@@ -48,7 +48,7 @@ def _register_module(module_name: str) -> Callable:
 
 
 REGISTRARS: list[Callable] = [
-    _register_module("trainwell.doctor.command"),
-    _register_module("trainwell.transfer.command"),
+    _register_module("trainwell.cli.doctor"),
+    _register_module("trainwell.cli.transfer"),
     _register_experiments,
 ]

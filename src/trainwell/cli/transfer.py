@@ -128,9 +128,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
         UserError: bad config, settings, or a model without MLP hidden blocks.
     """
     from ..config import load_config, to_toml
-    from ..runner import build_data, build_model, prepare_run_dir
     from ..train.checkpoint import atomic_write_text, save_checkpoint
-    from .pretrain import pretrain_layerwise, pretrain_stacked
+    from ..transfer.pretrain import pretrain_layerwise, pretrain_stacked
+    from .runner import build_data, build_model, prepare_run_dir
 
     started = time.perf_counter()
     config = load_config(args.config, args.overrides)

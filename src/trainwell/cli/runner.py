@@ -23,14 +23,14 @@ from typing import Any
 
 import torch
 
-from . import data as tw_data
-from . import nn as tw_nn
-from . import optim as tw_optim
-from .config import Config, to_toml
-from .data.dataset import Dataset, Split, select_classes
-from .errors import UserError
-from .train import Callback, Trainer
-from .train.checkpoint import atomic_write_text
+from .. import data as tw_data
+from .. import nn as tw_nn
+from .. import optim as tw_optim
+from ..config import Config, to_toml
+from ..data.dataset import Dataset, Split, select_classes
+from ..errors import UserError
+from ..train import Callback, Trainer
+from ..train.checkpoint import atomic_write_text
 
 __all__ = ["Run", "RunResult", "build_data", "build_model", "build_optimizer", "build_run",
            "run", "prepare_run_dir"]
@@ -178,8 +178,8 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
     model = build_model(config, data)
     transfer_callbacks: list[Callback] = []
     if config.transfer.from_ is not None:
-        from .transfer import apply_transfer  # the transfer layer sits above train
-        from .transfer import transfer_callbacks as make_transfer_callbacks
+        from ..transfer import apply_transfer  # the transfer layer sits above train
+        from ..transfer import transfer_callbacks as make_transfer_callbacks
         model = apply_transfer(config, model, data)
         transfer_callbacks = make_transfer_callbacks(config)
     optimizer = build_optimizer(config, model.parameters())
@@ -238,7 +238,7 @@ def versions() -> dict[str, str]:
     """Versions that decide whether two runs can be bit-identical."""
     import numpy
 
-    from . import __version__
+    from .. import __version__
     return {"trainwell": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version()}
 

@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..doctor.callback import DoctorCallback
+from ..doctor.findings import Finding
+from ..doctor.repairs import REPAIRS
 from ..train.checkpoint import atomic_write_text
-from .callback import DoctorCallback
-from .findings import Finding
-from .repairs import REPAIRS
 
 __all__ = ["MIN_GAIN", "DoctorResult", "Trial", "diagnose", "diagnostic_epochs", "repair"]
 
@@ -136,7 +136,7 @@ def _session(config) -> _Session:
     run as ``trainwell train`` on the config (each epoch's shuffling is seeded by the seed
     and the epoch), so the reported "after" is what rerunning repaired.toml gives.
     """
-    from ..runner import build_data, build_run
+    from .runner import build_data, build_run
 
     data = build_data(config)
     steps = diagnostic_epochs(config) * -(-len(data.train) // config.train.batch_size)
@@ -191,7 +191,7 @@ def diagnose(config, *, out_dir: str | Path | None = None) -> DoctorResult:
 
 def _save_run(folder: Path, session: _Session, findings: list[Finding]) -> None:
     from ..config import to_toml
-    from .report import write_report
+    from ..doctor.report import write_report
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.toml", to_toml(session.config))
@@ -274,8 +274,8 @@ def repair(
 def _write(result: DoctorResult, out_dir: str | Path | None, config) -> None:
     if out_dir is None:
         return
-    from .findings import Health
-    from .report import write_report
+    from ..doctor.findings import Health
+    from ..doctor.report import write_report
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

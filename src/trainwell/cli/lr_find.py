@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from .config import load_config
-from .optim.lr_find import lr_find, plot
+from ..config import load_config
+from ..optim.lr_find import lr_find, plot
+from ..train.checkpoint import atomic_write_text
+from ..train.losses import resolve_loss
 from .runner import build_run
-from .train.checkpoint import atomic_write_text
-from .train.losses import resolve_loss
 
 __all__ = ["run_lr_find"]
 
