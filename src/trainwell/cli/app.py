@@ -88,7 +88,7 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``trainwell`` command (subcommands registered here)."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = _Parser(prog="trainwell", description="Train deep neural networks well.")
     parser.add_argument("--version", action="version", version=f"trainwell {__version__}")

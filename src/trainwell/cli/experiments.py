@@ -1,116 +1,151 @@
-"""Command-line helpers of the playbook experiments: ``--seeds``, ``--quick``, ``--out``.
+"""``trainwell experiment NAME``: the playbook experiments on the command line.
 
-Each experiment module ends with ``add_arguments, run_command = cli(NAME, run, seeds)``;
-``trainwell experiment NAME`` calls that pair. :mod:`trainwell.experiments.common`
-re-exports every name here.
+Each experiment is one row of :data:`EXPERIMENTS` (its ``run`` function, help line, default
+``--seeds`` and whether it takes ``--threads``); adding one is one row. The experiments that
+compare config variants get :class:`ConfigBuild`, which turns their patches into runs
+through the runner, so the experiments layer itself never reads a config.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
+import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..config import Config, apply_patch, load_config
+from ..data.dataset import Dataset
+from ..experiments import (
+    activations,
+    optimizers,
+    pretraining,
+    regularization,
+    schedules,
+    transfer,
+    vanishing,
+)
+from ..experiments.common import seed_list
+from .runner import Run, build_data, build_run
 
-__all__ = ["seed_list", "add_arguments", "run_command", "cli"]
+__all__ = ["EXPERIMENTS", "ConfigBuild", "Experiment", "add_arguments", "register",
+           "run_command"]
 
 
-def seed_list(seeds: int | Sequence[int]) -> list[int]:
-    """``seeds`` as a list: a count ``n`` means seeds ``0 .. n-1``.
+class ConfigBuild:
+    """The experiments' ``build(base, patch)`` over configs: the built-in default config,
+    then ``base``, then ``patch`` (dotted keys), built by :func:`~trainwell.cli.runner.build_run`.
 
-    Raises:
-        UserError: ``"--seeds: need at least 1 seed, got 0"``.
+    The data of a (data section, seed) pair are loaded once per instance and shared by
+    every variant, so variants differ only in what their patch changes.
     """
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise UserError(f"--seeds: need at least 1 seed, got {seeds}; use --seeds 3")
-        return list(range(seeds))
-    out = [int(s) for s in seeds]
-    if not out:
-        raise UserError("--seeds: need at least 1 seed; use --seeds 3")
-    return out
+
+    def __init__(self) -> None:
+        self._data: dict[str, Dataset] = {}
+
+    def config(self, base: Mapping[str, Any], patch: Mapping[str, Any]) -> Config:
+        """The validated config of ``(base, patch)``."""
+        return apply_patch(apply_patch(load_config(None), base), patch)
+
+    def __call__(self, base: Mapping[str, Any], patch: Mapping[str, Any]) -> Run:
+        config = self.config(base, patch)
+        key = json.dumps([config.data.model_dump(mode="json"), config.seed], sort_keys=True)
+        if key not in self._data:
+            self._data[key] = build_data(config)
+        return build_run(config, data=self._data[key], progress=False)
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser, default_seeds: int, threads: bool = False
-) -> None:
-    """Add ``--seeds N``, ``--quick``, ``--out DIR`` (and ``--threads N``) to a parser.
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
 
-    Args:
-        parser: the experiment's parser.
+
+@dataclass(frozen=True)
+class Experiment:
+    """One ``trainwell experiment`` subcommand.
+
+    Attributes:
+        call: runs it from ``(out, seeds, quick, threads)`` and returns its rows.
+        help: the one-line help.
         default_seeds: the default of ``--seeds``.
-        threads: also add ``--threads`` (torch threads while it runs, default 1).
+        threads: whether it offers ``--threads`` (torch threads while it runs).
     """
-    parser.add_argument(
-        "--seeds",
-        type=int,
-        default=default_seeds,
-        help=f"seeds per variant (default {default_seeds})",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="tiny budget for a smoke test (numbers are not meaningful)",
-    )
+
+    call: Callable[[Path, list[int], bool, int | None], list[dict[str, Any]]]
+    help: str
+    default_seeds: int
+    threads: bool = False
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "optimizers": Experiment(
+        lambda out, seeds, quick, _: optimizers.run(
+            out, seeds=seeds, quick=quick, log=_log, build=ConfigBuild()),
+        "every optimizer on one MNIST-1D MLP", optimizers.DEFAULT_SEEDS),
+    "schedules": Experiment(
+        lambda out, seeds, quick, _: schedules.run(
+            out, seeds=seeds, quick=quick, log=_log, build=ConfigBuild()),
+        "LR schedules at the same epoch budget", schedules.DEFAULT_SEEDS),
+    "regularization": Experiment(
+        lambda out, seeds, quick, _: regularization.run(
+            out, seeds=seeds, quick=quick, log=_log, build=ConfigBuild()),
+        "none vs L2 vs dropout vs max-norm", regularization.DEFAULT_SEEDS),
+    "activations": Experiment(
+        lambda out, seeds, quick, _: activations.run(
+            out, seeds=seeds, quick=quick, log=_log, build=ConfigBuild()),
+        "ReLU family in a deep MLP, dead units", activations.DEFAULT_SEEDS),
+    "transfer": Experiment(
+        lambda out, seeds, quick, threads: transfer.run(
+            out, seeds=seeds, quick=quick, threads=threads),
+        "reuse MNIST-1D 0–7 layers for 8 vs 9", 10, threads=True),
+    "pretraining": Experiment(
+        lambda out, seeds, quick, threads: pretraining.run(
+            out, seeds=seeds, quick=quick, threads=threads),
+        "autoencoder pretraining, few labels", 5, threads=True),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """Add ``--seeds N``, ``--quick``, ``--out DIR`` (and ``--threads N``) for experiment ``name``."""
+    spec = EXPERIMENTS[name]
+    parser.add_argument("--seeds", type=int, default=spec.default_seeds,
+                        help=f"seeds per variant (default {spec.default_seeds})")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny budget for a smoke test (numbers are not meaningful)")
     parser.add_argument("--out", default=None, help="output folder (default runs/experiments/NAME)")
-    if threads:
-        parser.add_argument(
-            "--threads",
-            type=int,
-            default=1,
-            help="torch threads while it runs (1 is fastest for these small models)",
-        )
+    if spec.threads:
+        parser.add_argument("--threads", type=int, default=1,
+                            help="torch threads while it runs (1 is fastest for these small models)")
 
 
-def run_command(
-    name: str, run: Callable[..., list[dict[str, Any]]], args: argparse.Namespace
-) -> int:
-    """Run an experiment from parsed CLI arguments and print its table; returns 0.
-
-    ``run(out, seeds=, quick=)`` also gets ``log`` (progress to stderr) and ``threads``
-    (from ``--threads``) when it takes them.
+def run_command(name: str, args: argparse.Namespace) -> int:
+    """Run experiment ``name`` from parsed arguments and print its table; returns 0.
 
     Raises:
         UserError: ``--seeds`` below 1.
     """
+    spec = EXPERIMENTS[name]
     seeds = seed_list(args.seeds)
     out = Path(args.out) if args.out else Path("runs") / "experiments" / name
-    takes = inspect.signature(run).parameters
-    options: dict[str, Any] = {}
-    if "log" in takes:
-        options["log"] = lambda s: print(s, file=sys.stderr)
-    if "threads" in takes and hasattr(args, "threads"):
-        options["threads"] = args.threads
-    run(out, seeds=seeds, quick=args.quick, **options)
+    spec.call(out, seeds, args.quick, args.threads if spec.threads else None)
     sys.stdout.write((out / "table.md").read_text(encoding="utf-8"))
     print(f"wrote {out}/table.md, results.json and plots")
     return 0
 
 
-def cli(
-    name: str, run: Callable[..., list[dict[str, Any]]], default_seeds: int, threads: bool = False
-) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
-    """An experiment module's ``(add_arguments, run_command)`` pair for ``trainwell experiment``.
-
-    Args:
-        name: the experiment's name (default output folder ``runs/experiments/<name>``).
-        run: its ``run(out_dir, seeds=, quick=, ...)``.
-        default_seeds: default of ``--seeds``.
-        threads: add ``--threads`` (see :func:`add_arguments`).
-    """
-
-    def add_arguments_(parser: argparse.ArgumentParser) -> None:
-        add_arguments(parser, default_seeds, threads)
-
-    def run_command_(args: argparse.Namespace) -> int:
-        return run_command(name, run, args)
-
-    add_arguments_.__name__ = add_arguments_.__qualname__ = "add_arguments"
-    add_arguments_.__doc__ = f"Add ``--seeds``, ``--quick``, ``--out`` to ``experiment {name}``."
-    run_command_.__name__ = run_command_.__qualname__ = "run_command"
-    run_command_.__doc__ = "Run from parsed CLI arguments, print the table; returns the exit code."
-    return add_arguments_, run_command_
+def register(subparsers: Any) -> None:
+    """Add ``trainwell experiment NAME`` with one subcommand per experiment."""
+    p = subparsers.add_parser("experiment", help="reproduce a playbook claim: table + plots")
+    esub = p.add_subparsers(dest="experiment", metavar="NAME", parser_class=type(p))
+    order = ["optimizers", "schedules", "regularization", "activations", "vanishing",
+             "transfer", "pretraining"]  # the order `trainwell experiment --help` lists
+    for name in order:
+        if name == "vanishing":  # its own flags (depth, width, source, ...)
+            ep = esub.add_parser(name, help="50-layer nets: gradients across depth")
+            vanishing.add_arguments(ep)
+            ep.set_defaults(func=vanishing.run_command)
+            continue
+        ep = esub.add_parser(name, help=EXPERIMENTS[name].help)
+        add_arguments(ep, name)
+        ep.set_defaults(func=lambda args, name=name: run_command(name, args))

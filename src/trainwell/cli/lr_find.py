@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from ..config import load_config
-from ..optim.lr_find import lr_find, plot
 from ..train.checkpoint import atomic_write_text
 from ..train.losses import resolve_loss
+from ..train.lr_find import lr_find, plot
 from .runner import build_run
 
 __all__ = ["run_lr_find"]

@@ -238,7 +238,7 @@ def versions() -> dict[str, str]:
     """Versions that decide whether two runs can be bit-identical."""
     import numpy
 
-    from .. import __version__
+    from .._version import __version__
     return {"trainwell": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version()}
 

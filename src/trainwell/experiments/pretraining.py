@@ -33,7 +33,7 @@ from . import common
 from .common import seed_list, torch_threads
 from .transfer import markdown_table
 
-__all__ = ["Budget", "DEFAULT_BUDGET", "QUICK_BUDGET", "run", "add_arguments", "run_command"]
+__all__ = ["Budget", "DEFAULT_BUDGET", "QUICK_BUDGET", "run"]
 
 NAME = "pretraining"
 METHODS = ("scratch", "layer-wise pretrained", "stacked pretrained")
@@ -255,6 +255,3 @@ def run(
         f"MNIST-1D, {len(seeds)} seeds: scratch vs autoencoder pretraining",
     )
     return rows
-
-
-add_arguments, run_command = common.cli(NAME, run, 5, threads=True)

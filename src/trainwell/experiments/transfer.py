@@ -37,8 +37,6 @@ __all__ = [
     "DEFAULT_BUDGET",
     "QUICK_BUDGET",
     "run",
-    "add_arguments",
-    "run_command",
     "markdown_table",
     "seed_list",
     "summarize",
@@ -271,6 +269,3 @@ def run(
         f"MNIST-1D 8 vs 9 from {budget.n_labelled} labels, {len(seeds)} seeds",
     )
     return rows
-
-
-add_arguments, run_command = common.cli(NAME, run, 10, threads=True)
