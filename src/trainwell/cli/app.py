@@ -17,7 +17,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .._version import __version__
+from ..config import load_config, to_toml
+from ..doctor import DoctorCallback
 from ..errors import UserError
+from .extensions import REGISTRARS
+from .lr_find import run_lr_find
+from .report_table import print_run_summary
+from .runner import run
 
 __all__ = ["main", "build_parser"]
 
@@ -39,10 +46,6 @@ def _add_config_args(p: argparse.ArgumentParser, config_required: bool = False) 
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from .report_table import print_run_summary
-    from .runner import run
-
     if args.resume is not None:
         run_dir = Path(args.resume)
         saved = run_dir / "config.toml"
@@ -57,7 +60,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, args.overrides)
         out = Path(args.out) if args.out else Path("runs") / config.name
-    from ..doctor import DoctorCallback  # every run records its gradient health + report
 
     doctor = DoctorCallback(report=True)
     result = run(config, out, progress=not args.quiet, resume=args.resume is not None,
@@ -74,21 +76,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
-    from ..config import load_config, to_toml
-
     sys.stdout.write(to_toml(load_config(args.config, args.overrides)))
     return 0
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
-    from .lr_find import run_lr_find
-
     return run_lr_find(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``trainwell`` command (subcommands registered here)."""
-    from .._version import __version__
 
     parser = _Parser(prog="trainwell", description="Train deep neural networks well.")
     parser.add_argument("--version", action="version", version=f"trainwell {__version__}")
@@ -120,7 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable]:
     """Subcommands contributed by upper layers (doctor, experiments, transfer)."""
-    from .extensions import REGISTRARS
 
     return list(REGISTRARS)
 

@@ -16,7 +16,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..config import apply_patch, load_config
+from ..doctor.report import write_report
 from ..errors import UserError
+from .repair_loop import diagnose, repair
 
 __all__ = [
     "add_arguments",
@@ -56,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         UserError: bad config, arguments or case list (the CLI turns it into exit code 2).
     """
-    from ..config import load_config
-    from .repair_loop import diagnose, repair
 
     if args.max_trials < 0:
         raise UserError(f"--max-trials: must be >= 0, got {args.max_trials}")
@@ -151,7 +152,6 @@ def load_cases(folder: Path) -> list[dict[str, Any]]:
 
 def _case_config(folder: Path, case: dict[str, Any]):
     """Load a case's config; a relative ``npz:``/``idx:`` path is taken from the cases folder."""
-    from ..config import apply_patch, load_config
 
     config = load_config(folder / case["config"])
     kind, sep, path = config.data.source.partition(":")
@@ -200,7 +200,6 @@ def run_cases(
         0 when every case is detected right, no healthy control is flagged, and at least
         90% of broken cases end within 2 points of their reference; 1 otherwise.
     """
-    from .repair_loop import diagnose, repair
 
     cases = [c for c in load_cases(folder) if c.get("fast") or not fast]
     rows = []
@@ -252,7 +251,6 @@ def report_command(args: argparse.Namespace) -> int:
     Raises:
         UserError: RUN_DIR is not a folder or has no health.jsonl.
     """
-    from ..doctor.report import write_report
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():

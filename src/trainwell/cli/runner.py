@@ -27,6 +27,7 @@ import torch
 from .. import data as tw_data
 from .. import nn as tw_nn
 from .. import optim as tw_optim
+from .._version import __version__
 from ..config import Config, to_toml
 from ..data.dataset import Dataset, Split, select_classes
 from ..errors import UserError
@@ -310,7 +311,6 @@ def versions() -> dict[str, str]:
     """Versions that decide whether two runs can be bit-identical."""
     import numpy
 
-    from .._version import __version__
     return {"trainwell": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version()}
 

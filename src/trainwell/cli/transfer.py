@@ -25,7 +25,11 @@ from typing import Any
 
 import torch
 
+from ..config import load_config, to_toml
 from ..errors import UserError
+from ..train.checkpoint import atomic_write_text, save_checkpoint
+from ..transfer.pretrain import pretrain_layerwise, pretrain_stacked
+from .runner import build_data, build_model, prepare_run_dir
 
 __all__ = [
     "PRETRAIN_DEFAULTS",
@@ -127,10 +131,6 @@ def run_pretrain(args: argparse.Namespace) -> int:
     Raises:
         UserError: bad config, settings, or a model without MLP hidden blocks.
     """
-    from ..config import load_config, to_toml
-    from ..train.checkpoint import atomic_write_text, save_checkpoint
-    from ..transfer.pretrain import pretrain_layerwise, pretrain_stacked
-    from .runner import build_data, build_model, prepare_run_dir
 
     started = time.perf_counter()
     config = load_config(args.config, args.overrides)

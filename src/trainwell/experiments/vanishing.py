@@ -19,6 +19,12 @@ from typing import Any
 
 import torch
 
+from .. import data as tw_data
+from .. import nn as tw_nn
+from .. import optim as tw_optim
+from ..doctor import DoctorCallback, describe_layers
+from ..errors import UserError
+from ..train import Trainer
 from ..train.checkpoint import atomic_write_text
 
 __all__ = ["SETUPS", "add_arguments", "first_step_grad_norms", "run", "run_command"]
@@ -40,7 +46,6 @@ def first_step_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tens
     Returns:
         ‖∂J/∂W_ℓ‖₂ for each Linear layer ℓ, input side first (no optimizer step taken).
     """
-    from ..doctor import describe_layers
 
     model.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -82,12 +87,6 @@ def run(
     Raises:
         UserError: seeds < 1, or bad names (from the builders).
     """
-    from .. import data as tw_data
-    from .. import nn as tw_nn
-    from .. import optim as tw_optim
-    from ..doctor import DoctorCallback
-    from ..errors import UserError
-    from ..train import Trainer
 
     if seeds < 1:
         raise UserError(f"--seeds: must be >= 1, got {seeds}")

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import optim as tw_optim
 from ..errors import UserError
 from ..nn.init import glorot_uniform
 
@@ -159,8 +160,6 @@ def _train_autoencoder(
     noise_level: float,
     gen: torch.Generator,
 ) -> list[float]:
-    from .. import optim as tw_optim
-
     opt = tw_optim.build(optimizer, params, lr=lr)
     for m in modules:
         m.train()
