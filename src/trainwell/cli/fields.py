@@ -18,8 +18,34 @@ __all__ = ["CONFIG_PATHS", "config_path", "config_section"]
 
 # (config section, argument name in the message) -> the config path to show instead.
 CONFIG_PATHS: dict[tuple[str, str], str] = {
+    # trainwell.nn builders, activations and initializers
+    **{("model", a): f"model.{a}" for a in (
+        "activation", "channels", "dropout", "hidden", "in_features", "in_shape", "init",
+        "kernel_size", "out_features", "pool")},
+    ("model", "tensor"): "model.init",  # fans(tensor): a layer the initializer cannot size
+    ("model", "mode"): "model.init",  # the He mode of an initializer
+    # trainwell.optim.build and the optimizer classes
+    **{("optim", a): f"optim.{a}" for a in (
+        "name", "lr", "momentum", "beta", "betas", "eps", "weight_decay", "convention")},
+    ("optim.clip", "kind"): "optim.clip.kind",
+    ("optim.clip", "threshold"): "optim.clip.threshold",
+    ("regularization", "l1"): "regularization.l1",
+    ("regularization", "l2"): "regularization.l2",
+    ("regularization", "max_value"): "regularization.max_norm",
+    # trainwell.data.load and its sources (options keep their short names: data.kind, ...)
+    **{("data", a): f"data.{a}" for a in (
+        "classes", "kind", "noise", "num_samples", "source", "task", "test_fraction",
+        "val_fraction")},
+    # trainwell.train.Trainer and its loss
+    ("train", "epochs"): "train.epochs",
+    ("train", "batch_size"): "train.batch_size",
+    ("train", "loss"): "train.loss",
+    ("train", "schedule_unit"): "schedule.unit",
+    # trainwell.transfer
     ("transfer", "source"): "transfer.from",
     ("transfer", "n_layers"): "transfer.n_layers",
+    ("pretrain", "noise"): "pretrain.noise",
+    ("pretrain", "noise_level"): "pretrain.noise_level",
 }
 
 
@@ -35,8 +61,9 @@ def config_path(section: str, message: str) -> str | None:
         :data:`CONFIG_PATHS`, else None.
     """
     name, sep, rest = message.partition(": ")
-    path = CONFIG_PATHS.get((section, name)) if sep else None
-    return None if path is None else f"{path}: {rest}"
+    base, bracket, index = name.partition("[")  # "betas[0]" → optim.betas[0]
+    path = CONFIG_PATHS.get((section, base)) if sep else None
+    return None if path is None else f"{path}{bracket}{index}: {rest}"
 
 
 @contextmanager

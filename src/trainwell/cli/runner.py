@@ -70,13 +70,11 @@ def build_data(config: Config) -> Dataset:
     options = dict(c.options)
     if c.num_samples is not None and c.source in ("mnist1d", "synthetic"):
         options.setdefault("num_samples", c.num_samples)
-    data = tw_data.load(c.source, seed=config.seed, val_fraction=c.val_fraction,
-                        standardize=c.standardize, download=c.download, **options)
-    if c.classes is not None:
-        try:
+    with config_section("data"):
+        data = tw_data.load(c.source, seed=config.seed, val_fraction=c.val_fraction,
+                            standardize=c.standardize, download=c.download, **options)
+        if c.classes is not None:
             data = select_classes(data, list(c.classes))
-        except ValueError as e:
-            raise UserError(str(e)) from None
     if c.input_scale != 1.0:
         s = c.input_scale
         data = Dataset(Split(data.train.x * s, data.train.y), Split(data.val.x * s, data.val.y),
@@ -94,17 +92,19 @@ def build_model(config: Config, data: Dataset) -> torch.nn.Module:
                   batch_norm=m.batch_norm, generator=gen)
     if m.kind == "mlp":
         hidden = list(m.hidden) if m.hidden is not None else [m.width] * m.depth
-        model = tw_nn.MLP(in_features=data.in_features, hidden=hidden, out_features=out,
-                          output_activation=m.output_activation, **common)
+        with config_section("model"):
+            model = tw_nn.MLP(in_features=data.in_features, hidden=hidden, out_features=out,
+                              output_activation=m.output_activation, **common)
     else:
         shape = data.feature_shape
         if len(shape) != 3:
             raise UserError(f"model.kind: a cnn needs image data (channels, height, width) but "
                             f"{data.name} samples have shape {shape}; use kind = \"mlp\"")
-        model = tw_nn.CNN(in_shape=shape, channels=list(m.channels), out_features=out,
-                          kernel_size=m.kernel_size, **common)
-        if m.output_activation is not None:
-            model = torch.nn.Sequential(model, tw_nn.activation(m.output_activation))
+        with config_section("model"):
+            model = tw_nn.CNN(in_shape=shape, channels=list(m.channels), out_features=out,
+                              kernel_size=m.kernel_size, **common)
+            if m.output_activation is not None:
+                model = torch.nn.Sequential(model, tw_nn.activation(m.output_activation))
     _check_fits(model, data, config)
     return model
 
@@ -152,7 +152,8 @@ def build_optimizer(config: Config, params) -> torch.optim.Optimizer:
         value = getattr(o, name)
         if value is not None:
             hyper[name] = tuple(value) if name == "betas" else value
-    return tw_optim.build(o.name, params, **hyper)
+    with config_section("optim"):
+        return tw_optim.build(o.name, params, **hyper)
 
 
 def _build_schedule(config: Config, steps_per_epoch: int):
@@ -195,9 +196,11 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
     if isinstance(schedule, tw_optim.schedules.Performance) and plateau is None:
         plateau, schedule = schedule, schedule.schedule  # the controller scales constant(lr)
     clip_cfg = config.optim.clip
-    clip = None if clip_cfg.kind == "none" else tw_optim.clip.build(clip_cfg.kind, clip_cfg.threshold)
+    with config_section("optim.clip"):
+        clip = None if clip_cfg.kind == "none" else tw_optim.clip.build(clip_cfg.kind, clip_cfg.threshold)
     r = config.regularization
-    penalty = tw_optim.penalties.Penalty(l1=r.l1, l2=r.l2) if (r.l1 or r.l2) else None
+    with config_section("regularization"):
+        penalty = tw_optim.penalties.Penalty(l1=r.l1, l2=r.l2) if (r.l1 or r.l2) else None
     max_norm = None
     if r.max_norm is not None:
         limit = r.max_norm
@@ -213,7 +216,9 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
                       callbacks=[*extra_callbacks, *callbacks],
                       device=config.device, run_dir=run_dir,
                       checkpoint_every=config.train.checkpoint_every, progress=progress)
-    trainer.check(data)  # a schedule that does not fit the run fails here, before any file
+    # The schema bounds the Trainer's arguments; check() names its own (loss, ...) for the front.
+    with config_section("train"):
+        trainer.check(data)  # a schedule that does not fit the run fails here, before any file
     return Run(config, data, model, optimizer, trainer)
 
 

@@ -29,6 +29,7 @@ from ..config import load_config, to_toml
 from ..errors import UserError
 from ..train.checkpoint import atomic_write_text, save_checkpoint
 from ..transfer.pretrain import pretrain_layerwise, pretrain_stacked
+from .fields import config_section
 from .runner import build_data, build_model, prepare_run_dir
 
 __all__ = [
@@ -151,14 +152,15 @@ def run_pretrain(args: argparse.Namespace) -> int:
         seed=config.seed,
     )
     stages: list[tuple[str, list[float]]] = []
-    if s["method"] in ("layerwise", "both"):
-        result = pretrain_layerwise(model, data.train.x, epochs=int(s["epochs"]), **common)
-        model = result.model
-        stages += [(f"layer {i}", curve) for i, curve in enumerate(result.losses)]
-    if s["method"] in ("stacked", "both"):
-        result = pretrain_stacked(model, data.train.x, epochs=int(s["stacked_epochs"]), **common)
-        model = result.model
-        stages.append(("stacked", result.losses[0]))
+    with config_section("pretrain"):
+        if s["method"] in ("layerwise", "both"):
+            result = pretrain_layerwise(model, data.train.x, epochs=int(s["epochs"]), **common)
+            model = result.model
+            stages += [(f"layer {i}", curve) for i, curve in enumerate(result.losses)]
+        if s["method"] in ("stacked", "both"):
+            result = pretrain_stacked(model, data.train.x, epochs=int(s["stacked_epochs"]), **common)
+            model = result.model
+            stages.append(("stacked", result.losses[0]))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.toml", to_toml(config))
     lines = [

@@ -43,7 +43,7 @@ def _check_positive(field: str, value: Any) -> int:
 
 def _check_rate(value: float) -> float:
     if not 0.0 <= float(value) < 1.0:
-        raise UserError(f"model.dropout: must be in [0, 1), got {value!r}; use e.g. 0.1-0.5")
+        raise UserError(f"dropout: must be in [0, 1), got {value!r}; use e.g. 0.1-0.5")
     return float(value)
 
 
@@ -110,9 +110,9 @@ class MLP(nn.Module):
         activation_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        _check_positive("model.in_features", in_features)
-        _check_positive("model.out_features", out_features)
-        widths = [_check_positive("model.hidden", w) for w in hidden]
+        _check_positive("in_features", in_features)
+        _check_positive("out_features", out_features)
+        widths = [_check_positive("hidden", w) for w in hidden]
         rate = _check_rate(dropout)
         self.activation_name = str(activation).lower()
         kwargs = dict(activation_kwargs or {})
@@ -180,22 +180,22 @@ class CNN(nn.Module):
         super().__init__()
         if len(in_shape) != 3:
             raise UserError(
-                f"model.in_shape: expected (channels, height, width), got {tuple(in_shape)}; "
+                f"in_shape: expected (channels, height, width), got {tuple(in_shape)}; "
                 "give image inputs as (C, H, W)"
             )
-        c, h, w = (_check_positive("model.in_shape", int(v)) for v in in_shape)
-        _check_positive("model.out_features", out_features)
-        _check_positive("model.kernel_size", kernel_size)
-        widths = [_check_positive("model.hidden", v) for v in hidden]
+        c, h, w = (_check_positive("in_shape", int(v)) for v in in_shape)
+        _check_positive("out_features", out_features)
+        _check_positive("kernel_size", kernel_size)
+        widths = [_check_positive("hidden", v) for v in hidden]
         rate = _check_rate(dropout)
         pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d, None: None, "none": None}
         if pool not in pools:
-            raise UserError(f"model.pool: unknown pooling {pool!r}; choose 'max', 'avg' or None")
+            raise UserError(f"pool: unknown pooling {pool!r}; choose 'max', 'avg' or None")
         self.activation_name = str(activation).lower()
         grow = 2 * (kernel_size // 2) - kernel_size + 1  # "same" padding: +1 for even kernels
         blocks = []
         for out_c in channels:
-            _check_positive("model.channels", out_c)
+            _check_positive("channels", out_c)
             layers: OrderedDict[str, nn.Module] = OrderedDict()
             layers["conv"] = nn.Conv2d(
                 c, out_c, kernel_size, padding=kernel_size // 2, bias=not batch_norm
@@ -209,7 +209,7 @@ class CNN(nn.Module):
                 h, w = h // 2, w // 2
             if h < 1 or w < 1:
                 raise UserError(
-                    f"model.channels: {len(channels)} conv blocks shrink a {tuple(in_shape)} "
+                    f"channels: {len(channels)} conv blocks shrink a {tuple(in_shape)} "
                     "input below 1 pixel; use fewer blocks or pool=None"
                 )
             blocks.append(Block(layers))
