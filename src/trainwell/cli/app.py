@@ -21,6 +21,7 @@ from .._version import __version__
 from ..config import load_config, to_toml
 from ..doctor import DoctorCallback
 from ..errors import UserError
+from .args import add_config_args
 from .extensions import REGISTRARS
 from .lr_find import run_lr_find
 from .report_table import print_run_summary
@@ -36,13 +37,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{self.prog}: {message}; see {self.prog} --help")
-
-
-def _add_config_args(p: argparse.ArgumentParser, config_required: bool = False) -> None:
-    p.add_argument("config", nargs=None if config_required else "?", metavar="CONFIG",
-                   help="TOML config file (default: the built-in MNIST-1D run)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -92,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a network from a config (default: MNIST-1D MLP)")
-    _add_config_args(p)
+    add_config_args(p)
     p.add_argument("--out", help="run folder (default: runs/NAME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -101,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="show the fully resolved config")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
     ps = csub.add_parser("show", help="print the resolved config as TOML")
-    _add_config_args(ps)
+    add_config_args(ps)
     ps.set_defaults(func=_cmd_config_show)
 
     p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
-    _add_config_args(p)
+    add_config_args(p)
     p.add_argument("--out", help="folder for lr_find.png and lr_find.json (default: runs/NAME-lr-find)")
     p.add_argument("--steps", type=int, default=200, help="sweep steps")
     p.set_defaults(func=_cmd_lr_find)

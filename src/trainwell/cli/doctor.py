@@ -19,6 +19,7 @@ from typing import Any
 from ..config import apply_patch, load_config
 from ..doctor.report import write_report
 from ..errors import UserError
+from .args import add_config_args
 from .repair_loop import diagnose, repair
 
 __all__ = [
@@ -36,15 +37,7 @@ REFERENCE_TOLERANCE = 0.02  # a repaired case must end within 2 accuracy points 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``trainwell doctor`` arguments to ``parser``."""
-    parser.add_argument("config", nargs="?", metavar="CONFIG", help="TOML config to diagnose")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field (repeatable)",
-    )
+    add_config_args(parser, "TOML config to diagnose")
     parser.add_argument("--diagnose-only", action="store_true", help="stop after the findings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--cases", metavar="DIR", help="run the cases listed in DIR/cases.toml")

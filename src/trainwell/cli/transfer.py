@@ -29,6 +29,7 @@ from ..config import load_config, to_toml
 from ..errors import UserError
 from ..train.checkpoint import atomic_write_text, save_checkpoint
 from ..transfer.pretrain import pretrain_layerwise, pretrain_stacked
+from .args import add_config_args
 from .fields import config_section
 from .runner import build_data, build_model, prepare_run_dir
 
@@ -56,20 +57,7 @@ PRETRAIN_DEFAULTS: dict[str, Any] = {
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``trainwell pretrain`` arguments to ``parser``."""
-    parser.add_argument(
-        "config",
-        nargs="?",
-        metavar="CONFIG",
-        help="TOML config whose data and model to pretrain (default: built-in)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field (repeatable)",
-    )
+    add_config_args(parser, "TOML config whose data and model to pretrain (default: built-in)")
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/NAME-pretrain)")
     parser.add_argument(
         "--method",
