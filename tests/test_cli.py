@@ -265,3 +265,18 @@ def test_config_path_maps_argument_names_of_one_section_only():
     with pytest.raises(TypeError, match=r"^unrelated$"):  # not a mapped argument: unchanged
         with config_section("model"):
             raise TypeError("unrelated")
+
+
+def test_every_experiment_is_a_subcommand_in_order():
+    from trainwell.cli import build_parser
+    from trainwell.cli.experiments import EXPERIMENTS, run_vanishing
+
+    parser = build_parser()
+    args = parser.parse_args(["experiment", "vanishing", "--depth", "3"])
+    assert args.func is run_vanishing and args.depth == 3 and args.seeds == 3
+    args = parser.parse_args(["experiment", "transfer", "--quick"])
+    assert args.quick and args.threads == 1 and args.seeds == EXPERIMENTS["transfer"].default_seeds
+    sub = next(a for a in parser._subparsers._group_actions[0].choices["experiment"]._actions
+               if a.dest == "experiment")
+    assert list(sub.choices) == ["optimizers", "schedules", "regularization", "activations",
+                                 "vanishing", "transfer", "pretraining"]

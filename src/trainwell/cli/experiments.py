@@ -30,8 +30,8 @@ from ..experiments import (
 from ..experiments.common import seed_list
 from .runner import Run, build_data, build_run
 
-__all__ = ["EXPERIMENTS", "ConfigBuild", "Experiment", "add_arguments", "register",
-           "run_command"]
+__all__ = ["EXPERIMENTS", "ConfigBuild", "Experiment", "add_arguments", "add_vanishing_arguments",
+           "register", "run_command", "run_vanishing"]
 
 
 class ConfigBuild:
@@ -134,6 +134,31 @@ def run_command(name: str, args: argparse.Namespace) -> int:
     return 0
 
 
+def add_vanishing_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``trainwell experiment vanishing`` arguments."""
+    parser.add_argument("--out", default="runs/experiment-vanishing", help="output folder")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--source", default="digits")
+
+
+def run_vanishing(args: argparse.Namespace) -> int:
+    """Run from parsed arguments, print the table; return 0."""
+    rows = vanishing.run(
+        args.out,
+        seeds=args.seeds,
+        depth=args.depth,
+        width=args.width,
+        epochs=args.epochs,
+        source=args.source,
+    )
+    print(vanishing.table_markdown(rows), end="")
+    print(f"written: {Path(args.out) / 'table.md'}, grad_norms.png, results.json")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``trainwell experiment NAME`` with one subcommand per experiment."""
     p = subparsers.add_parser("experiment", help="reproduce a playbook claim: table + plots")
@@ -143,8 +168,8 @@ def register(subparsers: Any) -> None:
     for name in order:
         if name == "vanishing":  # its own flags (depth, width, source, ...)
             ep = esub.add_parser(name, help="50-layer nets: gradients across depth")
-            vanishing.add_arguments(ep)
-            ep.set_defaults(func=vanishing.run_command)
+            add_vanishing_arguments(ep)
+            ep.set_defaults(func=run_vanishing)
             continue
         ep = esub.add_parser(name, help=EXPERIMENTS[name].help)
         add_arguments(ep, name)
