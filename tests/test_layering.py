@@ -180,7 +180,7 @@ def _cycle_path(component: list[str], edges: dict[str, set[str]]) -> list[str]:
     while frontier:
         nxt = []
         for v in frontier:
-            for w in sorted(edges.get(v, ()) & members):
+            for w in sorted(edges.get(v, set()) & members):
                 if w == start:
                     path = [v]
                     while path[-1] != start:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
 from .. import data as tw_data
@@ -314,8 +315,6 @@ def prepare_run_dir(out: Path, resume: bool) -> None:
 
 def versions() -> dict[str, str]:
     """Versions that decide whether two runs can be bit-identical."""
-    import numpy
-
     return {"trainwell": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version()}
 

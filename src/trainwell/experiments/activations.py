@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import common
@@ -120,8 +121,6 @@ def base(budget: Budget) -> dict[str, Any]:
 
 
 def _plot_dead(path: Path, rows: Sequence[dict[str, Any]], title: str) -> Path:
-    import numpy as np
-
     fig, ax = common.pyplot().subplots(figsize=(6.5, 4.2))
     for row in rows:
         per_seed = np.asarray([f["dead_per_layer"] for f in row["extra"]["final"]], dtype=float)

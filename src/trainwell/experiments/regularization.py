@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import common
 
 __all__ = [
@@ -94,8 +96,6 @@ def base(budget: Budget) -> dict[str, Any]:
 
 def plot_gap(path: Path, rows: Sequence[dict[str, Any]], title: str) -> Path:
     """Grouped bars: train and test accuracy per row, mean with ±1 std error bars."""
-    import numpy as np
-
     x = np.arange(len(rows))
     fig, ax = common.pyplot().subplots(figsize=(6.5, 4.2))
     for offset, split in ((-0.2, "train"), (0.2, "test")):

@@ -151,6 +151,7 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def _write(out: Path, rows, seeds, depth, width, epochs, optimizer, lr, source) -> None:
+    # Imported here: pyplot is slow to import and only the written report needs it.
     import matplotlib
 
     matplotlib.use("Agg", force=True)
