@@ -10,7 +10,9 @@ a config. Modules:
 - :mod:`~trainwell.cli.repair_loop`: the doctor's diagnose/repair loop over a config;
 - :mod:`~trainwell.cli.doctor`, :mod:`~trainwell.cli.transfer`,
   :mod:`~trainwell.cli.experiments`: the ``doctor``/``report``, ``pretrain`` and
-  ``experiment`` commands.
+  ``experiment`` commands (registered by :mod:`~trainwell.cli.extensions`);
+- :mod:`~trainwell.cli.fields`: the one table from lower layers' argument names to config
+  paths, for error messages; :mod:`~trainwell.cli.args`: ``CONFIG`` and ``--set``.
 """
 
 from __future__ import annotations
