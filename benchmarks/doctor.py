@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
+from trainwell.cli.runner import build_data, build_run
 from trainwell.config import validate
 from trainwell.doctor import DEFAULT_EVERY, DoctorCallback
-from trainwell.runner import build_data, build_run
 
 
 def _config(epochs: int, samples: int):

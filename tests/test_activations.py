@@ -132,11 +132,11 @@ def test_every_registered_name_builds_and_round_trips(name):
 
 def test_unknown_activation_is_a_user_error():
     with pytest.raises(
-        UserError, match=r"model.activation: unknown activation 'relu6'; choose one of \["
+        UserError, match=r"activation: unknown activation 'relu6'; choose one of \["
     ):
         activation("relu6")
 
 
 def test_bad_arguments_are_a_user_error():
-    with pytest.raises(UserError, match=r"model.activation: bad arguments \['slope'\] for 'relu'"):
+    with pytest.raises(UserError, match=r"activation: bad arguments \['slope'\] for 'relu'"):
         activation("relu", slope=0.1)

@@ -100,12 +100,12 @@ def test_mlp_trains_a_step_with_batch_norm_and_dropout(generator):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"hidden": [8, 0]}, r"model.hidden: must be a positive integer, got 0"),
-        ({"in_features": -1}, r"model.in_features: must be a positive integer, got -1"),
-        ({"dropout": 1.0}, r"model.dropout: must be in \[0, 1\), got 1.0"),
-        ({"activation": "relu7"}, r"model.activation: unknown activation 'relu7'"),
+        ({"hidden": [8, 0]}, r"hidden: must be a positive integer, got 0"),
+        ({"in_features": -1}, r"in_features: must be a positive integer, got -1"),
+        ({"dropout": 1.0}, r"dropout: must be in \[0, 1\), got 1.0"),
+        ({"activation": "relu7"}, r"activation: unknown activation 'relu7'"),
         ({"init": "glorious"}, r"init: unknown initializer 'glorious'"),
-        ({"output_activation": "nope"}, r"model.activation: unknown activation 'nope'"),
+        ({"output_activation": "nope"}, r"activation: unknown activation 'nope'"),
     ],
 )
 def test_mlp_bad_arguments_are_user_errors(kwargs, message):
@@ -153,8 +153,8 @@ def test_cnn_same_seed_gives_bit_identical_weights():
         ({"in_shape": (1, 2, 28, 28)}, r"in_shape: expected \(length,\), \(channels, length\) "
                                        r"or \(channels, height, width\)"),
         ({"in_shape": (1, 4, 4), "channels": (4, 4, 4)}, r"below 1 pixel"),
-        ({"pool": "min"}, r"model.pool: unknown pooling 'min'"),
-        ({"channels": (0,)}, r"model.channels: must be a positive integer"),
+        ({"pool": "min"}, r"pool: unknown pooling 'min'"),
+        ({"channels": (0,)}, r"channels: must be a positive integer"),
     ],
 )
 def test_cnn_bad_arguments_are_user_errors(kwargs, message):

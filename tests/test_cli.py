@@ -11,9 +11,11 @@ import tomllib
 
 import numpy as np
 import pytest
+import torch
 
 from trainwell.cli import main
 from trainwell.config import load_config, to_toml
+from trainwell.errors import UserError
 
 FAST = ["--set", "data.source=synthetic", "--set", "data.num_samples=400", "--set", "model.depth=2",
         "--set", "model.width=16", "--set", "train.epochs=2", "--quiet"]
@@ -209,3 +211,72 @@ def test_a_refused_resume_leaves_the_run_folder_byte_for_byte(tmp_path, capsys):
         assert after == before
     code, _, err = run_cli(capsys, "train", "--resume", str(out), "--quiet")
     assert code == 0, err  # the run is still resumable
+
+
+# -- errors: config paths at the front, argument names below ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.options.kind=spiral"], r"^error: data\.kind: unknown kind 'spiral'; use one of "),
+        (["data.options.noise=-1"], r"^error: data\.noise: must be a number >= 0, got -1$"),
+        (["data.classes=[0, 7]"], r"^error: data\.classes: \[7\] not in 0\.\.2$"),
+        (["transfer.from=nowhere"], r"^error: transfer\.from: nowhere does not exist; "),
+    ],
+)
+def test_a_bad_config_value_names_its_config_path(tmp_path, capsys, overrides, message):
+    args = [x for o in overrides for x in ("--set", o)]
+    code, _, err = run_cli(capsys, "train", *FAST, *args, "--out", str(tmp_path / "r"))
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_bad_python_argument_names_the_argument():
+    import trainwell as tw
+    from trainwell.transfer import reuse
+
+    with pytest.raises(ValueError, match=r"^dropout: must be in \[0, 1\), got 1\.5; "):
+        tw.nn.MLP(4, [8], 2, dropout=1.5)
+    with pytest.raises(ValueError, match=r"^name: unknown optimizer 'adamz'; "):
+        tw.optim.build("adamz", [torch.zeros(1, requires_grad=True)])
+    with pytest.raises(ValueError, match=r"^lr: "):
+        tw.optim.build("adam", [torch.zeros(1, requires_grad=True)], lr=-1.0)
+    with pytest.raises(ValueError, match=r"^epochs: must be >= 1, got 0$"):
+        tw.Trainer(tw.nn.MLP(4, [8], 2), None, epochs=0, batch_size=8)
+    with pytest.raises(ValueError, match=r"^source: nowhere does not exist; "):
+        reuse("nowhere", n_layers=1, new_head=2)
+
+
+def test_config_path_maps_argument_names_of_one_section_only():
+    from trainwell.cli.fields import CONFIG_PATHS, config_path, config_section
+
+    assert config_path("optim", "lr: must be >= 0, got -1.0") == "optim.lr: must be >= 0, got -1.0"
+    assert config_path("optim", "betas[0]: must be in [0, 1)") == "optim.betas[0]: must be in [0, 1)"
+    assert config_path("transfer", "source: x does not exist") == "transfer.from: x does not exist"
+    assert config_path("data", "lr: not here") is None  # another section's argument
+    assert config_path("model", "no colon here") is None
+    assert all(path.split(".")[0] in {"model", "optim", "data", "train", "schedule",
+                                      "regularization", "transfer", "pretrain"}
+               for path in CONFIG_PATHS.values())
+    with pytest.raises(UserError, match=r"^model\.dropout: must be"):
+        with config_section("model"):
+            raise ValueError("dropout: must be in [0, 1), got 1.5")
+    with pytest.raises(TypeError, match=r"^unrelated$"):  # not a mapped argument: unchanged
+        with config_section("model"):
+            raise TypeError("unrelated")
+
+
+def test_every_experiment_is_a_subcommand_in_order():
+    from trainwell.cli import build_parser
+    from trainwell.cli.experiments import EXPERIMENTS, run_vanishing
+
+    parser = build_parser()
+    args = parser.parse_args(["experiment", "vanishing", "--depth", "3"])
+    assert args.func is run_vanishing and args.depth == 3 and args.seeds == 3
+    args = parser.parse_args(["experiment", "transfer", "--quick"])
+    assert args.quick and args.threads == 1 and args.seeds == EXPERIMENTS["transfer"].default_seeds
+    sub = next(a for a in parser._subparsers._group_actions[0].choices["experiment"]._actions
+               if a.dest == "experiment")
+    assert list(sub.choices) == ["optimizers", "schedules", "regularization", "activations",
+                                 "vanishing", "transfer", "pretraining"]

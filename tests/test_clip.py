@@ -143,10 +143,10 @@ def test_clipper_dispatch_and_errors():
     assert clip.Clipper("adaptive", 0.01).kind == "adaptive"
     with pytest.raises(
         UserError,
-        match=r"optim.clip.threshold: must be a finite number > 0 for clip kind 'value', got -1",
+        match=r"threshold: must be a finite number > 0 for clip kind 'value', got -1",
     ):
         clip.build("value", -1)
-    with pytest.raises(UserError, match=r"optim.clip.threshold: .* got None"):
+    with pytest.raises(UserError, match=r"threshold: .* got None"):
         clip.build("tensor_norm")
-    with pytest.raises(UserError, match=r"optim.clip.kind: unknown clip kind 'norm'"):
+    with pytest.raises(UserError, match=r"kind: unknown clip kind 'norm'"):
         clip.build("norm", 1.0)

@@ -105,7 +105,7 @@ def test_conv1d_init_uses_conv_fans(generator):
         ({"stride": [1, 0]}, r"^stride: must be a positive integer, got 0"),
         ({"padding": -1}, r"^padding: must be 'same' or an integer >= 0, got -1$"),
         ({"padding": "valid"}, r"^padding: must be 'same' or an integer >= 0, got 'valid'$"),
-        ({"pool": [None, "min"]}, r"model.pool: unknown pooling 'min'"),
+        ({"pool": [None, "min"]}, r"pool: unknown pooling 'min'"),
     ],
 )
 def test_bad_arguments_are_one_line_user_errors(kwargs, message):

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import trainwell.nn as twnn
+from trainwell.cli.runner import build_run
 from trainwell.config import load_config
 from trainwell.optim import OPTIMIZERS
 from trainwell.optim.clip import grad_norm
 from trainwell.optim.penalties import Penalty
-from trainwell.runner import build_run
 from trainwell.train.callbacks import Callback
 
 BASE = [
@@ -141,7 +141,7 @@ def _expected_var(name: str, n_in: int, n_out: int) -> float | None:
     for prefix, var in base.items():
         if name.startswith(prefix):
             return var
-    return {"normal": 1.0}.get(name)
+    return {"normal": 1.0, "uniform": 1.0 / 3.0}.get(name)  # N(0, 1), U(−1, 1)
 
 
 @pytest.mark.parametrize("name", list(twnn.INITIALIZERS))

@@ -65,7 +65,7 @@ def test_cache_dir_resolution(monkeypatch, tmp_path):
 def test_unknown_source_option_and_val_fraction():
     with pytest.raises(
         UserError,
-        match=r"^data\.source: unknown source 'x'; use one of mnist1d, digits, synthetic, "
+        match=r"^source: unknown source 'x'; use one of mnist1d, digits, synthetic, "
         r"idx:PATH, npz:PATH, cifar10:PATH, mnist, fashion-mnist$",
     ):
         tw.data.load("x")
@@ -79,11 +79,11 @@ def test_unknown_source_option_and_val_fraction():
     ):
         tw.data.load("digits", kind="moons")
     for bad in (-0.1, 0.95, "a"):
-        with pytest.raises(UserError, match=r"data\.val_fraction: must be"):
+        with pytest.raises(UserError, match=r"val_fraction: must be"):
             tw.data.load("digits", val_fraction=bad)
-    with pytest.raises(UserError, match=r"data\.source: idx needs a path"):
+    with pytest.raises(UserError, match=r"source: idx needs a path"):
         tw.data.load("idx")
-    with pytest.raises(UserError, match=r"data\.source: digits takes no path"):
+    with pytest.raises(UserError, match=r"source: digits takes no path"):
         tw.data.load("digits:/tmp")
 
 
@@ -99,7 +99,7 @@ def test_label_out_of_range_is_rejected_by_load(monkeypatch):
         }
 
     monkeypatch.setitem(sources.SOURCES, "bad", bad_loader)
-    with pytest.raises(UserError, match=r"data\.source: bad has label 3 out of range 0\.\.2"):
+    with pytest.raises(UserError, match=r"source: bad has label 3 out of range 0\.\.2"):
         tw.data.load("bad")
 
 
@@ -216,21 +216,21 @@ def test_synthetic_regression_formula():
 def test_synthetic_errors():
     with pytest.raises(
         UserError,
-        match=r"data\.kind: unknown kind 'spiral'; use one of gaussian, blobs, circles, moons",
+        match=r"kind: unknown kind 'spiral'; use one of gaussian, blobs, circles, moons",
     ):
         tw.data.load("synthetic", kind="spiral")
-    with pytest.raises(UserError, match=r"data\.task: unknown task 'ranking'"):
+    with pytest.raises(UserError, match=r"task: unknown task 'ranking'"):
         tw.data.load("synthetic", task="ranking")
     with pytest.raises(
         UserError,
-        match=r"data\.kind: circles makes 2 features and 2 classes, got num_features=2, num_classes=3",
+        match=r"kind: circles makes 2 features and 2 classes, got num_features=2, num_classes=3",
     ):
         tw.data.load("synthetic", kind="circles", num_classes=3)
-    with pytest.raises(UserError, match=r"data\.noise: must be a number >= 0, got -1"):
+    with pytest.raises(UserError, match=r"noise: must be a number >= 0, got -1"):
         tw.data.load("synthetic", noise=-1)
-    with pytest.raises(UserError, match=r"data\.test_fraction: must be in \(0, 1\), got 1\.5"):
+    with pytest.raises(UserError, match=r"test_fraction: must be in \(0, 1\), got 1\.5"):
         tw.data.load("synthetic", test_fraction=1.5)
-    with pytest.raises(UserError, match=r"data\.num_samples: must be an integer >= 10, got 2\.5"):
+    with pytest.raises(UserError, match=r"num_samples: must be an integer >= 10, got 2\.5"):
         tw.data.load("synthetic", num_samples=2.5)
 
 
@@ -280,7 +280,7 @@ def test_mnist1d_cache_rng_isolation_and_determinism(tmp_path):
 
 
 def test_mnist1d_bad_num_samples(tmp_path):
-    with pytest.raises(UserError, match=r"data\.num_samples: must be >= 100 for mnist1d, got 5"):
+    with pytest.raises(UserError, match=r"num_samples: must be >= 100 for mnist1d, got 5"):
         tw.data.load("mnist1d", num_samples=5, cache_dir=tmp_path)
 
 

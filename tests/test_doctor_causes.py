@@ -5,10 +5,10 @@ from __future__ import annotations
 from torch import nn
 
 from test_doctor_rules import _net, _train
+from trainwell.cli.repair_loop import DoctorResult, Trial, candidate_patches
 from trainwell.config import validate
 from trainwell.doctor.causes import EXPLAINS, format_findings, primary_and_consequences, rank
 from trainwell.doctor.findings import KINDS, Finding
-from trainwell.doctor.loop import DoctorResult, Trial, candidate_patches
 from trainwell.doctor.rules import RULES
 
 

@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from trainwell.cli.doctor import add_arguments, load_cases, report_command, run
+from trainwell.cli.repair_loop import diagnose, repair
 from trainwell.config import apply_patch, load_config, validate
-from trainwell.doctor import KINDS, REPAIRS, diagnose, repair
-from trainwell.doctor.command import add_arguments, load_cases, report_command, run
+from trainwell.doctor import KINDS, REPAIRS
 from trainwell.errors import UserError
 
 CASES = Path(__file__).resolve().parents[1] / "cases"

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from trainwell.cli.runner import build_run
 from trainwell.config import apply_patch, validate
 from trainwell.doctor import REPAIRS
 from trainwell.optim.schedules import with_base_lr, with_total_steps
-from trainwell.runner import build_run
 
 BROKEN = {
     "name": "broken",

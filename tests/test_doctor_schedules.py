@@ -16,9 +16,9 @@ import torch
 
 from test_data_files import make_idx_folder
 from trainwell.cli import main
+from trainwell.cli.repair_loop import _session, diagnose, diagnostic_epochs, repair
 from trainwell.config import apply_patch, validate
-from trainwell.doctor import REPAIRS, diagnose, repair
-from trainwell.doctor.loop import _session, diagnostic_epochs
+from trainwell.doctor import REPAIRS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from test_doctor_rules import _blobs, _net
+from trainwell.cli.runner import build_data, build_run
 from trainwell.config import apply_patch, load_config
 from trainwell.doctor import THRESHOLDS, DoctorCallback, Finding, watch
-from trainwell.runner import build_data, build_run
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 import trainwell.nn as twnn
+from trainwell.cli import experiments as experiment_cli
+from trainwell.cli.experiments import ConfigBuild
 from trainwell.errors import UserError
 from trainwell.experiments import activations, common, optimizers, regularization, schedules
 from trainwell.optim import OPTIMIZERS
@@ -28,7 +30,7 @@ EXPECTED = {
 @pytest.mark.parametrize("module", list(EXPECTED), ids=lambda m: m.NAME)
 def test_quick_run_writes_table_results_and_plots(module, tmp_path):
     names, pngs = EXPECTED[module]
-    rows = module.run(tmp_path, seeds=[0], quick=True)
+    rows = module.run(tmp_path, seeds=[0], quick=True, build=ConfigBuild())
     assert [r["name"] for r in rows] == names
     for r in rows:
         for split in ("train", "val", "test"):
@@ -47,7 +49,7 @@ def test_quick_run_writes_table_results_and_plots(module, tmp_path):
 
 
 def test_activations_reports_dead_shares_in_range(tmp_path):
-    rows = activations.run(tmp_path, seeds=[0], quick=True)
+    rows = activations.run(tmp_path, seeds=[0], quick=True, build=ConfigBuild())
     for r in rows:
         for key in ("init_dead_fraction", "final_dead_fraction"):
             assert 0.0 <= r["metrics"][key]["mean"] <= 1.0
@@ -92,10 +94,10 @@ def test_seed_list_and_its_error():
 
 def test_run_command_parses_flags_and_writes_to_out(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    regularization.add_arguments(parser)
+    experiment_cli.add_arguments(parser, "regularization")
     args = parser.parse_args(["--seeds", "1", "--quick", "--out", str(tmp_path / "reg")])
-    assert regularization.run_command(args) == 0
+    assert experiment_cli.run_command("regularization", args) == 0
     out = capsys.readouterr().out
     assert "| none |" in out and (tmp_path / "reg" / "results.json").is_file()
     with pytest.raises(UserError, match=r"--seeds"):
-        regularization.run_command(parser.parse_args(["--seeds", "0", "--out", str(tmp_path)]))
+        experiment_cli.run_command("regularization", parser.parse_args(["--seeds", "0", "--out", str(tmp_path)]))

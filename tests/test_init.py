@@ -67,7 +67,7 @@ def test_fans_for_linear_and_conv():
     assert init.fans(nn.Conv2d(8, 6, 3, groups=2).weight) == (4 * 9, 6 * 9)
     assert init.fans(nn.Conv1d(4, 2, 7).weight) == (28, 14)
     with pytest.raises(
-        UserError, match=r"model.init: cannot compute fans of a tensor of shape \(5,\)"
+        UserError, match=r"tensor: cannot compute fans of a tensor of shape \(5,\)"
     ):
         init.glorot_uniform(torch.empty(5))
 
@@ -86,7 +86,7 @@ def test_zeros_and_constant():
 
 
 def test_unknown_he_mode_is_a_user_error():
-    with pytest.raises(UserError, match="model.init: unknown He mode 'fan_sum'"):
+    with pytest.raises(UserError, match="mode: unknown He mode 'fan_sum'"):
         init.he_normal(torch.empty(3, 3), mode="fan_sum")
 
 
@@ -121,7 +121,7 @@ def test_init_for_activation_policy(act, expected):
 
 
 def test_init_for_unknown_activation_is_a_user_error():
-    with pytest.raises(UserError, match="model.activation: unknown activation 'foo'"):
+    with pytest.raises(UserError, match="activation: unknown activation 'foo'"):
         init_for_activation("foo")
 
 

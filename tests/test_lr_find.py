@@ -10,7 +10,7 @@ from torch import nn
 
 from trainwell.data.dataset import Split
 from trainwell.errors import UserError
-from trainwell.optim.lr_find import LRFindResult, lr_find, plot
+from trainwell.train.lr_find import LRFindResult, lr_find, plot
 
 
 def _problem(n: int = 512) -> tuple[nn.Module, Split]:

@@ -17,11 +17,11 @@ import torch
 
 import trainwell as tw
 from trainwell import transfer
+from trainwell.cli.runner import build_run
 from trainwell.config import load_config
 from trainwell.data import Dataset, Split
 from trainwell.errors import UserError
 from trainwell.optim import schedules as S
-from trainwell.runner import build_run
 from trainwell.train import Callback
 
 BASE = 0.02  # the optimizer's lr: one_cycle's peak, filled from the groups' base_lr

@@ -80,8 +80,8 @@ def test_zero_penalty_and_errors():
     assert not Penalty().active and Penalty(l1=0.1).active
     assert "l2=0.5" in repr(Penalty(l2=0.5))
     with pytest.raises(
-        UserError, match=r"regularization.l1: must be a finite number >= 0, got -0.1"
+        UserError, match=r"l1: must be a finite number >= 0, got -0.1"
     ):
         Penalty(l1=-0.1)
-    with pytest.raises(UserError, match=r"regularization.l2: .* got nan"):
+    with pytest.raises(UserError, match=r"l2: .* got nan"):
         Penalty(l2=float("nan"))

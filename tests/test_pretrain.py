@@ -99,7 +99,7 @@ def test_bad_pretraining_input_raises_user_errors():
         UserError, match=r"inputs of shape \(10, 7\) do not fit the model's 20 input"
     ):
         pt.pretrain_layerwise(mlp(), torch.zeros(10, 7))
-    with pytest.raises(UserError, match=r"pretrain.noise: unknown noise 'salt'"):
+    with pytest.raises(UserError, match=r"noise: unknown noise 'salt'"):
         pt.pretrain_stacked(mlp(), inputs(), noise="salt")
     with pytest.raises(UserError, match=r"masking probability must be in \[0, 1\), got 1.5"):
         pt.pretrain_stacked(mlp(), inputs(), noise="mask", noise_level=1.5)

@@ -147,7 +147,7 @@ def test_max_norm_custom_dim_and_object(generator):
 
 @pytest.mark.parametrize("bad", [0.0, -1.0])
 def test_max_norm_must_be_positive(bad):
-    with pytest.raises(UserError, match="regularization.max_norm: must be > 0"):
+    with pytest.raises(UserError, match="max_value: must be > 0"):
         max_norm_(nn.Linear(2, 2), bad)
-    with pytest.raises(UserError, match="regularization.max_norm: must be > 0"):
+    with pytest.raises(UserError, match="max_value: must be > 0"):
         MaxNorm(bad)

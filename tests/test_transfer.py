@@ -11,6 +11,7 @@ from torch import nn
 
 import trainwell as tw
 from trainwell import transfer
+from trainwell.cli.runner import run_model_args
 from trainwell.errors import UserError
 
 
@@ -102,7 +103,7 @@ def test_reuse_from_a_run_folder_builds_the_model_from_its_config(tmp_path):
     run = tmp_path / "runs" / "A"
     save_checkpoint(run, 1, src, torch.optim.SGD(src.parameters(), lr=0.1), {})
     (run / "config.toml").write_text('[model]\nkind = "mlp"\nactivation = "tanh"\n')
-    new = transfer.reuse(run, n_layers=2, new_head=3)
+    new = transfer.reuse(run, n_layers=2, new_head=3, model_args=run_model_args(run))
     assert isinstance(new.blocks[0].act, nn.Tanh)
     for k, v in src.blocks[1].state_dict().items():
         assert torch.equal(new.blocks[1].state_dict()[k], v)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from trainwell import transfer
+from trainwell.cli import transfer as command
 from trainwell.errors import UserError
-from trainwell.transfer import command
 
 CONFIG = """
 name = "tiny"
@@ -44,8 +44,8 @@ def test_settings_come_from_defaults_then_config_then_flags():
 
 
 def test_pretrain_command_writes_a_run_that_transfer_from_reuses(tmp_path, capsys):
+    from trainwell.cli.runner import build_run, run_model_args
     from trainwell.config import load_config
-    from trainwell.runner import build_run
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(CONFIG)
@@ -70,14 +70,16 @@ def test_pretrain_command_writes_a_run_that_transfer_from_reuses(tmp_path, capsy
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pretrain"]["method"] == "both" and summary["unlabelled_samples"] == 720
 
-    state, settings, _ = transfer.load_source(out)
-    assert settings["activation"] == "relu" and transfer.count_blocks(state) == 2
+    state, _ = transfer.load_source(out)
+    settings = run_model_args(out)
+    assert settings is not None and settings["activation"] == "relu"
+    assert transfer.count_blocks(state) == 2
     config = load_config(str(cfg), [f"transfer.from={out}", "transfer.n_layers=2"])
     run = build_run(config)
     for k, v in run.model.blocks.state_dict().items():
         assert torch.equal(v, state[f"blocks.{k}"]), k
 
-    rebuilt = transfer.reuse(out, new_head=3)  # from the folder alone, via its config.toml
+    rebuilt = transfer.reuse(out, new_head=3, model_args=settings)  # the folder's config.toml
     assert rebuilt.head.out_features == 3 and len(rebuilt.blocks) == 2
 
 

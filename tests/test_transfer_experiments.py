@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from trainwell.experiments import pretraining, transfer
+from trainwell.cli import experiments as experiment_cli
+from trainwell.experiments import transfer
 
 
 def test_summary_rows_follow_their_formulas():
@@ -56,9 +57,9 @@ def test_quick_transfer_experiment_writes_its_table(tmp_path):
 @pytest.mark.slow
 def test_quick_pretraining_experiment_via_its_command(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    pretraining.add_arguments(parser)
+    experiment_cli.add_arguments(parser, "pretraining")
     args = parser.parse_args(["--out", str(tmp_path / "p"), "--seeds", "1", "--quick"])
-    assert pretraining.run_command(args) == 0
+    assert experiment_cli.run_command("pretraining", args) == 0
     out = capsys.readouterr().out
     assert "| 5% (120) | scratch |" in out and "stacked pretrained" in out
     saved = json.loads((tmp_path / "p" / "results.json").read_text())

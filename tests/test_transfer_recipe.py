@@ -9,6 +9,7 @@ import torch
 
 import trainwell as tw
 from trainwell import transfer
+from trainwell.cli.runner import apply_transfer, transfer_callbacks
 from trainwell.data import Dataset, Split
 from trainwell.errors import UserError
 from trainwell.train import Callback
@@ -152,13 +153,13 @@ def test_config_hooks_copy_layers_from_a_run_folder_and_freeze_them(tmp_path):
         from_=str(tmp_path / "A"), n_layers=None, freeze_epochs=1, fine_tune_lr_factor=0.5
     )
     config = SimpleNamespace(transfer=section)
-    model = transfer.apply_transfer(config, mlp(seed=4), data)
+    model = apply_transfer(config, mlp(seed=4), data)
     for k, v in source.blocks.state_dict().items():
         assert torch.equal(model.blocks.state_dict()[k], v), k
-    callbacks = transfer.transfer_callbacks(config)
+    callbacks = transfer_callbacks(config)
     assert len(callbacks) == 1 and callbacks[0].up_to == 3
     assert (
-        transfer.transfer_callbacks(
+        transfer_callbacks(
             SimpleNamespace(
                 transfer=SimpleNamespace(
                     from_=None, n_layers=None, freeze_epochs=3, fine_tune_lr_factor=1.0
@@ -169,4 +170,4 @@ def test_config_hooks_copy_layers_from_a_run_folder_and_freeze_them(tmp_path):
     )
     wrong = tw.nn.MLP(12, [16, 32, 8], 3)
     with pytest.raises(UserError, match=r"blocks\.1\.linear\.weight has shape \(16, 16\)"):
-        transfer.apply_transfer(config, wrong, data)
+        apply_transfer(config, wrong, data)

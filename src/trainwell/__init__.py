@@ -15,16 +15,10 @@ Example:
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import data, doctor, nn, optim, train, transfer
+from ._version import __version__
 from .errors import UserError
 from .train import Trainer
-
-try:
-    __version__ = version("trainwell")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
 
 __all__ = ["Trainer", "UserError", "data", "doctor", "nn", "optim", "train", "transfer",
            "__version__"]

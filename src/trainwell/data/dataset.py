@@ -136,12 +136,12 @@ def select_classes(data: Dataset, classes: list[int]) -> Dataset:
     Example: ``select_classes(d, [8, 9])`` makes a binary task where 8 → 0 and 9 → 1.
     """
     if data.task != "classification":
-        raise ValueError("data.classes: class selection needs a classification dataset")
+        raise ValueError("classes: class selection needs a classification dataset")
     if len(set(classes)) != len(classes) or not classes:
-        raise ValueError(f"data.classes: must be distinct class indices, got {classes}")
+        raise ValueError(f"classes: must be distinct class indices, got {classes}")
     bad = [c for c in classes if not 0 <= c < (data.num_classes or 0)]
     if bad:
-        raise ValueError(f"data.classes: {bad} not in 0..{(data.num_classes or 0) - 1}")
+        raise ValueError(f"classes: {bad} not in 0..{(data.num_classes or 0) - 1}")
     lut = torch.full((data.num_classes or 0,), -1, dtype=torch.int64)
     lut[torch.tensor(classes)] = torch.arange(len(classes))
 

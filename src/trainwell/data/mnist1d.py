@@ -132,10 +132,10 @@ def load_mnist1d(*, cache_dir: Path, num_samples: int = 20000) -> dict:
         UserError: ``num_samples`` not an integer >= 100.
     """
     if isinstance(num_samples, bool) or not isinstance(num_samples, int):
-        raise UserError(f"data.num_samples: must be an integer, got {num_samples!r}; e.g. 20000")
+        raise UserError(f"num_samples: must be an integer, got {num_samples!r}; e.g. 20000")
     if num_samples < _MIN_SAMPLES:
         raise UserError(
-            f"data.num_samples: must be >= {_MIN_SAMPLES} for mnist1d, got {num_samples}"
+            f"num_samples: must be >= {_MIN_SAMPLES} for mnist1d, got {num_samples}"
         )
     args = _dataset_args(num_samples)
     path = Path(cache_dir) / "mnist1d" / f"mnist1d-n{num_samples}-{_args_key(args)}.npz"

@@ -125,9 +125,9 @@ def _standardize_splits(train: torch.Tensor, others: list[torch.Tensor]):
 
 def _check_val_fraction(val_fraction: object) -> float:
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float):
-        raise UserError(f"data.val_fraction: must be a number in [0, 0.9], got {val_fraction!r}")
+        raise UserError(f"val_fraction: must be a number in [0, 0.9], got {val_fraction!r}")
     if not 0 <= val_fraction <= 0.9:
-        raise UserError(f"data.val_fraction: must be in [0, 0.9], got {val_fraction}")
+        raise UserError(f"val_fraction: must be in [0, 0.9], got {val_fraction}")
     return float(val_fraction)
 
 
@@ -176,19 +176,19 @@ def load(
     """
     if not isinstance(source, str) or not source:
         raise UserError(
-            f"data.source: expected a source name, got {source!r}; use one of {_SOURCE_LIST}"
+            f"source: expected a source name, got {source!r}; use one of {_SOURCE_LIST}"
         )
     name, sep, path = source.partition(":")
     loader = SOURCES.get(name)
     if loader is None:
-        raise UserError(f"data.source: unknown source {source!r}; use one of {_SOURCE_LIST}")
+        raise UserError(f"source: unknown source {source!r}; use one of {_SOURCE_LIST}")
     takes_path, option_names, common = _signature(loader)
     if takes_path and not path:
         raise UserError(
-            f"data.source: {name} needs a path, e.g. {name}:/data/{name}; got {source!r}"
+            f"source: {name} needs a path, e.g. {name}:/data/{name}; got {source!r}"
         )
     if not takes_path and sep:
-        raise UserError(f"data.source: {name} takes no path, got {source!r}; use {name!r}")
+        raise UserError(f"source: {name} takes no path, got {source!r}; use {name!r}")
     for key in options:
         if key not in option_names:
             valid = ", ".join(option_names) or "none"
@@ -225,7 +225,7 @@ def _finish(
         }
     if len(raw["x_train"]) == 0:
         raise UserError(
-            f"data.source: {name} leaves no training samples; use more data or a smaller val_fraction"
+            f"source: {name} leaves no training samples; use more data or a smaller val_fraction"
         )
     num_classes = raw.get("num_classes")
     if task == "classification":
@@ -237,7 +237,7 @@ def _finish(
         if low < 0 or found >= num_classes:
             bad = low if low < 0 else found
             raise UserError(
-                f"data.source: {name} has label {bad} out of range 0..{num_classes - 1}; "
+                f"source: {name} has label {bad} out of range 0..{num_classes - 1}; "
                 "labels must be class indices 0..K-1"
             )
     splits = [_to_split(raw[f"x_{s}"], raw[f"y_{s}"], task) for s in ("train", "val", "test")]

@@ -79,16 +79,16 @@ def load_synthetic(
             test_fraction outside (0, 1), or a kind asked for sizes it cannot make.
     """
     if task not in ("classification", "regression"):
-        raise UserError(f"data.task: unknown task {task!r}; use 'classification' or 'regression'")
+        raise UserError(f"task: unknown task {task!r}; use 'classification' or 'regression'")
     if kind not in KINDS:
-        raise UserError(f"data.kind: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
+        raise UserError(f"kind: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     n = _positive_int("num_samples", num_samples, 10)
     if isinstance(noise, bool) or not isinstance(noise, int | float) or not noise >= 0:
-        raise UserError(f"data.noise: must be a number >= 0, got {noise!r}")
+        raise UserError(f"noise: must be a number >= 0, got {noise!r}")
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float):
-        raise UserError(f"data.test_fraction: must be a number in (0, 1), got {test_fraction!r}")
+        raise UserError(f"test_fraction: must be a number in (0, 1), got {test_fraction!r}")
     if not 0 < test_fraction < 1:
-        raise UserError(f"data.test_fraction: must be in (0, 1), got {test_fraction}")
+        raise UserError(f"test_fraction: must be in (0, 1), got {test_fraction}")
     noise = float(noise)
     two_d = task == "classification" and kind in _TWO_D
     default_d = 2 if task == "classification" and kind in (*_TWO_D, "blobs") else 20
@@ -117,7 +117,7 @@ def load_synthetic(
     info.update(kind=kind, num_classes=k)
     if two_d and (d != 2 or k != 2):
         raise UserError(
-            f"data.kind: {kind} makes 2 features and 2 classes, got num_features={d}, "
+            f"kind: {kind} makes 2 features and 2 classes, got num_features={d}, "
             f"num_classes={k}; leave them unset or use kind=gaussian"
         )
     if kind == "gaussian":

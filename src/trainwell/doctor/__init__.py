@@ -5,8 +5,9 @@
 - decide: :func:`diagnose_health` (the table :data:`RULES` of pure rules over one
   :class:`Signals` object, thresholds in :data:`THRESHOLDS`) → :class:`Finding` objects of
   the kinds in :data:`KINDS`, the primary cause first (:data:`EXPLAINS`);
-- act: :data:`REPAIRS` (each one description: a config patch and a live action), :func:`diagnose` and
-  :func:`repair` over a config, :func:`write_report` for ``report.html``.
+- act: :data:`REPAIRS` (each one description: a config patch and a live action),
+  :func:`write_report` for ``report.html``. The diagnose/repair loop over a config lives in
+  the front, :mod:`trainwell.cli.repair_loop`.
 
 Example:
     >>> with tw.doctor.watch(model, num_classes=10) as w:
@@ -20,7 +21,6 @@ from __future__ import annotations
 from .callback import DEFAULT_EVERY, DoctorCallback
 from .causes import EXPLAINS, format_findings
 from .findings import KINDS, Finding, Health
-from .loop import DoctorResult, Trial, diagnose, repair
 from .probes import LayerInfo, Probe, describe_layers, probe_schedule
 from .repairs import REPAIRS, Repair, RollbackGuard
 from .report import render_report, write_report
@@ -34,7 +34,6 @@ __all__ = [
     "KINDS",
     "THRESHOLDS",
     "DoctorCallback",
-    "DoctorResult",
     "Finding",
     "Health",
     "LayerInfo",
@@ -45,15 +44,12 @@ __all__ = [
     "RollbackGuard",
     "Rule",
     "Signals",
-    "Trial",
     "Watcher",
     "describe_layers",
-    "diagnose",
     "diagnose_health",
     "format_findings",
     "probe_schedule",
     "render_report",
-    "repair",
     "summarize",
     "watch",
     "write_report",

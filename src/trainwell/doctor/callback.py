@@ -16,6 +16,8 @@ import torch
 from ..train.callbacks import Callback
 from .findings import Finding, Health
 from .probes import Probe, probe_schedule
+from .report import write_report
+from .rules import diagnose_health
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..train.trainer import Trainer
@@ -122,14 +124,12 @@ class DoctorCallback(Callback):
         if self.probe is not None:
             self.probe.disarm()
         if self.report and trainer.run_dir is not None:
-            from .report import write_report  # matplotlib only when a report is wanted
 
             write_report(trainer.run_dir, health=self.health, findings=self.findings())
 
     # ---- results --------------------------------------------------------------------
     def findings(self) -> list[Finding]:
         """The findings of the rules on what was recorded so far."""
-        from .rules import diagnose_health
 
         return diagnose_health(self.health)
 

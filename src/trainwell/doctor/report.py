@@ -19,6 +19,7 @@ from typing import Any
 
 from ..train.checkpoint import atomic_write_text
 from .findings import Finding, Health
+from .rules import diagnose_health
 
 __all__ = ["render_report", "write_report"]
 
@@ -214,7 +215,6 @@ def write_report(
     Raises:
         UserError: no ``health.jsonl`` in ``run_dir`` and no ``health`` given.
     """
-    from .rules import diagnose_health
 
     run_dir = Path(run_dir)
     health = Health.read(run_dir / "health.jsonl") if health is None else health

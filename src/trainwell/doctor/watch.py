@@ -22,6 +22,7 @@ from torch import nn
 
 from .findings import Finding, Health
 from .probes import Probe, probe_schedule
+from .rules import diagnose_health
 
 __all__ = ["Watcher", "watch"]
 
@@ -109,7 +110,6 @@ class Watcher:
 
     def findings(self) -> list[Finding]:
         """The findings of the rules on everything recorded so far."""
-        from .rules import diagnose_health
 
         self._flush()
         return diagnose_health(self.health)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import common
@@ -41,8 +42,6 @@ __all__ = [
     "ACTIVATION_ROWS",
     "dead_units",
     "run",
-    "add_arguments",
-    "run_command",
 ]
 
 NAME = "activations"
@@ -122,8 +121,6 @@ def base(budget: Budget) -> dict[str, Any]:
 
 
 def _plot_dead(path: Path, rows: Sequence[dict[str, Any]], title: str) -> Path:
-    import numpy as np
-
     fig, ax = common.pyplot().subplots(figsize=(6.5, 4.2))
     for row in rows:
         per_seed = np.asarray([f["dead_per_layer"] for f in row["extra"]["final"]], dtype=float)
@@ -143,6 +140,8 @@ def run(
     seeds: int | Sequence[int] = DEFAULT_SEEDS,
     quick: bool = False,
     log: Callable[[str], None] | None = None,
+    *,
+    build: common.Build,
 ) -> list[dict[str, Any]]:
     """Run the experiment and write ``table.md``, ``results.json`` and two PNGs.
 
@@ -151,6 +150,8 @@ def run(
         seeds: a count n (seeds 0..n-1) or explicit seeds.
         quick: tiny budget, for smoke tests only.
         log: called with one progress line per (activation, seed).
+        build: turns ``(base, patch)`` into a run ready to fit, e.g. the front's
+            :class:`trainwell.cli.experiments.ConfigBuild`.
 
     Returns:
         One row per activation (see :func:`common.run_variants`); ``init_dead_fraction``
@@ -165,9 +166,10 @@ def run(
     ]
     probe = _probe(budget)
     rows = common.run_variants(
-        common.base_config(base(budget)),
+        base(budget),
         variants,
         seed_values,
+        build=build,
         measure_init=probe,
         measure_final=probe,
         log=log,
@@ -219,6 +221,3 @@ def run(
         out, NAME, table, setup, rows, seeds=seed_values, quick=quick, budget=budget, started=t0
     )
     return rows
-
-
-add_arguments, run_command = common.cli(NAME, run, DEFAULT_SEEDS)

@@ -1,11 +1,12 @@
-"""Shared parts of the playbook experiments: run config variants over seeds, tabulate, plot.
+"""Shared parts of the playbook experiments: run variants over seeds, tabulate, plot.
 
-An experiment is a base :class:`~trainwell.config.Config` plus named :class:`Variant`
-patches (dotted config keys, applied with :func:`trainwell.config.apply_patch`). Each
-variant is trained once per seed through :func:`trainwell.runner.build_run`; the data of a
-(data section, seed) pair is loaded once and shared by every variant, so variants differ
-only in what their patch changes. Results are reduced to mean ± sample standard deviation
-(n − 1) over seeds and written under ``runs/experiments/NAME/``::
+An experiment is a base patch plus named :class:`Variant` patches (dotted keys such as
+``"optim.name"``, kept as plain data here). A :data:`Build` callable supplied by the caller
+(the front's :class:`trainwell.cli.experiments.ConfigBuild`) turns ``(base, patch)`` into a
+run ready to fit; this layer never reads a config itself. Each variant is trained once per
+seed; the builder shares the data of a (data section, seed) pair between variants, so
+variants differ only in what their patch changes. Results are reduced to mean ± sample
+standard deviation (n − 1) over seeds and written under ``runs/experiments/NAME/``::
 
     table.md       the Markdown table (with the setup and the wall time)
     results.json   every row: settings, per-seed values, mean and std, per-epoch curves
@@ -19,20 +20,23 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ..config import Config, apply_patch, load_config
+import torch
+
+from ..errors import UserError
+from ..train import Trainer
 from ..train.checkpoint import atomic_write_text
-from .cli import add_arguments, cli, run_command, seed_list  # re-exported
 from .plots import plot_curves, pyplot, save_figure  # re-exported: experiments use common.*
 
 __all__ = [
+    "Build",
+    "Built",
     "Variant",
     "seed_list",
-    "base_config",
     "fit_one",
     "run_variants",
     "mean_std",
@@ -46,9 +50,6 @@ __all__ = [
     "save_figure",
     "write_outputs",
     "report",
-    "add_arguments",
-    "run_command",
-    "cli",
     "CURVE_KEYS",
 ]
 
@@ -71,28 +72,51 @@ class Variant:
     settings: str = ""
 
 
-def base_config(patch: dict[str, Any]) -> Config:
-    """The built-in default config with ``patch`` (dotted keys) applied and validated."""
-    return apply_patch(load_config(None), patch)
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` as a list: a count ``n`` means seeds ``0 .. n-1``.
 
+    Raises:
+        UserError: ``"--seeds: need at least 1 seed, got 0"``.
+    """
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise UserError(f"--seeds: need at least 1 seed, got {seeds}; use --seeds 3")
+        return list(range(seeds))
+    out = [int(s) for s in seeds]
+    if not out:
+        raise UserError("--seeds: need at least 1 seed; use --seeds 3")
+    return out
+
+
+class Built(Protocol):
+    """A run ready to fit, as a :data:`Build` callable returns it (the runner's ``Run``)."""
+
+    data: Any  # a trainwell.data.Dataset
+    model: torch.nn.Module
+    trainer: Trainer
+
+
+Build = Callable[[Mapping[str, Any], Mapping[str, Any]], Built]
+"""``build(base, patch) -> Built``: the experiment's base patch, then a variant's patch
+(with its ``"seed"``), applied in that order; data may be shared between calls."""
 
 Measure = Callable[[Any], dict[str, Any]]
 
 
 def fit_one(
-    config: Config,
+    built: Built,
+    seed: int,
     *,
-    data: Any = None,
     measure_init: Measure | None = None,
     measure_final: Measure | None = None,
 ) -> dict[str, Any]:
-    """Build and fit ``config`` once (no run folder); return its final metrics and curves.
+    """Fit a built run once (no run folder); return its final metrics and curves.
 
     Args:
-        config: a validated config (its seed seeds data split, init, shuffling, dropout).
-        data: a prepared :class:`~trainwell.data.Dataset` to reuse, or None to load it.
-        measure_init: called with the built :class:`~trainwell.runner.Run` before fitting;
-            its dict is stored under ``"init"``.
+        built: a run ready to fit (its seed seeds data split, init, shuffling, dropout).
+        seed: that seed, recorded in the result.
+        measure_init: called with ``built`` before fitting; its dict is stored under
+            ``"init"``.
         measure_final: called with the fitted run; its dict is stored under ``"final"``.
 
     Returns:
@@ -101,14 +125,11 @@ def fit_one(
         where the split metrics are evaluated after training in eval mode (no dropout) and
         ``curves`` maps each of :data:`CURVE_KEYS` to its per-epoch list.
     """
-    from ..runner import build_run  # imported lazily: keeps `--help` fast
-
-    built = build_run(config, data=data, progress=False)
     init = measure_init(built) if measure_init is not None else {}
     t0 = time.perf_counter()
     history = built.trainer.fit(built.data)
     fit_s = time.perf_counter() - t0
-    out: dict[str, Any] = {"seed": config.seed}
+    out: dict[str, Any] = {"seed": seed}
     for split in ("train", "val", "test"):
         for key, value in built.trainer.evaluate(getattr(built.data, split)).items():
             out[f"{split}_{key}"] = value
@@ -194,8 +215,6 @@ def torch_threads(n: int | None) -> Iterator[None]:
     one thread (a 4-layer 128-wide MLP, batch 128, measured here). ``None`` leaves torch's
     setting alone.
     """
-    import torch
-
     if n is None:
         yield
         return
@@ -208,18 +227,19 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def run_variants(
-    base: Config,
+    base: Mapping[str, Any],
     variants: Sequence[Variant],
     seeds: Sequence[int],
     *,
+    build: Build,
     measure_init: Measure | None = None,
     measure_final: Measure | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train every variant for every seed and return one aggregated row per variant.
 
-    Contract: run (variant, seed) uses ``apply_patch(base, variant.patch | {"seed": seed})``;
-    data are loaded once per distinct (data section, seed) and shared across variants.
+    Contract: run (variant, seed) is ``build(base, variant.patch | {"seed": seed})``, fitted
+    by :func:`fit_one`.
 
     Returns:
         Rows in the order of ``variants``: ``{"name", "settings", "patch", "seeds",
@@ -227,46 +247,26 @@ def run_variants(
         "extra": {"init": [...], "final": [...]}}``. Metric keys are those of
         :func:`fit_one` plus ``init_*`` / ``final_*`` for scalar measurements.
     """
-    import torch
-
-    from ..runner import build_data
-
-    threads = torch.get_num_threads()  # build_run applies train.threads process-wide
+    threads = torch.get_num_threads()  # a build may set the thread count process-wide
     try:
-        return _run_all(base, variants, seeds, build_data, measure_init, measure_final, log)
+        rows = []
+        for variant in variants:
+            runs = []
+            for seed in seeds:
+                built = build(base, {**variant.patch, "seed": seed})
+                result = fit_one(
+                    built, seed, measure_init=measure_init, measure_final=measure_final
+                )
+                runs.append(result)
+                if log is not None:
+                    log(
+                        f"  {variant.name:<14} seed {seed}: test acc "
+                        f"{result['test_accuracy']:.3f} ({result['fit_time_s']:.1f} s)"
+                    )
+            rows.append(_aggregate(variant, runs))
+        return rows
     finally:
         torch.set_num_threads(threads)  # leave the caller's thread count as it was
-
-
-def _run_all(
-    base: Config,
-    variants: Sequence[Variant],
-    seeds: Sequence[int],
-    build_data: Callable[[Config], Any],
-    measure_init: Measure | None,
-    measure_final: Measure | None,
-    log: Callable[[str], None] | None,
-) -> list[dict[str, Any]]:
-    cache: dict[str, Any] = {}  # (data section, seed) -> Dataset, shared by the variants
-    rows = []
-    for variant in variants:
-        runs = []
-        for seed in seeds:
-            config = apply_patch(base, {**variant.patch, "seed": seed})
-            key = json.dumps([config.data.model_dump(mode="json"), seed], sort_keys=True)
-            if key not in cache:
-                cache[key] = build_data(config)
-            result = fit_one(
-                config, data=cache[key], measure_init=measure_init, measure_final=measure_final
-            )
-            runs.append(result)
-            if log is not None:
-                log(
-                    f"  {variant.name:<14} seed {seed}: test acc {result['test_accuracy']:.3f} "
-                    f"({result['fit_time_s']:.1f} s)"
-                )
-        rows.append(_aggregate(variant, runs))
-    return rows
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -38,8 +38,6 @@ __all__ = [
     "QUICK_BUDGET",
     "variants",
     "run",
-    "add_arguments",
-    "run_command",
 ]
 
 NAME = "optimizers"
@@ -107,6 +105,8 @@ def run(
     seeds: int | Sequence[int] = DEFAULT_SEEDS,
     quick: bool = False,
     log: Callable[[str], None] | None = None,
+    *,
+    build: common.Build,
 ) -> list[dict[str, Any]]:
     """Run the experiment and write ``table.md``, ``results.json``, ``curves.png``.
 
@@ -115,6 +115,8 @@ def run(
         seeds: a count n (seeds 0..n-1) or explicit seeds.
         quick: tiny budget, for smoke tests only.
         log: called with one progress line per (optimizer, seed).
+        build: turns ``(base, patch)`` into a run ready to fit, e.g. the front's
+            :class:`trainwell.cli.experiments.ConfigBuild`.
 
     Returns:
         One row per optimizer (see :func:`common.run_variants`).
@@ -122,7 +124,7 @@ def run(
     t0 = time.perf_counter()
     budget = QUICK_BUDGET if quick else DEFAULT_BUDGET
     seed_values = common.seed_list(seeds)
-    rows = common.run_variants(common.base_config(base(budget)), variants(), seed_values, log=log)
+    rows = common.run_variants(base(budget), variants(), seed_values, build=build, log=log)
     early = min(budget.early_epochs, budget.epochs) - 1
     for row in rows:
         row["metrics"]["early_val_accuracy"] = common.stat(
@@ -168,6 +170,3 @@ def run(
         out, NAME, table, setup, rows, seeds=seed_values, quick=quick, budget=budget, started=t0
     )
     return rows
-
-
-add_arguments, run_command = common.cli(NAME, run, DEFAULT_SEEDS)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["plot_curves", "pyplot", "save_figure"]
 
 
@@ -31,8 +33,6 @@ def plot_curves(
     Returns:
         ``path``.
     """
-    import numpy as np
-
     fig, axes = pyplot().subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     for ax, (key, label, logy) in zip(axes[0], panels):
         for row in rows:
@@ -53,6 +53,7 @@ def plot_curves(
 
 def pyplot() -> Any:
     """``matplotlib.pyplot`` on the Agg backend (no display needed), imported on first use."""
+    # Imported on first use: pyplot is slow to import and only plotting needs it.
     import matplotlib
 
     matplotlib.use("Agg")

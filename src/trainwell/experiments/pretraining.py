@@ -29,11 +29,17 @@ from typing import Any
 
 import torch
 
+from .. import optim as tw_optim
+from ..data import load
+from ..data.dataset import Dataset, Split
+from ..nn import MLP
+from ..train import Trainer
+from ..transfer import pretrain_layerwise, pretrain_stacked
 from . import common
 from .common import seed_list, torch_threads
 from .transfer import markdown_table
 
-__all__ = ["Budget", "DEFAULT_BUDGET", "QUICK_BUDGET", "run", "add_arguments", "run_command"]
+__all__ = ["Budget", "DEFAULT_BUDGET", "QUICK_BUDGET", "run"]
 
 NAME = "pretraining"
 METHODS = ("scratch", "layer-wise pretrained", "stacked pretrained")
@@ -70,8 +76,6 @@ QUICK_BUDGET = Budget(
 
 
 def _data(budget: Budget):
-    from ..data import load
-
     # val_fraction 0: every training input is unlabelled material; no model selection here.
     return load("mnist1d", num_samples=budget.num_samples, seed=0, val_fraction=0.0)
 
@@ -82,12 +86,6 @@ def _epochs(n: int, budget: Budget) -> int:
 
 
 def _run_seed(seed: int, data, budget: Budget) -> dict[tuple[float, str], float]:
-    from .. import optim as tw_optim
-    from ..data.dataset import Dataset, Split
-    from ..nn import MLP
-    from ..train import Trainer
-    from ..transfer import pretrain_layerwise, pretrain_stacked
-
     init = MLP(
         data.in_features,
         list(budget.hidden),
@@ -255,6 +253,3 @@ def run(
         f"MNIST-1D, {len(seeds)} seeds: scratch vs autoencoder pretraining",
     )
     return rows
-
-
-add_arguments, run_command = common.cli(NAME, run, 5, threads=True)

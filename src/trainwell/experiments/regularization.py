@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import common
 
 __all__ = [
@@ -36,8 +38,6 @@ __all__ = [
     "QUICK_BUDGET",
     "variants",
     "run",
-    "add_arguments",
-    "run_command",
     "plot_gap",
 ]
 
@@ -96,8 +96,6 @@ def base(budget: Budget) -> dict[str, Any]:
 
 def plot_gap(path: Path, rows: Sequence[dict[str, Any]], title: str) -> Path:
     """Grouped bars: train and test accuracy per row, mean with ±1 std error bars."""
-    import numpy as np
-
     x = np.arange(len(rows))
     fig, ax = common.pyplot().subplots(figsize=(6.5, 4.2))
     for offset, split in ((-0.2, "train"), (0.2, "test")):
@@ -124,6 +122,8 @@ def run(
     seeds: int | Sequence[int] = DEFAULT_SEEDS,
     quick: bool = False,
     log: Callable[[str], None] | None = None,
+    *,
+    build: common.Build,
 ) -> list[dict[str, Any]]:
     """Run the experiment and write ``table.md``, ``results.json``, ``curves.png``, ``gap.png``.
 
@@ -132,6 +132,8 @@ def run(
         seeds: a count n (seeds 0..n-1) or explicit seeds.
         quick: tiny budget, for smoke tests only.
         log: called with one progress line per (row, seed).
+        build: turns ``(base, patch)`` into a run ready to fit, e.g. the front's
+            :class:`trainwell.cli.experiments.ConfigBuild`.
 
     Returns:
         One row per regularizer (see :func:`common.run_variants`), with ``gap`` (train
@@ -141,7 +143,7 @@ def run(
     budget = QUICK_BUDGET if quick else DEFAULT_BUDGET
     seed_values = common.seed_list(seeds)
     rows = common.run_variants(
-        common.base_config(base(budget)), variants(budget), seed_values, log=log
+        base(budget), variants(budget), seed_values, build=build, log=log
     )
     for row in rows:
         m = row["metrics"]
@@ -196,6 +198,3 @@ def run(
         out, NAME, table, setup, rows, seeds=seed_values, quick=quick, budget=budget, started=t0
     )
     return rows
-
-
-add_arguments, run_command = common.cli(NAME, run, DEFAULT_SEEDS)

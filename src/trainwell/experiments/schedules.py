@@ -38,8 +38,6 @@ __all__ = [
     "QUICK_BUDGET",
     "variants",
     "run",
-    "add_arguments",
-    "run_command",
 ]
 
 NAME = "schedules"
@@ -131,6 +129,8 @@ def run(
     seeds: int | Sequence[int] = DEFAULT_SEEDS,
     quick: bool = False,
     log: Callable[[str], None] | None = None,
+    *,
+    build: common.Build,
 ) -> list[dict[str, Any]]:
     """Run the experiment and write ``table.md``, ``results.json``, ``curves.png``.
 
@@ -139,6 +139,8 @@ def run(
         seeds: a count n (seeds 0..n-1) or explicit seeds.
         quick: tiny budget, for smoke tests only.
         log: called with one progress line per (schedule, seed).
+        build: turns ``(base, patch)`` into a run ready to fit, e.g. the front's
+            :class:`trainwell.cli.experiments.ConfigBuild`.
 
     Returns:
         One row per schedule (see :func:`common.run_variants`), with ``best_val_accuracy``
@@ -148,7 +150,7 @@ def run(
     budget = QUICK_BUDGET if quick else DEFAULT_BUDGET
     seed_values = common.seed_list(seeds)
     rows = common.run_variants(
-        common.base_config(base(budget)), variants(budget), seed_values, log=log
+        base(budget), variants(budget), seed_values, build=build, log=log
     )
     for row in rows:
         for key, reduce, curve in (
@@ -197,6 +199,3 @@ def run(
         out, NAME, table, setup, rows, seeds=seed_values, quick=quick, budget=budget, started=t0
     )
     return rows
-
-
-add_arguments, run_command = common.cli(NAME, run, DEFAULT_SEEDS)

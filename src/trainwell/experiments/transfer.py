@@ -29,6 +29,12 @@ from typing import Any
 
 import torch
 
+from .. import optim as tw_optim
+from ..data import load
+from ..data.dataset import Dataset, Split, select_classes
+from ..nn import MLP
+from ..train import Trainer
+from ..transfer import fine_tune, reuse
 from . import common
 from .common import seed_list, torch_threads
 
@@ -37,8 +43,6 @@ __all__ = [
     "DEFAULT_BUDGET",
     "QUICK_BUDGET",
     "run",
-    "add_arguments",
-    "run_command",
     "markdown_table",
     "seed_list",
     "summarize",
@@ -71,9 +75,6 @@ QUICK_BUDGET = Budget(
 
 
 def _trainer(model, data, *, epochs, batch_size, lr, seed, **kw):
-    from .. import optim as tw_optim
-    from ..train import Trainer
-
     opt = tw_optim.build("adam", model.parameters(), lr=lr)
     trainer = Trainer(
         model,
@@ -90,9 +91,6 @@ def _trainer(model, data, *, epochs, batch_size, lr, seed, **kw):
 
 
 def _tasks(budget: Budget):
-    from ..data import load
-    from ..data.dataset import Dataset, Split, select_classes
-
     data = load("mnist1d", num_samples=budget.num_samples, seed=0)
     task_a = select_classes(data, list(range(8)))
     b = select_classes(data, [8, 9])
@@ -101,10 +99,6 @@ def _tasks(budget: Budget):
 
 
 def _run_seed(seed: int, task_a, task_b, budget: Budget) -> dict[str, float]:
-    from ..data.dataset import Dataset, Split
-    from ..nn import MLP
-    from ..transfer import fine_tune, reuse
-
     gen = lambda k: torch.Generator().manual_seed(seed * 1_000 + k)  # noqa: E731
     model_a = MLP(task_a.in_features, list(budget.hidden), 8, generator=gen(1))
     acc_a = _trainer(
@@ -271,6 +265,3 @@ def run(
         f"MNIST-1D 8 vs 9 from {budget.n_labelled} labels, {len(seeds)} seeds",
     )
     return rows
-
-
-add_arguments, run_command = common.cli(NAME, run, 10, threads=True)

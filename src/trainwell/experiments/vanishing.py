@@ -10,7 +10,6 @@ findings; ``grad_norms.png`` plots the norms across depth on a log scale.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
@@ -19,9 +18,15 @@ from typing import Any
 
 import torch
 
+from .. import data as tw_data
+from .. import nn as tw_nn
+from .. import optim as tw_optim
+from ..doctor import DoctorCallback, describe_layers
+from ..errors import UserError
+from ..train import Trainer
 from ..train.checkpoint import atomic_write_text
 
-__all__ = ["SETUPS", "add_arguments", "first_step_grad_norms", "run", "run_command"]
+__all__ = ["SETUPS", "first_step_grad_norms", "run"]
 
 SETUPS: tuple[tuple[str, str], ...] = (
     ("sigmoid", "normal"),
@@ -40,7 +45,6 @@ def first_step_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tens
     Returns:
         ‖∂J/∂W_ℓ‖₂ for each Linear layer ℓ, input side first (no optimizer step taken).
     """
-    from ..doctor import describe_layers
 
     model.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -82,12 +86,6 @@ def run(
     Raises:
         UserError: seeds < 1, or bad names (from the builders).
     """
-    from .. import data as tw_data
-    from .. import nn as tw_nn
-    from .. import optim as tw_optim
-    from ..doctor import DoctorCallback
-    from ..errors import UserError
-    from ..train import Trainer
 
     if seeds < 1:
         raise UserError(f"--seeds: must be >= 1, got {seeds}")
@@ -153,6 +151,7 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
 
 
 def _write(out: Path, rows, seeds, depth, width, epochs, optimizer, lr, source) -> None:
+    # Imported here: pyplot is slow to import and only the written report needs it.
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -174,28 +173,3 @@ def _write(out: Path, rows, seeds, depth, width, epochs, optimizer, lr, source) 
     ax.legend(fontsize=7)
     fig.savefig(out / "grad_norms.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``trainwell experiment vanishing`` arguments."""
-    parser.add_argument("--out", default="runs/experiment-vanishing", help="output folder")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--depth", type=int, default=50)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--source", default="digits")
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run from parsed arguments, print the table; return 0."""
-    rows = run(
-        args.out,
-        seeds=args.seeds,
-        depth=args.depth,
-        width=args.width,
-        epochs=args.epochs,
-        source=args.source,
-    )
-    print(table_markdown(rows), end="")
-    print(f"written: {Path(args.out) / 'table.md'}, grad_norms.png, results.json")
-    return 0

@@ -102,13 +102,13 @@ def activation(name: str, **kwargs: Any) -> nn.Module:
     factory = ACTIVATIONS.get(key)
     if factory is None:
         raise UserError(
-            f"model.activation: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
+            f"activation: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
         )
     try:
         return factory(**kwargs)
     except TypeError as exc:
         raise UserError(
-            f"model.activation: bad arguments {sorted(kwargs)} for {key!r} ({exc}); "
+            f"activation: bad arguments {sorted(kwargs)} for {key!r} ({exc}); "
             "pass only the parameters of that activation"
         ) from None
 

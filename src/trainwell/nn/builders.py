@@ -44,7 +44,7 @@ def _check_positive(field: str, value: Any) -> int:
 
 def _check_rate(value: float) -> float:
     if not 0.0 <= float(value) < 1.0:
-        raise UserError(f"model.dropout: must be in [0, 1), got {value!r}; use e.g. 0.1-0.5")
+        raise UserError(f"dropout: must be in [0, 1), got {value!r}; use e.g. 0.1-0.5")
     return float(value)
 
 
@@ -116,9 +116,9 @@ class MLP(nn.Module):
         head_init: str | None = None,
     ) -> None:
         super().__init__()
-        _check_positive("model.in_features", in_features)
-        _check_positive("model.out_features", out_features)
-        widths = [_check_positive("model.hidden", w) for w in hidden]
+        _check_positive("in_features", in_features)
+        _check_positive("out_features", out_features)
+        widths = [_check_positive("hidden", w) for w in hidden]
         rate = _check_rate(dropout)
         self.activation_name = str(activation).lower()
         kwargs = dict(activation_kwargs or {})
@@ -244,8 +244,8 @@ class CNN(nn.Module):
         c, spatial = _conv_shape(in_shape)
         self.conv_dims = len(spatial)
         self.in_shape = (c, *spatial)
-        _check_positive("model.out_features", out_features)
-        widths = [_check_positive("model.hidden", v) for v in hidden]
+        _check_positive("out_features", out_features)
+        widths = [_check_positive("hidden", v) for v in hidden]
         rate = _check_rate(dropout)
         n = len(channels)
         kernels = [_check_positive("kernel_size", k)
@@ -262,7 +262,7 @@ class CNN(nn.Module):
         for kind in pools:
             if kind not in ("max", "avg", None, "none"):
                 raise UserError(
-                    f"model.pool: unknown pooling {kind!r}; choose 'max', 'avg' or None"
+                    f"pool: unknown pooling {kind!r}; choose 'max', 'avg' or None"
                 )
         self.activation_name = str(activation).lower()
         conv, norm = _CONV[self.conv_dims], _NORM[self.conv_dims]
@@ -270,7 +270,7 @@ class CNN(nn.Module):
         blocks = []
         per_block = zip(channels, kernels, strides, paddings, pools)
         for i, (out_c, k, st, p, kind) in enumerate(per_block):
-            _check_positive("model.channels", out_c)
+            _check_positive("channels", out_c)
             layers: OrderedDict[str, nn.Module] = OrderedDict()
             layers["conv"] = conv(c, out_c, k, stride=st, padding=p, bias=not batch_norm)
             if batch_norm:

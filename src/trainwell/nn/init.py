@@ -67,7 +67,7 @@ def fans(tensor: torch.Tensor) -> tuple[int, int]:
     """
     if tensor.dim() < 2:
         raise UserError(
-            f"model.init: cannot compute fans of a tensor of shape {tuple(tensor.shape)}; "
+            f"tensor: cannot compute fans of a tensor of shape {tuple(tensor.shape)}; "
             "initializers with fans apply to Linear/Conv weights (2+ dimensions)"
         )
     receptive = math.prod(tensor.shape[2:])
@@ -129,7 +129,7 @@ def _he_var(tensor: torch.Tensor, mode: str, negative_slope: float) -> float:
         fan = n_out
     else:
         raise UserError(
-            f"model.init: unknown He mode {mode!r}; choose one of ['fan_avg', 'fan_in', 'fan_out']"
+            f"mode: unknown He mode {mode!r}; choose one of ['fan_avg', 'fan_in', 'fan_out']"
         )
     # A leaky slope α keeps a share α² of the negative half: Var = 2 / ((1 + α²)·fan).
     return 2.0 / ((1.0 + negative_slope**2) * fan)
@@ -346,6 +346,6 @@ def init_for_activation(name: str) -> str:
     key = str(name).lower()
     if key not in _POLICY:
         raise UserError(
-            f"model.activation: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
+            f"activation: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
         )
     return _POLICY[key]

@@ -219,7 +219,7 @@ def apply_init(
             symmetric.append(name or "<model>")
     if symmetric:
         warnings.warn(
-            f"model.init: {key!r} initialization of hidden layer(s) {', '.join(symmetric)}: "
+            f"init: {key!r} initialization of hidden layer(s) {', '.join(symmetric)}: "
             "all neurons of such a layer compute the same output and receive the same "
             "gradient, so they stay identical during training (the symmetry problem); "
             "use a random initializer such as 'auto'",

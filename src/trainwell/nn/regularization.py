@@ -139,7 +139,7 @@ def max_norm_(
     """
     r = float(max_value)
     if not r > 0.0:
-        raise UserError(f"regularization.max_norm: must be > 0, got {max_value!r}; use e.g. 3.0")
+        raise UserError(f"max_value: must be > 0, got {max_value!r}; use e.g. 3.0")
     maxima: list[torch.Tensor] = []
     for module in model.modules():
         if not isinstance(module, nn.Linear | nn.modules.conv._ConvNd):
@@ -169,7 +169,7 @@ class MaxNorm:
     def __init__(self, max_value: float, dim: int | Sequence[int] | None = None) -> None:
         if not float(max_value) > 0.0:
             raise UserError(
-                f"regularization.max_norm: must be > 0, got {max_value!r}; use e.g. 3.0"
+                f"max_value: must be > 0, got {max_value!r}; use e.g. 3.0"
             )
         self.max_value = float(max_value)
         self.dim = dim

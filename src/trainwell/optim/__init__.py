@@ -1,4 +1,4 @@
-"""Optimizers, learning-rate schedules, gradient clipping, weight penalties, the LR finder.
+"""Optimizers, learning-rate schedules, gradient clipping, weight penalties.
 
 ``build(name, params, **hyperparameters)`` is the single place that maps an optimizer's
 name to its class; schedules are pure functions ``step -> lr`` in :mod:`.schedules`.
@@ -15,11 +15,10 @@ from __future__ import annotations
 from . import clip, penalties, schedules
 from .adagrad import AdaGrad
 from .adam import Adam, AdaMax, AdamW, Nadam
-from .lr_find import LRFindResult, lr_find
 from .registry import OPTIMIZERS, OptimizerSpec, build, hyperparameters
 from .rmsprop import RMSProp
 from .sgd import SGD, Momentum, Nesterov
 
-__all__ = ["OPTIMIZERS", "SGD", "AdaGrad", "AdaMax", "Adam", "AdamW", "LRFindResult", "Momentum",
+__all__ = ["OPTIMIZERS", "SGD", "AdaGrad", "AdaMax", "Adam", "AdamW", "Momentum",
            "Nadam", "Nesterov", "OptimizerSpec", "RMSProp", "build", "clip", "hyperparameters",
-           "lr_find", "penalties", "schedules"]
+           "penalties", "schedules"]

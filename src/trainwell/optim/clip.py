@@ -190,7 +190,7 @@ class Clipper:
     one norm pass — call it only when logging the norm).
 
     Raises:
-        UserError: ``"optim.clip.kind: ..."`` or ``"optim.clip.threshold: ..."``.
+        UserError: ``"kind: ..."`` or ``"threshold: ..."``.
     """
 
     kind: Literal["none", "value", "global_norm", "tensor_norm", "adaptive"] = "none"
@@ -199,14 +199,14 @@ class Clipper:
     def __post_init__(self) -> None:
         if self.kind not in CLIP_KINDS:
             raise UserError(
-                f"optim.clip.kind: unknown clip kind {self.kind!r}; choose one of {list(CLIP_KINDS)}"
+                f"kind: unknown clip kind {self.kind!r}; choose one of {list(CLIP_KINDS)}"
             )
         t = self.threshold
         if self.kind == "none":
             return
         if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
             raise UserError(
-                f"optim.clip.threshold: must be a finite number > 0 for clip kind {self.kind!r}, got {t!r}"
+                f"threshold: must be a finite number > 0 for clip kind {self.kind!r}, got {t!r}"
             )
 
     def __call__(self, params: Params) -> torch.Tensor:

@@ -66,7 +66,7 @@ def weight_parameters(
 
 def _check(field: str, v: float) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
-        raise UserError(f"regularization.{field}: must be a finite number >= 0, got {v!r}")
+        raise UserError(f"{field}: must be a finite number >= 0, got {v!r}")
     return float(v)
 
 
@@ -84,7 +84,7 @@ class Penalty:
         include_norm: penalize normalization layers' parameters too.
 
     Raises:
-        UserError: ``"regularization.l1: ..."`` for a negative or non-finite coefficient.
+        UserError: ``"l1: ..."`` (or ``l2``) for a negative or non-finite coefficient.
     """
 
     def __init__(

@@ -7,7 +7,6 @@ maps each name to a frozen :class:`OptimizerSpec`. Adding an optimizer is one ne
 from __future__ import annotations
 
 import inspect
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +74,7 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 def _spec(name: str) -> OptimizerSpec:
     spec = OPTIMIZERS.get(name)
     if spec is None:
-        raise UserError(f"optim.name: unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
+        raise UserError(f"name: unknown optimizer {name!r}; choose one of {list(OPTIMIZERS)}")
     return spec
 
 
@@ -111,24 +110,15 @@ def build(name: str, params: Any, **hyperparameters_: Any) -> torch.optim.Optimi
         The optimizer.
 
     Raises:
-        UserError: unknown name ("optim.name: ..."), an argument that is not a
-            hyperparameter of this optimizer ("optim.<field>: not a hyperparameter of
-            ..."), or a value out of range ("optim.lr: must be >= 0, got -1.0").
+        UserError: unknown name ("name: ...") or an argument that is not a hyperparameter
+            of this optimizer ("<argument>: not a hyperparameter of ...").
+        ValueError: a value out of range, naming the argument ("lr: must be >= 0, got -1.0").
     """
     spec = _spec(name)
     known = _signature_defaults(spec.cls, "lecture")
     for key in hyperparameters_:
         if key not in known:
             raise UserError(
-                f"optim.{key}: not a hyperparameter of {name!r}; it takes {', '.join(known)}"
+                f"{key}: not a hyperparameter of {name!r}; it takes {', '.join(known)}"
             )
-    try:
-        return spec.cls(params, **hyperparameters_)
-    except UserError:
-        raise
-    except ValueError as err:
-        message = str(err)
-        field_name = re.match(r"([A-Za-z_]+)(\[\d\])?:", message)
-        if field_name and field_name.group(1) in known:
-            raise UserError(f"optim.{message}") from err
-        raise
+    return spec.cls(params, **hyperparameters_)

@@ -1,4 +1,4 @@
-"""Training: the Trainer, the callback protocol, checkpoints and losses."""
+"""Training: the Trainer, the callback protocol, checkpoints, losses and the LR finder."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .early_stopping import EarlyStopping
 from .loggers import CSVLogger, TensorBoardLogger
 from .losses import LOSSES
+from .lr_find import LRFindResult, lr_find
 from .trainer import Trainer, epoch_seed, resolve_device
 
 __all__ = ["BestCheckpoint", "CSVLogger", "Callback", "EarlyStopping", "LOSSES",
-           "TensorBoardLogger", "Trainer", "epoch_seed", "latest_checkpoint", "load_best",
-           "load_checkpoint", "resolve_device", "save_checkpoint"]
+           "LRFindResult", "TensorBoardLogger", "Trainer", "epoch_seed", "latest_checkpoint",
+           "load_best", "load_checkpoint", "lr_find", "resolve_device", "save_checkpoint"]

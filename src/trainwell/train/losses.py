@@ -49,12 +49,12 @@ def resolve_loss(name: str, task: str) -> tuple[str, Callable]:
     if name == "auto":
         name = "cross_entropy" if task == "classification" else "mse"
     if name not in LOSSES:
-        raise UserError(f"train.loss: unknown loss {name!r}; choose one of auto, {', '.join(LOSSES)}")
+        raise UserError(f"loss: unknown loss {name!r}; choose one of auto, {', '.join(LOSSES)}")
     if task == "classification" and name == "mse":
-        raise UserError("train.loss: 'mse' needs regression targets but the data have class "
+        raise UserError("loss: 'mse' needs regression targets but the data have class "
                         "labels; use loss = \"auto\" (cross-entropy)")
     if task == "regression" and name != "mse":
-        raise UserError(f"train.loss: {name!r} needs class labels but the data are a regression "
+        raise UserError(f"loss: {name!r} needs class labels but the data are a regression "
                         "task; use loss = \"mse\"")
     return name, LOSSES[name]
 

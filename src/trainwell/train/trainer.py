@@ -102,11 +102,11 @@ class Trainer:
                  run_dir: str | Path | None = None, checkpoint_every: int = 1,
                  progress: bool = True) -> None:
         if epochs < 1:
-            raise UserError(f"train.epochs: must be >= 1, got {epochs}")
+            raise UserError(f"epochs: must be >= 1, got {epochs}")
         if batch_size < 1:
-            raise UserError(f"train.batch_size: must be >= 1, got {batch_size}")
+            raise UserError(f"batch_size: must be >= 1, got {batch_size}")
         if schedule_unit not in ("step", "epoch"):
-            raise UserError(f"schedule.unit: must be 'step' or 'epoch', got {schedule_unit!r}")
+            raise UserError(f"schedule_unit: must be 'step' or 'epoch', got {schedule_unit!r}")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.optimizer = optimizer

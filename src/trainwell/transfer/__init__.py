@@ -17,7 +17,7 @@ from .discriminative import layer_factors, param_groups
 from .freeze import freeze, frozen_layers, holds_statistics, unfreeze
 from .layers import named_layers, select_layers
 from .pretrain import PretrainResult, pretrain_layerwise, pretrain_stacked
-from .recipe import FineTuneResult, apply_transfer, body_layers, fine_tune, transfer_callbacks
+from .recipe import FineTuneResult, body_layers, fine_tune
 from .reuse import copy_blocks, count_blocks, load_source, reuse
 from .unfreezing import FreezeThenFineTune, GradualUnfreezing
 
@@ -26,7 +26,6 @@ __all__ = [
     "FreezeThenFineTune",
     "GradualUnfreezing",
     "PretrainResult",
-    "apply_transfer",
     "body_layers",
     "copy_blocks",
     "count_blocks",
@@ -43,6 +42,5 @@ __all__ = [
     "pretrain_stacked",
     "reuse",
     "select_layers",
-    "transfer_callbacks",
     "unfreeze",
 ]

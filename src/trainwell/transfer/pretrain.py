@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .. import optim as tw_optim
 from ..errors import UserError
 from ..nn.init import glorot_uniform
 
@@ -112,14 +113,14 @@ def _check(
         )
     if noise not in (None, "gaussian", "mask"):
         raise UserError(
-            f"pretrain.noise: unknown noise {noise!r}; choose 'gaussian', 'mask' or none"
+            f"noise: unknown noise {noise!r}; choose 'gaussian', 'mask' or none"
         )
     if noise == "mask" and not 0.0 <= noise_level < 1.0:
         raise UserError(
-            f"pretrain.noise_level: masking probability must be in [0, 1), got {noise_level}"
+            f"noise_level: masking probability must be in [0, 1), got {noise_level}"
         )
     if noise == "gaussian" and not (math.isfinite(noise_level) and noise_level >= 0.0):
-        raise UserError(f"pretrain.noise_level: Gaussian std must be >= 0, got {noise_level}")
+        raise UserError(f"noise_level: Gaussian std must be >= 0, got {noise_level}")
     x = x.detach().float()
     if x.dim() > 2:
         x = x.flatten(1)
@@ -159,8 +160,6 @@ def _train_autoencoder(
     noise_level: float,
     gen: torch.Generator,
 ) -> list[float]:
-    from .. import optim as tw_optim
-
     opt = tw_optim.build(optimizer, params, lr=lr)
     for m in modules:
         m.train()

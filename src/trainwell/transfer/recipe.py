@@ -1,4 +1,4 @@
-"""The usual transfer recipe in one call, and its config hooks for the runner.
+"""The usual transfer recipe in one call.
 
 Recipe (e.g. Géron, *Hands-On Machine Learning*, ch. 11; Howard & Ruder 2018): train the
 new head with the reused layers frozen for a few epochs, so its random weights do not push
@@ -14,14 +14,15 @@ from typing import Any
 
 from torch import nn
 
+from .. import optim as tw_optim
 from ..data.dataset import Dataset
 from ..errors import UserError
+from ..train import Trainer
 from ..train.callbacks import Callback
 from .layers import named_layers
-from .reuse import count_blocks, load_source, reuse
 from .unfreezing import FreezeThenFineTune
 
-__all__ = ["FineTuneResult", "fine_tune", "body_layers", "apply_transfer", "transfer_callbacks"]
+__all__ = ["FineTuneResult", "fine_tune", "body_layers"]
 
 
 @dataclass
@@ -97,9 +98,6 @@ def fine_tune(
     Raises:
         UserError: negative epochs, a total of 0 epochs, or a bad layer selection.
     """
-    from .. import optim as tw_optim
-    from ..train import Trainer
-
     if freeze_epochs < 0 or epochs < 0 or freeze_epochs + epochs < 1:
         raise UserError(
             f"fine_tune: need freeze_epochs >= 0, epochs >= 0 and at least one epoch in all; "
@@ -121,61 +119,3 @@ def fine_tune(
     history = trainer.fit(data)
     test = trainer.evaluate(data.test) if len(data.test) else {}
     return FineTuneResult(model, history, test, trainer)
-
-
-def _reused_count(section: Any) -> int:
-    if section.n_layers is not None:
-        return int(section.n_layers)
-    state, _, _ = load_source(section.from_)
-    return count_blocks(state)
-
-
-def apply_transfer(config: Any, model: nn.Module, data: Dataset | None = None) -> nn.Module:
-    """Copy the reused layers named by ``config.transfer`` into the freshly built ``model``.
-
-    Contract: ``reuse(config.transfer.from_, n_layers=config.transfer.n_layers,
-    model=model)``: the first ``n_layers`` hidden blocks (all of the source's when unset)
-    get the source run's trained values; the head and any deeper blocks keep their fresh
-    initialization. The model must be built like the source for the reused blocks.
-
-    Args:
-        config: a run config with a ``transfer`` section (``from_``, ``n_layers``).
-        model: the model built from ``config.model`` for this run's data.
-        data: unused; accepted so the runner can pass it.
-
-    Returns:
-        ``model``, changed in place.
-
-    Raises:
-        UserError: an unreadable source, or names and shapes that do not match.
-    """
-    section = config.transfer
-    if section.from_ is None:
-        return model
-    return reuse(section.from_, n_layers=section.n_layers, model=model)
-
-
-def transfer_callbacks(config: Any) -> list[Callback]:
-    """The callbacks a config run needs for ``transfer.freeze_epochs`` (empty when 0).
-
-    Contract: with ``freeze_epochs > 0``, one :class:`FreezeThenFineTune` freezing the reused
-    blocks (``blocks.0 .. blocks.{n-1}``) for ``freeze_epochs`` epochs, then scaling the
-    learning rate by ``fine_tune_lr_factor``.
-
-    Args:
-        config: a run config with a ``transfer`` section.
-
-    Returns:
-        A list of callbacks to pass to the Trainer.
-    """
-    section = config.transfer
-    if section.from_ is None or section.freeze_epochs == 0:
-        return []
-    n = _reused_count(section)
-    if n == 0:
-        return []
-    return [
-        FreezeThenFineTune(
-            n, freeze_epochs=section.freeze_epochs, lr_factor=section.fine_tune_lr_factor
-        )
-    ]

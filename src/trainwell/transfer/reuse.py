@@ -3,8 +3,10 @@
 A *source* is where the trained layers come from:
 
 * an ``nn.Module`` with ``blocks`` and ``head`` (``trainwell.nn.MLP``) in memory;
-* a run folder ``runs/NAME`` (its newest ``checkpoints/epoch-*.json`` + ``.safetensors``,
-  and ``config.toml`` for the activation, dropout and batch-norm settings);
+* a run folder ``runs/NAME`` (its newest ``checkpoints/epoch-*.json`` + ``.safetensors``);
+  to rebuild its model without ``model=``, pass the MLP settings it was built with as
+  ``model_args`` (the front reads them from the run's ``config.toml``:
+  :func:`trainwell.cli.runner.run_model_args`);
 * a ``.safetensors`` file holding a model ``state_dict`` (keys ``blocks.0.linear.weight``,
   ...; a checkpoint tensor file with ``model/`` prefixes works too).
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import re
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -27,7 +29,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import UserError
+from ..nn import MLP
 from ..nn.init import glorot_uniform
+from ..train.checkpoint import latest_checkpoint, load_checkpoint
 from .freeze import unfreeze
 
 __all__ = ["reuse", "load_source", "copy_blocks", "count_blocks"]
@@ -35,48 +39,39 @@ __all__ = ["reuse", "load_source", "copy_blocks", "count_blocks"]
 _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
 
 
-def load_source(source: str | Path) -> tuple[dict[str, torch.Tensor], dict, str]:
-    """Read the trained weights (and model settings, when recorded) of a run folder or file.
+def load_source(source: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Read the trained weights of a run folder or a ``.safetensors`` file.
 
     Args:
         source: a run folder (``runs/NAME`` with ``checkpoints/``) or a ``.safetensors`` file.
 
     Returns:
-        ``(state, model_settings, label)``: the model's ``state_dict`` tensors (no
-        ``model/`` prefix), the ``[model]`` table of the run's ``config.toml`` (empty for a
-        bare file) and a short label for messages.
+        ``(state, label)``: the model's ``state_dict`` tensors (no ``model/`` prefix) and a
+        short label for messages.
 
     Raises:
-        UserError: the path is missing, holds no checkpoint, or is not a safetensors file.
+        UserError: ``"source: ..."``: the path is missing, holds no checkpoint, or is not a
+            safetensors file.
     """
-    from ..train.checkpoint import latest_checkpoint, load_checkpoint
-
     path = Path(source)
     if path.is_dir():
         ckpt = latest_checkpoint(path)
         if ckpt is None:
             raise UserError(
-                f"transfer.from: {path} holds no checkpoint (checkpoints/epoch-*.json); "
+                f"source: {path} holds no checkpoint (checkpoints/epoch-*.json); "
                 "name a finished run folder or a .safetensors file"
             )
         tensors, _ = load_checkpoint(ckpt)
-        settings: dict = {}
-        cfg = path / "config.toml"
-        if cfg.is_file():
-            try:
-                settings = dict(tomllib.loads(cfg.read_text(encoding="utf-8")).get("model", {}))
-            except (OSError, tomllib.TOMLDecodeError) as e:
-                raise UserError(f"transfer.from: {cfg} is not valid TOML ({e})") from None
-        return _model_tensors(tensors), settings, str(path)
+        return _model_tensors(tensors), str(path)
     if not path.is_file():
         raise UserError(
-            f"transfer.from: {path} does not exist; name a run folder (runs/NAME) or a .safetensors file"
+            f"source: {path} does not exist; name a run folder (runs/NAME) or a .safetensors file"
         )
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"transfer.from: {path} is not a readable safetensors file ({e})") from None
-    return _model_tensors(tensors), {}, str(path)
+        raise UserError(f"source: {path} is not a readable safetensors file ({e})") from None
+    return _model_tensors(tensors), str(path)
 
 
 def _model_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -122,7 +117,7 @@ def copy_blocks(
         raise UserError("reuse: the new model has no `blocks`; build it with trainwell.nn.MLP")
     if not 0 <= n_layers <= min(available, len(blocks)):
         raise UserError(
-            f"transfer.n_layers: {n_layers} is out of range; {label} has {available} hidden "
+            f"n_layers: {n_layers} is out of range; {label} has {available} hidden "
             f"layers and the new model {len(blocks)}; reuse at most {min(available, len(blocks))}"
         )
     for i in range(n_layers):
@@ -161,6 +156,7 @@ def reuse(
     share: bool = False,
     model: nn.Module | None = None,
     generator: torch.Generator | None = None,
+    model_args: Mapping[str, object] | None = None,
 ) -> nn.Module:
     """Build a model whose first ``n_layers`` hidden blocks come from ``source``.
 
@@ -174,7 +170,7 @@ def reuse(
       deeper than ``n_layers``): the reused blocks are copied into it, checking names and
       shapes, and it is returned (its head replaced by ``new_head`` if given);
     * no ``model``: the source's architecture truncated to ``n_layers`` blocks, with
-      ``new_head`` on top. For a file source this needs the run's ``config.toml``.
+      ``new_head`` on top. For a file source this needs ``model_args``.
 
     Args:
         source: an ``nn.Module`` (with ``blocks``), a run folder or a ``.safetensors`` file.
@@ -186,6 +182,9 @@ def reuse(
             themselves (no copy). Ignored for file sources, whose tensors are fresh anyway.
         model: the new model to copy the reused blocks into.
         generator: randomness for a new head built from an ``int``.
+        model_args: for a file source without ``model``: the settings its MLP was built
+            with (``kind``, ``activation``, ``init``, ``dropout``, ``output_activation``;
+            widths and batch norm are read from the tensors).
 
     Returns:
         The new model (``model`` itself when given).
@@ -202,12 +201,13 @@ def reuse(
         state, settings, label = source.state_dict(), None, "the source model"
         available = len(_blocks_of(source, "source"))
     else:
-        state, settings, label = load_source(source)
+        state, label = load_source(source)
+        settings = dict(model_args or {})
         available = count_blocks(state)
     n = available if n_layers is None else n_layers
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= available:
         raise UserError(
-            f"transfer.n_layers: {n_layers!r} is out of range; {label} has {available} hidden "
+            f"n_layers: {n_layers!r} is out of range; {label} has {available} hidden "
             f"layers; choose 0..{available}"
         )
     if model is not None:
@@ -253,12 +253,10 @@ def _from_module(
 
 
 def _from_state(state, settings: dict, label: str, n: int, new_head, available: int, generator):
-    from ..nn import MLP
-
     if not settings:
         raise UserError(
-            f"reuse: {label} does not record how its model was built (no config.toml); pass "
-            "model=tw.nn.MLP(...) built like the source"
+            f"reuse: {label} does not record how its model was built; pass "
+            "model=tw.nn.MLP(...) built like the source, or model_args= its MLP settings"
         )
     if settings.get("kind", "mlp") != "mlp":
         raise UserError(

@@ -21,11 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import apply_patch, to_toml
+from ..doctor.callback import DoctorCallback
+from ..doctor.causes import primary_and_consequences
+from ..doctor.findings import Finding, Health
+from ..doctor.repairs import REPAIRS
+from ..doctor.report import write_report
 from ..train.checkpoint import atomic_write_text
-from .callback import DoctorCallback
-from .causes import primary_and_consequences
-from .findings import Finding
-from .repairs import REPAIRS
+from .runner import build_data, build_run
 
 __all__ = ["MIN_GAIN", "DoctorResult", "Trial", "diagnose", "diagnostic_epochs", "repair"]
 
@@ -139,7 +142,6 @@ def _session(config) -> _Session:
     run as ``trainwell train`` on the config (each epoch's shuffling is seeded by the seed
     and the epoch), so the reported "after" is what rerunning repaired.toml gives.
     """
-    from ..runner import build_data, build_run
 
     data = build_data(config)
     steps = diagnostic_epochs(config) * -(-len(data.train) // config.train.batch_size)
@@ -193,9 +195,6 @@ def diagnose(config, *, out_dir: str | Path | None = None) -> DoctorResult:
 
 
 def _save_run(folder: Path, session: _Session, findings: list[Finding]) -> None:
-    from ..config import to_toml
-    from .report import write_report
-
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.toml", to_toml(session.config))
     session.callback.health.write(folder / "health.jsonl")
@@ -233,7 +232,6 @@ def repair(
         A :class:`DoctorResult`; ``status`` is "repaired" only if validation accuracy
         rose by at least :data:`MIN_GAIN` at equal budget and seed.
     """
-    from ..config import apply_patch, to_toml
 
     t0 = time.perf_counter()
     result = diagnose(config, out_dir=out_dir)
@@ -277,8 +275,6 @@ def repair(
 def _write(result: DoctorResult, out_dir: str | Path | None, config) -> None:
     if out_dir is None:
         return
-    from .findings import Health
-    from .report import write_report
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ __all__ = ["print_run_summary"]
 
 def print_run_summary(result: Any) -> None:
     """Print train/val/test loss and accuracy, epochs, wall time and throughput."""
+    # rich is imported here, not at the top: it costs start-up time of every command
     from rich.console import Console
     from rich.table import Table
 

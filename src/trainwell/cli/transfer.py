@@ -25,7 +25,13 @@ from typing import Any
 
 import torch
 
+from ..config import load_config, to_toml
 from ..errors import UserError
+from ..train.checkpoint import atomic_write_text, save_checkpoint
+from ..transfer.pretrain import pretrain_layerwise, pretrain_stacked
+from .args import add_config_args
+from .fields import config_section
+from .runner import build_data, build_model, prepare_run_dir
 
 __all__ = [
     "PRETRAIN_DEFAULTS",
@@ -51,20 +57,7 @@ PRETRAIN_DEFAULTS: dict[str, Any] = {
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``trainwell pretrain`` arguments to ``parser``."""
-    parser.add_argument(
-        "config",
-        nargs="?",
-        metavar="CONFIG",
-        help="TOML config whose data and model to pretrain (default: built-in)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field (repeatable)",
-    )
+    add_config_args(parser, "TOML config whose data and model to pretrain (default: built-in)")
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/NAME-pretrain)")
     parser.add_argument(
         "--method",
@@ -127,10 +120,6 @@ def run_pretrain(args: argparse.Namespace) -> int:
     Raises:
         UserError: bad config, settings, or a model without MLP hidden blocks.
     """
-    from ..config import load_config, to_toml
-    from ..runner import build_data, build_model, prepare_run_dir
-    from ..train.checkpoint import atomic_write_text, save_checkpoint
-    from .pretrain import pretrain_layerwise, pretrain_stacked
 
     started = time.perf_counter()
     config = load_config(args.config, args.overrides)
@@ -151,14 +140,15 @@ def run_pretrain(args: argparse.Namespace) -> int:
         seed=config.seed,
     )
     stages: list[tuple[str, list[float]]] = []
-    if s["method"] in ("layerwise", "both"):
-        result = pretrain_layerwise(model, data.train.x, epochs=int(s["epochs"]), **common)
-        model = result.model
-        stages += [(f"layer {i}", curve) for i, curve in enumerate(result.losses)]
-    if s["method"] in ("stacked", "both"):
-        result = pretrain_stacked(model, data.train.x, epochs=int(s["stacked_epochs"]), **common)
-        model = result.model
-        stages.append(("stacked", result.losses[0]))
+    with config_section("pretrain"):
+        if s["method"] in ("layerwise", "both"):
+            result = pretrain_layerwise(model, data.train.x, epochs=int(s["epochs"]), **common)
+            model = result.model
+            stages += [(f"layer {i}", curve) for i, curve in enumerate(result.losses)]
+        if s["method"] in ("stacked", "both"):
+            result = pretrain_stacked(model, data.train.x, epochs=int(s["stacked_epochs"]), **common)
+            model = result.model
+            stages.append(("stacked", result.losses[0]))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.toml", to_toml(config))
     lines = [

@@ -16,24 +16,29 @@ import json
 import platform
 import shutil
 import time
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy
 import torch
 
-from . import data as tw_data
-from . import nn as tw_nn
-from . import optim as tw_optim
-from .config import Config, to_toml
-from .data.dataset import Dataset, Split, select_classes
-from .errors import UserError
-from .train import Callback, Trainer
-from .train.checkpoint import atomic_write_text
+from .. import data as tw_data
+from .. import nn as tw_nn
+from .. import optim as tw_optim
+from .._version import __version__
+from ..config import Config, to_toml
+from ..data.dataset import Dataset, Split, select_classes
+from ..errors import UserError
+from ..train import Callback, Trainer
+from ..train.checkpoint import atomic_write_text
+from ..transfer import FreezeThenFineTune, count_blocks, load_source, reuse
+from .fields import config_section
 
-__all__ = ["Run", "RunResult", "build_data", "build_model", "build_optimizer", "build_run",
-           "run", "prepare_run_dir"]
+__all__ = ["Run", "RunResult", "apply_transfer", "build_data", "build_model", "build_optimizer",
+           "build_run", "run", "prepare_run_dir", "run_model_args", "transfer_callbacks"]
 
 _RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json", "health.jsonl", "report.html")
 
@@ -66,13 +71,11 @@ def build_data(config: Config) -> Dataset:
     options = dict(c.options)
     if c.num_samples is not None and c.source in ("mnist1d", "synthetic"):
         options.setdefault("num_samples", c.num_samples)
-    data = tw_data.load(c.source, seed=config.seed, val_fraction=c.val_fraction,
-                        standardize=c.standardize, download=c.download, **options)
-    if c.classes is not None:
-        try:
+    with config_section("data"):
+        data = tw_data.load(c.source, seed=config.seed, val_fraction=c.val_fraction,
+                            standardize=c.standardize, download=c.download, **options)
+        if c.classes is not None:
             data = select_classes(data, list(c.classes))
-        except ValueError as e:
-            raise UserError(str(e)) from None
     if c.input_scale != 1.0:
         s = c.input_scale
         data = Dataset(Split(data.train.x * s, data.train.y), Split(data.val.x * s, data.val.y),
@@ -90,17 +93,19 @@ def build_model(config: Config, data: Dataset) -> torch.nn.Module:
                   batch_norm=m.batch_norm, generator=gen)
     if m.kind == "mlp":
         hidden = list(m.hidden) if m.hidden is not None else [m.width] * m.depth
-        model = tw_nn.MLP(in_features=data.in_features, hidden=hidden, out_features=out,
-                          output_activation=m.output_activation, **common)
+        with config_section("model"):
+            model = tw_nn.MLP(in_features=data.in_features, hidden=hidden, out_features=out,
+                              output_activation=m.output_activation, **common)
     else:
         shape = data.feature_shape
         if len(shape) != 3:
             raise UserError(f"model.kind: a cnn needs image data (channels, height, width) but "
                             f"{data.name} samples have shape {shape}; use kind = \"mlp\"")
-        model = tw_nn.CNN(in_shape=shape, channels=list(m.channels), out_features=out,
-                          kernel_size=m.kernel_size, **common)
-        if m.output_activation is not None:
-            model = torch.nn.Sequential(model, tw_nn.activation(m.output_activation))
+        with config_section("model"):
+            model = tw_nn.CNN(in_shape=shape, channels=list(m.channels), out_features=out,
+                              kernel_size=m.kernel_size, **common)
+            if m.output_activation is not None:
+                model = torch.nn.Sequential(model, tw_nn.activation(m.output_activation))
     _check_fits(model, data, config)
     return model
 
@@ -148,7 +153,8 @@ def build_optimizer(config: Config, params) -> torch.optim.Optimizer:
         value = getattr(o, name)
         if value is not None:
             hyper[name] = tuple(value) if name == "betas" else value
-    return tw_optim.build(o.name, params, **hyper)
+    with config_section("optim"):
+        return tw_optim.build(o.name, params, **hyper)
 
 
 def _build_schedule(config: Config, steps_per_epoch: int):
@@ -171,12 +177,10 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
         torch.set_num_threads(config.train.threads)
     data = build_data(config) if data is None else data
     model = build_model(config, data)
-    transfer_callbacks: list[Callback] = []
+    extra_callbacks: list[Callback] = []
     if config.transfer.from_ is not None:
-        from .transfer import apply_transfer  # the transfer layer sits above train
-        from .transfer import transfer_callbacks as make_transfer_callbacks
         model = apply_transfer(config, model, data)
-        transfer_callbacks = make_transfer_callbacks(config)
+        extra_callbacks = transfer_callbacks(config)
     optimizer = build_optimizer(config, model.parameters())
     steps = -(-len(data.train) // config.train.batch_size)
     schedule = _build_schedule(config, steps)
@@ -189,9 +193,11 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
         raise UserError("schedule.plateau: schedule.name = \"performance\" is already the "
                         "plateau controller; drop schedule.plateau or choose another name")
     clip_cfg = config.optim.clip
-    clip = None if clip_cfg.kind == "none" else tw_optim.clip.build(clip_cfg.kind, clip_cfg.threshold)
+    with config_section("optim.clip"):
+        clip = None if clip_cfg.kind == "none" else tw_optim.clip.build(clip_cfg.kind, clip_cfg.threshold)
     r = config.regularization
-    penalty = tw_optim.penalties.Penalty(l1=r.l1, l2=r.l2) if (r.l1 or r.l2) else None
+    with config_section("regularization"):
+        penalty = tw_optim.penalties.Penalty(l1=r.l1, l2=r.l2) if (r.l1 or r.l2) else None
     max_norm = None
     if r.max_norm is not None:
         limit = r.max_norm
@@ -204,11 +210,84 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
                       schedule=schedule, schedule_unit=config.schedule.unit, plateau=plateau,
                       clip=clip, penalty=penalty, max_norm=max_norm,
                       log_grad_norm=config.train.log_grad_norm,
-                      callbacks=[*transfer_callbacks, *callbacks],
+                      callbacks=[*extra_callbacks, *callbacks],
                       device=config.device, run_dir=run_dir,
                       checkpoint_every=config.train.checkpoint_every, progress=progress)
-    trainer.check(data)  # a schedule that does not fit the run fails here, before any file
+    # The schema bounds the Trainer's arguments; check() names its own (loss, ...) for the front.
+    with config_section("train"):
+        trainer.check(data)  # a schedule that does not fit the run fails here, before any file
     return Run(config, data, model, optimizer, trainer)
+
+
+def apply_transfer(config: Any, model: torch.nn.Module, data: Dataset | None = None) -> torch.nn.Module:
+    """Copy the reused layers named by ``config.transfer`` into the freshly built ``model``.
+
+    Contract: ``reuse(config.transfer.from_, n_layers=config.transfer.n_layers,
+    model=model)``: the first ``n_layers`` hidden blocks (all of the source's when unset)
+    get the source run's trained values; the head and any deeper blocks keep their fresh
+    initialization. The model must be built like the source for the reused blocks.
+
+    Args:
+        config: a run config with a ``transfer`` section (``from_``, ``n_layers``).
+        model: the model built from ``config.model`` for this run's data.
+        data: unused; accepted so the runner can pass it.
+
+    Returns:
+        ``model``, changed in place.
+
+    Raises:
+        UserError: an unreadable source, or names and shapes that do not match.
+    """
+    section = config.transfer
+    if section.from_ is None:
+        return model
+    with config_section("transfer"):
+        return reuse(section.from_, n_layers=section.n_layers, model=model)
+
+
+def transfer_callbacks(config: Any) -> list[Callback]:
+    """The callbacks a config run needs for ``transfer.freeze_epochs`` (empty when 0).
+
+    Contract: with ``freeze_epochs > 0``, one :class:`~trainwell.transfer.FreezeThenFineTune`
+    freezing the reused blocks (``blocks.0 .. blocks.{n-1}``) for ``freeze_epochs`` epochs,
+    then scaling the learning rate by ``fine_tune_lr_factor``.
+
+    Args:
+        config: a run config with a ``transfer`` section.
+
+    Returns:
+        A list of callbacks to pass to the Trainer.
+    """
+    section = config.transfer
+    if section.from_ is None or section.freeze_epochs == 0:
+        return []
+    if section.n_layers is not None:
+        n = int(section.n_layers)
+    else:
+        with config_section("transfer"):
+            n = count_blocks(load_source(section.from_)[0])
+    if n == 0:
+        return []
+    return [FreezeThenFineTune(n, freeze_epochs=section.freeze_epochs,
+                               lr_factor=section.fine_tune_lr_factor)]
+
+
+def run_model_args(source: str | Path) -> dict[str, Any] | None:
+    """The ``[model]`` table of a run folder's ``config.toml``: how its MLP was built.
+
+    Pass it as ``model_args`` to :func:`trainwell.transfer.reuse` to rebuild a run's model
+    from the folder alone. None for a file, or a folder without ``config.toml``.
+
+    Raises:
+        UserError: a ``config.toml`` that is not valid TOML.
+    """
+    cfg = Path(source) / "config.toml"
+    if not cfg.is_file():
+        return None
+    try:
+        return dict(tomllib.loads(cfg.read_text(encoding="utf-8")).get("model", {}))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UserError(f"transfer.from: {cfg} is not valid TOML ({e})") from None
 
 
 def prepare_run_dir(out: Path, resume: bool) -> None:
@@ -232,9 +311,6 @@ def prepare_run_dir(out: Path, resume: bool) -> None:
 
 def versions() -> dict[str, str]:
     """Versions that decide whether two runs can be bit-identical."""
-    import numpy
-
-    from . import __version__
     return {"trainwell": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version()}
 

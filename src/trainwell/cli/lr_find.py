@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from .config import load_config
-from .optim.lr_find import lr_find, plot
+from ..config import load_config
+from ..train.checkpoint import atomic_write_text
+from ..train.losses import resolve_loss
+from ..train.lr_find import lr_find, plot
+from .fields import config_section
 from .runner import build_run
-from .train.checkpoint import atomic_write_text
-from .train.losses import resolve_loss
 
 __all__ = ["run_lr_find"]
 
@@ -21,7 +22,8 @@ def run_lr_find(args: argparse.Namespace) -> int:
     """Run the sweep of ``args.config``; write ``lr_find.png`` and ``lr_find.json``."""
     config = load_config(args.config, args.overrides)
     run = build_run(config, progress=False)
-    _, loss_fn = resolve_loss(config.train.loss, run.data.task)
+    with config_section("train"):
+        _, loss_fn = resolve_loss(config.train.loss, run.data.task)
     gen = torch.Generator().manual_seed(config.seed)
     result = lr_find(run.model, run.optimizer, run.data.train.to(run.trainer.device), loss_fn,
                      steps=args.steps, batch_size=config.train.batch_size, generator=gen)

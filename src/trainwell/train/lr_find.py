@@ -154,6 +154,7 @@ def plot(result: LRFindResult, path: str | Path) -> Path:
     Returns:
         The path written.
     """
+    # matplotlib is imported only when a plot is asked for: it is slow to import.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

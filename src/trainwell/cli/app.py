@@ -17,7 +17,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import UserError
+from .._version import __version__
+from ..config import load_config, to_toml
+from ..doctor import DoctorCallback
+from ..errors import UserError
+from .args import add_config_args
+from .extensions import REGISTRARS
+from .lr_find import run_lr_find
+from .report_table import print_run_summary
+from .runner import run
 
 __all__ = ["main", "build_parser"]
 
@@ -31,18 +39,7 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}; see {self.prog} --help")
 
 
-def _add_config_args(p: argparse.ArgumentParser, config_required: bool = False) -> None:
-    p.add_argument("config", nargs=None if config_required else "?", metavar="CONFIG",
-                   help="TOML config file (default: the built-in MNIST-1D run)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set optim.lr=3e-4 (repeatable)")
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .report_table import print_run_summary
-    from .runner import run
-
     if args.resume is not None:
         run_dir = Path(args.resume)
         saved = run_dir / "config.toml"
@@ -57,7 +54,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, args.overrides)
         out = Path(args.out) if args.out else Path("runs") / config.name
-    from .doctor import DoctorCallback  # every run records its gradient health + report
 
     doctor = DoctorCallback(report=True)
     result = run(config, out, progress=not args.quiet, resume=args.resume is not None,
@@ -74,28 +70,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
-    from .config import load_config, to_toml
-
     sys.stdout.write(to_toml(load_config(args.config, args.overrides)))
     return 0
 
 
 def _cmd_lr_find(args: argparse.Namespace) -> int:
-    from .lr_find_command import run_lr_find
-
     return run_lr_find(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``trainwell`` command (subcommands registered here)."""
-    from . import __version__
 
     parser = _Parser(prog="trainwell", description="Train deep neural networks well.")
     parser.add_argument("--version", action="version", version=f"trainwell {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a network from a config (default: MNIST-1D MLP)")
-    _add_config_args(p)
+    add_config_args(p)
     p.add_argument("--out", help="run folder (default: runs/NAME)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -104,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="show the fully resolved config")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
     ps = csub.add_parser("show", help="print the resolved config as TOML")
-    _add_config_args(ps)
+    add_config_args(ps)
     ps.set_defaults(func=_cmd_config_show)
 
     p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
-    _add_config_args(p)
+    add_config_args(p)
     p.add_argument("--out", help="folder for lr_find.png and lr_find.json (default: runs/NAME-lr-find)")
     p.add_argument("--steps", type=int, default=200, help="sweep steps")
     p.set_defaults(func=_cmd_lr_find)
@@ -120,7 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable]:
     """Subcommands contributed by upper layers (doctor, experiments, transfer)."""
-    from .cli_extensions import REGISTRARS
 
     return list(REGISTRARS)
 

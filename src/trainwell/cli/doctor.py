@@ -16,7 +16,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..config import apply_patch, load_config
+from ..doctor.causes import format_findings  # primary first, then "because of it:"
+from ..doctor.report import write_report
 from ..errors import UserError
+from .args import add_config_args
+from .repair_loop import diagnose, repair
 
 __all__ = [
     "add_arguments",
@@ -33,15 +38,7 @@ REFERENCE_TOLERANCE = 0.02  # a repaired case must end within 2 accuracy points 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``trainwell doctor`` arguments to ``parser``."""
-    parser.add_argument("config", nargs="?", metavar="CONFIG", help="TOML config to diagnose")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field (repeatable)",
-    )
+    add_config_args(parser, "TOML config to diagnose")
     parser.add_argument("--diagnose-only", action="store_true", help="stop after the findings")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--cases", metavar="DIR", help="run the cases listed in DIR/cases.toml")
@@ -56,8 +53,6 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         UserError: bad config, arguments or case list (the CLI turns it into exit code 2).
     """
-    from ..config import load_config
-    from .loop import diagnose, repair
 
     if args.max_trials < 0:
         raise UserError(f"--max-trials: must be >= 0, got {args.max_trials}")
@@ -92,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_findings(result) -> None:
-    from .causes import format_findings  # primary first, then "because of it:"
 
     print("\n".join(format_findings(result.findings)))
 
@@ -145,7 +139,6 @@ def load_cases(folder: Path) -> list[dict[str, Any]]:
 
 def _case_config(folder: Path, case: dict[str, Any]):
     """Load a case's config; a relative ``npz:``/``idx:`` path is taken from the cases folder."""
-    from ..config import apply_patch, load_config
 
     config = load_config(folder / case["config"])
     kind, sep, path = config.data.source.partition(":")
@@ -194,7 +187,6 @@ def run_cases(
         0 when every case is detected right, no healthy control is flagged, and at least
         90% of broken cases end within 2 points of their reference; 1 otherwise.
     """
-    from .loop import diagnose, repair
 
     cases = [c for c in load_cases(folder) if c.get("fast") or not fast]
     rows = []
@@ -246,7 +238,6 @@ def report_command(args: argparse.Namespace) -> int:
     Raises:
         UserError: RUN_DIR is not a folder or has no health.jsonl.
     """
-    from .report import write_report
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
