@@ -184,3 +184,17 @@ def test_grad_norm_before_clipping_is_logged_every_step():
     assert "grad_norms" not in plain.fit(data)[0]
     _, asked = make(epochs=1, log_grad_norm=True)
     assert len(asked.fit(data)[0]["grad_norms"]) == 3
+
+
+def test_nll_takes_log_probabilities_as_in_torch_and_a_log_softmax_head_trains():
+    data = blobs()
+    out = torch.randn(7, 3, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    nll = tw.train.LOSSES["nll"](torch.log_softmax(out, 1), y)
+    assert float(nll) == pytest.approx(float(nn.functional.cross_entropy(out, y)), rel=1e-6)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 3), nn.LogSoftmax(dim=1))
+    trainer = tw.Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), epochs=5,
+                         batch_size=32, loss="nll", progress=False, device="cpu")
+    trainer.fit(data)
+    assert trainer.evaluate(data.test)["accuracy"] > 0.9  # chance 1/3; probabilities gave 12%

@@ -116,9 +116,10 @@ def _check_loss(config: Config, data: Dataset, outputs: int) -> None:
                         f"gives {outputs} outputs for {data.num_classes} classes; set "
                         "model.out_features = 1 and model.output_activation = \"sigmoid\" on a "
                         "two-class task, or use loss = \"auto\"")
-    if loss == "nll" and config.model.output_activation != "softmax":
-        raise UserError("train.loss: 'nll' takes probabilities but the model outputs logits; set "
-                        "model.output_activation = \"softmax\", or use loss = \"auto\"")
+    if loss == "nll" and config.model.output_activation != "log_softmax":
+        raise UserError("train.loss: 'nll' takes log-probabilities (as in torch) but the model "
+                        "outputs logits; set model.output_activation = \"log_softmax\", or use "
+                        "loss = \"auto\"")
 
 
 def _check_fits(model: torch.nn.Module, data: Dataset, config: Config) -> None:
