@@ -1,0 +1,153 @@
+"""The non-finite guard: a step whose loss or gradient is not finite changes nothing.
+
+Every optimizer step is checked, on the device, with no host sync in the hot loop:
+
+1. ``check`` computes the per-parameter gradient norms (one ``_foreach_norm``) and a 0-dim
+   bool flag ``finite = isfinite(loss + Σ norms)``, the way ``GradScaler`` keeps ``found_inf``. A NaN or ±Inf anywhere in a gradient
+   makes its norm non-finite; so does a finite gradient whose float32 norm overflows
+   (|g| ≳ 1.8e19), a step that could only have thrown the weights away.
+2. ``step`` lets the optimizer consume the flag exactly:
+
+   - an optimizer that takes torch's AMP arguments (``_step_supports_amp_scaling``, e.g.
+     ``torch.optim.Adam(fused=True)``) gets ``found_inf = ~finite``: its kernel skips the
+     update and undoes its step count on the device, as under ``GradScaler``;
+   - on the CPU the "device" is host memory: reading the flag waits for nothing, so the
+     step is a plain ``if``;
+   - elsewhere (e.g. CUDA with a non-fused optimizer) parameters and tensor state are
+     copied before the step and selected back with ``torch.where(finite, new, old)``,
+     bit-exact. Until the optimizer has state (its first step creates it) the flag is read
+     on the host instead, since new state has nothing to fall back to.
+3. Buffers of normalization layers (BN running statistics, ``num_batches_tracked``) are
+   written by the forward pass, before the flag exists: they are copied before the forward
+   (a few floats per channel) and selected back the same way after a skipped step.
+
+The flags stay on the device; :meth:`NonFiniteGuard.end_epoch` counts the skipped steps once
+per epoch and names the first skipped step and where its non-finite value
+appeared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["NonFiniteGuard", "has_batch_norm", "run_failure"]
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase,)  # BatchNorm*d, SyncBatchNorm, InstanceNorm*d
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether ``model`` holds a batch-norm layer (which cannot train on one sample)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+class NonFiniteGuard:
+    """Check each step's loss and gradients on the device and make a bad step a no-op.
+
+    Args:
+        model: whose normalization buffers are protected.
+        optimizer: the optimizer whose steps are guarded.
+        device: the training device.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 device: torch.device) -> None:
+        self.optimizer, self.device = optimizer, device
+        self.names = {id(p): n for n, p in model.named_parameters()}
+        self.buffers = [b for m in model.modules() if isinstance(m, _NORM_TYPES)
+                        for b in m.buffers(recurse=False)]
+        self._saved = [torch.empty_like(b) for b in self.buffers]
+        self.amp_args = bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+        self._records: list[tuple[int, torch.Tensor, torch.Tensor, list[torch.Tensor]]] = []
+        self.warned = False
+
+    def save_buffers(self) -> None:
+        """Copy the normalization buffers before a forward pass (a no-op without any)."""
+        if self.buffers:
+            torch._foreach_copy_(self._saved, self.buffers)
+
+    def check(self, step: int, loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+        """The step's finite flag (0-dim bool on the device); records it for the epoch's end.
+
+        Four small ops beyond the norms: the flag costs about what one ``.item()`` did.
+        """
+        with_grad = [p for p in params if p.grad is not None]
+        # [loss, ‖g₁‖, …, ‖gₙ‖]: kept per step so the epoch's end can name the culprit.
+        values = torch.stack([loss.detach().float(),
+                              *torch._foreach_norm([p.grad for p in with_grad])])
+        finite = torch.isfinite(values.sum())
+        self._records.append((step, finite, values, with_grad))
+        return finite
+
+    def step(self, finite: torch.Tensor, after: Any = None) -> None:
+        """Apply the optimizer step (and ``after()``, e.g. a max-norm) only if ``finite``."""
+        opt = self.optimizer
+        if self.amp_args:
+            opt.found_inf = (~finite).float()  # type: ignore[attr-defined]
+            opt.grad_scale = None  # type: ignore[attr-defined]
+            opt.step()
+            if after is not None:  # idempotent on weights the skipped step did not move
+                after()
+        elif self.device.type == "cpu" or not opt.state:
+            if bool(finite):  # host memory on CPU: nothing to wait for
+                opt.step()
+                if after is not None:
+                    after()
+        else:
+            params = [p for g in opt.param_groups for p in g["params"]]
+            state = [v for p in params for v in opt.state.get(p, {}).values()
+                     if isinstance(v, torch.Tensor)]
+            old = [t.clone() for t in params + state]
+            opt.step()
+            if after is not None:
+                after()
+            with torch.no_grad():
+                for t, o in zip(params + state, old):
+                    t.copy_(torch.where(finite, t, o))
+        if self.buffers:
+            with torch.no_grad():
+                for b, s in zip(self.buffers, self._saved):
+                    b.copy_(torch.where(finite, b, s))
+
+    def end_epoch(self) -> tuple[int, str | None]:
+        """Read the epoch's flags once: ``(steps skipped this epoch, a line or None)``.
+
+        The line names the global step of the first skip and the parameter whose gradient
+        was not finite (or the loss); it is returned once per guard, so the caller warns once.
+        """
+        records, self._records = self._records, []
+        if not records:
+            return 0, None
+        flags = torch.stack([r[1] for r in records])
+        skipped = int((~flags).sum())
+        if self.warned or skipped == 0:
+            return skipped, None
+        step, _, values, with_grad = records[int((~flags).nonzero()[0, 0])]
+        bad = (~torch.isfinite(values)).nonzero()
+        if len(bad) == 0:
+            where = "the sum of the gradient norms overflowed"
+        elif int(bad[0, 0]) == 0:
+            where = "the loss is not finite"
+        else:
+            name = self.names.get(id(with_grad[int(bad[0, 0]) - 1]), "?")
+            where = f"the gradient of {name} is not finite"
+        self.warned = True
+        return skipped, (f"step {step}: {where}; the step was skipped (weights, optimizer state "
+                         "and batch-norm statistics left unchanged)")
+
+
+def run_failure(history: list[dict[str, Any]], skipped: int, steps: int) -> str | None:
+    """Why a finished run failed, or None: most steps skipped, or a non-finite final loss.
+
+    A caller (the CLI) turns a returned line into exit code 1.
+    """
+    if steps > 0 and skipped * 2 > steps:
+        return (f"run failed: {skipped} of {steps} steps were skipped for non-finite losses or "
+                "gradients; lower the learning rate, clip gradients or check the data")
+    last = history[-1].get("train_loss") if history else None
+    if last is not None and not torch.isfinite(torch.tensor(float(last))):
+        return (f"run failed: the final training loss is {last}; lower the learning rate, "
+                "clip gradients or check the data")
+    return None
