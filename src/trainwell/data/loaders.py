@@ -100,6 +100,7 @@ class BatchSource:
     def __init__(self, *, split: Split | None = None, loader: DataLoader | None = None,
                  batch_size: int = 1, seed: int = 0, merge_single: bool = False) -> None:
         self.split, self.loader = split, loader
+        self.dropped = False  # a last batch of one sample is dropped (a wrapped torch Dataset)
         self.batch_size, self.seed = batch_size, seed
         if split is not None:
             n = len(split)
@@ -183,6 +184,8 @@ def as_source(data: Any, *, batch_size: int, seed: int, device: torch.device,
             loader = DataLoader(data, batch_size=batch_size, sampler=sampler,
                                 num_workers=num_workers, pin_memory=pin,
                                 drop_last=merge_single and n > batch_size and n % batch_size == 1)
-        return BatchSource(loader=loader, batch_size=batch_size, seed=seed)
+        source = BatchSource(loader=loader, batch_size=batch_size, seed=seed)
+        source.dropped = bool(loader.drop_last)
+        return source
     raise TypeError(f"data: expected a trainwell Dataset, a torch Dataset or DataLoader, or an "
                     f"(x, y) pair of tensors; got {type(data).__name__}")

@@ -28,6 +28,7 @@ appeared.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -59,7 +60,10 @@ class NonFiniteGuard:
         self.buffers = [b for m in model.modules() if isinstance(m, _NORM_TYPES)
                         for b in m.buffers(recurse=False)]
         self._saved = [torch.empty_like(b) for b in self.buffers]
-        self.amp_args = bool(getattr(optimizer, "_step_supports_amp_scaling", False))
+        # How a flag reaches the optimizer (see the module docstring): "amp_args", "host"
+        # or "masked"; tests set it to exercise each path on the CPU.
+        self.mode = ("amp_args" if getattr(optimizer, "_step_supports_amp_scaling", False)
+                     else "host" if device.type == "cpu" else "masked")
         self._records: list[tuple[int, torch.Tensor, torch.Tensor, list[torch.Tensor]]] = []
         self.warned = False
 
@@ -84,13 +88,13 @@ class NonFiniteGuard:
     def step(self, finite: torch.Tensor, after: Any = None) -> None:
         """Apply the optimizer step (and ``after()``, e.g. a max-norm) only if ``finite``."""
         opt = self.optimizer
-        if self.amp_args:
+        if self.mode == "amp_args":
             opt.found_inf = (~finite).float()  # type: ignore[attr-defined]
             opt.grad_scale = None  # type: ignore[attr-defined]
             opt.step()
             if after is not None:  # idempotent on weights the skipped step did not move
                 after()
-        elif self.device.type == "cpu" or not opt.state:
+        elif self.mode == "host" or not opt.state:
             if bool(finite):  # host memory on CPU: nothing to wait for
                 opt.step()
                 if after is not None:
@@ -111,11 +115,13 @@ class NonFiniteGuard:
                 for b, s in zip(self.buffers, self._saved):
                     b.copy_(torch.where(finite, b, s))
 
-    def end_epoch(self) -> tuple[int, str | None]:
+    def end_epoch(self, quiet_gradients: bool = False) -> tuple[int, str | None]:
         """Read the epoch's flags once: ``(steps skipped this epoch, a line or None)``.
 
         The line names the global step of the first skip and the parameter whose gradient
         was not finite (or the loss); it is returned once per guard, so the caller warns once.
+        ``quiet_gradients`` (fp16 with a loss scaler): an overflowing gradient is the scaler's
+        routine search for its scale, counted but not reported; a non-finite loss still is.
         """
         records, self._records = self._records, []
         if not records:
@@ -124,7 +130,12 @@ class NonFiniteGuard:
         skipped = int((~flags).sum())
         if self.warned or skipped == 0:
             return skipped, None
-        step, _, values, with_grad = records[int((~flags).nonzero()[0, 0])]
+        bad_steps = (~flags).nonzero()[:, 0].tolist()
+        if quiet_gradients:
+            bad_steps = [i for i in bad_steps if not torch.isfinite(records[i][2][0])]
+            if not bad_steps:
+                return skipped, None
+        step, _, values, with_grad = records[bad_steps[0]]
         bad = (~torch.isfinite(values)).nonzero()
         if len(bad) == 0:
             where = "the sum of the gradient norms overflowed"
@@ -141,13 +152,17 @@ class NonFiniteGuard:
 def run_failure(history: list[dict[str, Any]], skipped: int, steps: int) -> str | None:
     """Why a finished run failed, or None: most steps skipped, or a non-finite final loss.
 
-    A caller (the CLI) turns a returned line into exit code 1.
+    The final loss is the last epoch's validation loss when logged (the weights are what
+    count; one skipped training batch makes its epoch's mean training loss NaN), else its
+    training loss. A caller (the CLI) turns a returned line into exit code 1.
     """
     if steps > 0 and skipped * 2 > steps:
         return (f"run failed: {skipped} of {steps} steps were skipped for non-finite losses or "
                 "gradients; lower the learning rate, clip gradients or check the data")
-    last = history[-1].get("train_loss") if history else None
-    if last is not None and not torch.isfinite(torch.tensor(float(last))):
-        return (f"run failed: the final training loss is {last}; lower the learning rate, "
+    last = history[-1] if history else {}
+    key = "val_loss" if "val_loss" in last else "train_loss"
+    value = last.get(key)
+    if value is not None and not math.isfinite(value):
+        return (f"run failed: the final loss ({key}) is {value}; lower the learning rate, "
                 "clip gradients or check the data")
     return None

@@ -263,10 +263,11 @@ class Trainer:
             self._set_task(task)
         if src.num_samples == 0:
             raise UserError("data: the training split is empty; use more samples")
-        if src.merged:
-            self._warn_once("bn", f"the last batch would hold one sample, which batch norm cannot "
-                            f"train on: it is merged into the batch before "
-                            f"({self.batch_size + 1} samples)")
+        if src.merged or src.dropped:
+            what = (f"merged into the batch before ({self.batch_size + 1} samples)" if src.merged
+                    else "dropped each epoch")
+            self._warn_once("bn", "the last batch would hold one sample, which batch norm cannot "
+                            f"train on: it is {what}")
         if src.num_batches is None:
             return None
         steps_per_epoch = math.ceil(src.num_batches / self.accumulate)
@@ -356,7 +357,7 @@ class Trainer:
             total = weighted
             if i % k == 0:
                 self.optimizer.zero_grad(set_to_none=True)
-                if self.penalty is not None:  # once per optimizer step, as with one big batch
+                if self.penalty is not None and k == 1:  # with k > 1: see _optimizer_step
                     pen = self.penalty(self.model)
                     total = weighted + pen
                     penalties.append(pen.detach())
@@ -380,14 +381,19 @@ class Trainer:
                         penalties: list[torch.Tensor], norms: list[torch.Tensor],
                         step_sizes: list[int], lr: float | None, bar: Progress) -> float | None:
         """Unscale, event, clip, schedule, check and apply one optimizer step."""
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
         samples = sum(n for _, n in group)
         full = self.accumulate * group[0][1]
         step_loss = group[0][0] if len(group) == 1 else torch.stack([t for t, _ in group]).sum()
         if samples != full:  # a short last group: make it the mean over its own samples
             torch._foreach_mul_([p.grad for p in params if p.grad is not None], full / samples)
             step_loss = step_loss * (full / samples)
+        if self.penalty is not None and self.accumulate > 1:
+            # Once per optimizer step and after the rescale above, as with one big batch.
+            pen = self.penalty(self.model)
+            penalties.append(pen.detach())
+            (self.scaler.scale(pen) if self.scaler is not None else pen).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
         step_sizes.append(samples)
         for cb in self.callbacks:
             cb.on_after_backward(self, self.step)
@@ -433,7 +439,7 @@ class Trainer:
             for key, value in self.evaluate(self._val_src).items():
                 metrics[f"val_{key}"] = value
         metrics["lr"] = self.optimizer.param_groups[0]["lr"] if lr is None else lr
-        skipped, line = self._guard.end_epoch()
+        skipped, line = self._guard.end_epoch(quiet_gradients=self.scaler is not None)
         self.skipped_steps += skipped
         if line is not None:
             warnings.warn(line, RuntimeWarning, stacklevel=4)
