@@ -142,7 +142,18 @@ class BatchSource:
         sampler = getattr(self.loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):  # EpochSampler, DistributedSampler
             sampler.set_epoch(epoch)
-        for batch in self.loader:
+        # The loader draws its workers' seed and a shuffling sampler's seed from torch's
+        # global RNG, in iter() or at the first batch depending on num_workers: both happen
+        # here, from the state the Trainer seeded for this epoch, which is then restored so
+        # that dropout sees the same numbers as on the in-memory path.
+        state = torch.get_rng_state()
+        batches = iter(self.loader)
+        first = next(batches, None)
+        torch.set_rng_state(state)
+        if first is None:
+            return
+        yield to_device(first, device, non_blocking=True)
+        for batch in batches:
             yield to_device(batch, device, non_blocking=True)
 
 

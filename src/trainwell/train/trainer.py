@@ -349,8 +349,6 @@ class Trainer:
                 self._guard.save_buffers()  # BN statistics, restored if the step is skipped
             n = batch_size_of(batch)
             out, loss = self._forward_loss(batch)
-            if self.task is None:  # torch data: the first targets tell the task
-                self._set_task(self._infer_task(_targets(batch)))
             # Each micro-batch weighs n / (k·n₀) so that k full micro-batches give the mean
             # over all k·n₀ samples; a short last group is rescaled in _optimizer_step.
             weighted = loss if k == 1 else loss * (n / (k * (group[0][1] if group else n)))
@@ -482,6 +480,8 @@ class Trainer:
             y = _targets(batch)
             if y is None:
                 raise TypeError("batches without targets need loss_fn(outputs, batch)")
+            if self.loss_fn is None:  # torch data: the first targets tell the task
+                self._set_task(self._infer_task(y))
             assert self.loss_fn is not None
             return out, self.loss_fn(out, y)
 
