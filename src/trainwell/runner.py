@@ -209,6 +209,8 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
                       schedule=schedule, schedule_unit=config.schedule.unit, plateau=plateau,
                       clip=clip, penalty=penalty, max_norm=max_norm,
                       log_grad_norm=config.train.log_grad_norm,
+                      precision=config.train.precision, accumulate=config.train.accumulate,
+                      compile=config.train.compile,
                       callbacks=[*transfer_callbacks, *callbacks],
                       device=config.device, run_dir=run_dir,
                       checkpoint_every=config.train.checkpoint_every, progress=progress)
