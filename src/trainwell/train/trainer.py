@@ -28,6 +28,7 @@ from ..data.loaders import BatchSource, as_source, batch_size_of, epoch_seed
 from ..errors import UserError
 from ..optim import schedules as _schedules
 from ..optim.clip import grad_norm
+from .batch import default_forward, infer_task, targets
 from .callbacks import Callback
 from .checkpoint import (
     apply_model_state,
@@ -37,6 +38,7 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from .epoch_log import EpochLog
 from .guard import NonFiniteGuard, has_batch_norm, run_failure
 from .losses import predict_classes, resolve_loss
 from .precision import autocast, check_precision, compile_model, make_scaler, warn_compile_fallback
@@ -56,22 +58,6 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise UserError("device: 'cuda' was asked for but no CUDA device is available; "
                         "use device = \"auto\" or \"cpu\"")
     return dev
-
-
-def _targets(batch: Any) -> Any:
-    """The targets of a default batch: ``batch[1]`` of a tuple, ``batch["y"]`` of a dict."""
-    if isinstance(batch, dict):
-        return batch.get("y")
-    if isinstance(batch, (tuple, list)) and len(batch) > 1:
-        return batch[1]
-    return None
-
-
-def default_forward(model: torch.nn.Module, batch: Any) -> Any:
-    """``model(x)`` with x = ``batch[0]`` of a tuple or ``batch["x"]`` of a dict."""
-    if isinstance(batch, dict):
-        return model(batch["x"])
-    return model(batch[0] if isinstance(batch, (tuple, list)) else batch)
 
 
 class Trainer:
@@ -258,7 +244,7 @@ class Trainer:
             val, batch_size=self._eval_batch(val), seed=self.seed, device=self.device,
             num_workers=self.num_workers, shuffle=False)
         if task is None and src.split is not None:
-            task = self._infer_task(src.split.y)
+            task = infer_task(self.loss_name, src.split.y)
         if task is not None:  # else the first batch's targets tell (see _train_epoch)
             self._set_task(task)
         if src.num_samples == 0:
@@ -299,7 +285,7 @@ class Trainer:
             loss_sum += loss.double() * size
             n += size
             if classify:
-                y = _targets(batch)
+                y = targets(batch)
                 correct += (predict_classes(self.loss_name, out) == y.reshape(-1)).sum()
         self.model.train(was_training)
         result = {"loss": float(loss_sum) / max(n, 1)}
@@ -330,15 +316,7 @@ class Trainer:
         torch.manual_seed(epoch_seed(self.seed, epoch) + 1)
         self.model.train()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        # Per-step values are only collected here and reduced once at the epoch's end: a few
-        # small tensor ops per step are measurable next to a small MLP's step on a CPU.
-        losses: list[torch.Tensor] = []
-        sizes: list[int] = []  # samples per micro-batch (host metadata, no sync)
-        penalties: list[torch.Tensor] = []  # one per optimizer step
-        step_sizes: list[int] = []
-        predictions: list[torch.Tensor] = []  # class indices: 8 bytes a sample, not logits
-        targets: list[torch.Tensor] = []
-        norms: list[torch.Tensor] = []  # per step, before clipping; only when clipping or asked
+        log = EpochLog()  # per-step values stay on the device until the epoch's end
         bar.start_epoch(epoch)
         t0 = time.perf_counter()
         lr = self._apply_schedule(epoch) if self.schedule_unit == "epoch" else None
@@ -358,26 +336,24 @@ class Trainer:
                 if self.penalty is not None and k == 1:  # with k > 1: see _optimizer_step
                     pen = self.penalty(self.model)
                     total = weighted + pen
-                    penalties.append(pen.detach())
+                    log.penalties.append(pen.detach())
             (self.scaler.scale(total) if self.scaler is not None else total).backward()
             group.append((weighted.detach(), n))
-            losses.append(loss.detach())
-            sizes.append(n)
+            log.losses.append(loss.detach())
+            log.sizes.append(n)
             if self.task == "classification" and self.user_loss is None:
-                predictions.append(predict_classes(self.loss_name, out.detach()))
-                targets.append(_targets(batch))
+                log.predictions.append(predict_classes(self.loss_name, out.detach()))
+                log.targets.append(targets(batch))
             if len(group) == k:
-                lr = self._optimizer_step(params, group, penalties, norms, step_sizes, lr, bar)
+                lr = self._optimizer_step(params, group, log, lr, bar)
                 group = []
         if group:
-            lr = self._optimizer_step(params, group, penalties, norms, step_sizes, lr, bar)
+            lr = self._optimizer_step(params, group, log, lr, bar)
         seconds = time.perf_counter() - t0
-        return self._epoch_metrics(epoch, losses, sizes, penalties, step_sizes, predictions,
-                                   targets, norms, lr, seconds, bar)
+        return self._epoch_metrics(epoch, log, lr, seconds, bar)
 
     def _optimizer_step(self, params: list[torch.Tensor], group: list[tuple[torch.Tensor, int]],
-                        penalties: list[torch.Tensor], norms: list[torch.Tensor],
-                        step_sizes: list[int], lr: float | None, bar: Progress) -> float | None:
+                        log: EpochLog, lr: float | None, bar: Progress) -> float | None:
         """Unscale, event, clip, schedule, check and apply one optimizer step."""
         samples = sum(n for _, n in group)
         full = self.accumulate * group[0][1]
@@ -388,22 +364,22 @@ class Trainer:
         if self.penalty is not None and self.accumulate > 1:
             # Once per optimizer step and after the rescale above, as with one big batch.
             pen = self.penalty(self.model)
-            penalties.append(pen.detach())
+            log.penalties.append(pen.detach())
             (self.scaler.scale(pen) if self.scaler is not None else pen).backward()
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        step_sizes.append(samples)
+        log.step_sizes.append(samples)
         for cb in self.callbacks:
             cb.on_after_backward(self, self.step)
         if self.clip is not None:
             self._last_norm = self.clip(params)
-            norms.append(self._last_norm)
+            log.norms.append(self._last_norm)
         elif self.log_grad_norm:
             self._last_norm = grad_norm(params)
-            norms.append(self._last_norm)
+            log.norms.append(self._last_norm)
         if self.schedule_unit == "step":
             lr = self._apply_schedule(self.step)
-        checked = step_loss if self.penalty is None else step_loss + penalties[-1]
+        checked = step_loss if self.penalty is None else step_loss + log.penalties[-1]
         finite = self._guard.check(self.step, checked, params)
         after = None if self.max_norm is None else (lambda: self.max_norm(self.model))
         self._guard.step(finite, after)
@@ -415,24 +391,10 @@ class Trainer:
         bar.advance(step_loss)
         return lr
 
-    def _epoch_metrics(self, epoch: int, losses: list[torch.Tensor], sizes: list[int],
-                       penalties: list[torch.Tensor], step_sizes: list[int],
-                       predictions: list[torch.Tensor], targets: list[torch.Tensor],
-                       norms: list[torch.Tensor], lr: float | None, seconds: float,
+    def _epoch_metrics(self, epoch: int, log: EpochLog, lr: float | None, seconds: float,
                        bar: Progress) -> dict[str, Any]:
         """Reduce the epoch's device-side values once, validate, fire ``on_epoch_end``."""
-        n = sum(sizes)
-        dev = self.device
-        metrics: dict[str, Any] = {"epoch": epoch + 1}
-        if losses:
-            weights = torch.tensor(sizes, dtype=torch.float64, device=dev)
-            metrics["train_loss"] = float((torch.stack(losses).double() * weights).sum()) / n
-        if predictions:
-            correct = (torch.cat(predictions) == torch.cat([t.reshape(-1) for t in targets])).sum()
-            metrics["train_accuracy"] = int(correct) / n
-        if penalties:
-            weights = torch.tensor(step_sizes, dtype=torch.float64, device=dev)
-            metrics["train_penalty"] = float((torch.stack(penalties).double() * weights).sum()) / n
+        metrics: dict[str, Any] = {"epoch": epoch + 1, **log.reduce(self.device)}
         if self._val_src is not None:
             for key, value in self.evaluate(self._val_src).items():
                 metrics[f"val_{key}"] = value
@@ -442,16 +404,11 @@ class Trainer:
         if line is not None:
             warnings.warn(line, RuntimeWarning, stacklevel=4)
         metrics["skipped_steps"] = self.skipped_steps
-        if norms:  # the clipper computes the norm anyway: logging it costs nothing more
-            grad_norms = torch.stack([g.double() for g in norms]).tolist()
-            finite_norms = [g for g in grad_norms if math.isfinite(g)]
-            metrics["grad_norm_mean"] = (sum(finite_norms) / len(finite_norms)
-                                         if finite_norms else float("nan"))
-            metrics["grad_norm_max"] = max(grad_norms)
-            metrics["grad_norms"] = grad_norms
+        metrics.update(log.norm_metrics())  # the clipper computes them anyway: free to log
         if self.scaler is not None:
             metrics["loss_scale"] = float(self.scaler.get_scale())
         metrics["epoch_time_s"] = seconds
+        n = log.samples
         metrics["samples_per_s"] = n / seconds if seconds > 0 else float("inf")
         if self.plateau is not None:
             self.plateau.update(metrics.get("val_loss", metrics.get("train_loss")))
@@ -477,11 +434,11 @@ class Trainer:
             out = self._run(lambda net: self.forward(net, batch))
             if self.user_loss is not None:
                 return out, self.user_loss(out, batch)
-            y = _targets(batch)
+            y = targets(batch)
             if y is None:
                 raise TypeError("batches without targets need loss_fn(outputs, batch)")
             if self.loss_fn is None:  # torch data: the first targets tell the task
-                self._set_task(self._infer_task(y))
+                self._set_task(infer_task(self.loss_name, y))
             assert self.loss_fn is not None
             return out, self.loss_fn(out, y)
 
@@ -495,13 +452,6 @@ class Trainer:
                 warn_compile_fallback(e)
                 self._net = self.model
         return fn(self._net)
-
-    def _infer_task(self, y: Any) -> str:
-        if self.loss_name in ("cross_entropy", "nll", "bce"):
-            return "classification"
-        if self.loss_name == "mse" or (isinstance(y, torch.Tensor) and y.is_floating_point()):
-            return "regression"
-        return "classification"
 
     def _set_task(self, task: str) -> None:
         self.task = task
