@@ -15,8 +15,9 @@ Every optimizer step is checked, on the device, with no host sync in the hot loo
      step is a plain ``if``;
    - elsewhere (e.g. CUDA with a non-fused optimizer) parameters and tensor state are
      copied before the step and selected back with ``torch.where(finite, new, old)``,
-     bit-exact. Until the optimizer has state (its first step creates it) the flag is read
-     on the host instead, since new state has nothing to fall back to.
+     bit-exact. Until the optimizer has state (its first step creates it), and for state
+     kept off the device (torch's non-capturable Adam keeps ``step`` on the CPU), the flag
+     is read on the host instead: one sync per step, which ``fused=True`` avoids.
 3. Buffers of normalization layers (BN running statistics, ``num_batches_tracked``) are
    written by the forward pass, before the flag exists: they are copied before the forward
    (a few floats per channel) and selected back the same way after a skipped step.
@@ -88,28 +89,45 @@ class NonFiniteGuard:
     def step(self, finite: torch.Tensor, after: Any = None) -> None:
         """Apply the optimizer step (and ``after()``, e.g. a max-norm) only if ``finite``."""
         opt = self.optimizer
+        tensors = self._maskable(finite) if self.mode == "masked" else None
         if self.mode == "amp_args":
             opt.found_inf = (~finite).float()  # type: ignore[attr-defined]
             opt.grad_scale = None  # type: ignore[attr-defined]
             opt.step()
             if after is not None:  # idempotent on weights the skipped step did not move
                 after()
-        elif self.mode == "host" or not opt.state:
-            if bool(finite):  # host memory on CPU: nothing to wait for
+        elif tensors is None:  # "host", or masking impossible this step
+            if bool(finite):  # on the CPU a memory read: nothing to wait for
                 opt.step()
                 if after is not None:
                     after()
         else:
-            params = [p for g in opt.param_groups for p in g["params"]]
-            state = [v for p in params for v in opt.state.get(p, {}).values()
-                     if isinstance(v, torch.Tensor)]
-            old = [t.clone() for t in params + state]
+            old = [t.clone() for t in tensors]
             opt.step()
             if after is not None:
                 after()
             with torch.no_grad():
-                for t, o in zip(params + state, old):
+                for t, o in zip(tensors, old):
                     t.copy_(torch.where(finite, t, o))
+        self._restore_buffers(finite)
+
+    def _maskable(self, finite: torch.Tensor) -> list[torch.Tensor] | None:
+        """Parameters and tensor state to mask, or None when masking cannot be exact.
+
+        New state (the optimizer's first step) has nothing to fall back to, and state kept
+        off the flag's device (torch's non-fused, non-capturable Adam keeps ``step`` on the
+        CPU) cannot be selected without a copy that syncs: both read the flag on the host.
+        """
+        opt = self.optimizer
+        params = [p for g in opt.param_groups for p in g["params"]]
+        state = [v for p in params for v in opt.state.get(p, {}).values()
+                 if isinstance(v, torch.Tensor)]
+        if not opt.state or any(t.device != finite.device for t in state):
+            return None
+        return params + state
+
+    def _restore_buffers(self, finite: torch.Tensor) -> None:
+        """Select the saved normalization buffers back where ``finite`` is False."""
         if self.buffers:
             with torch.no_grad():
                 for b, s in zip(self.buffers, self._saved):
