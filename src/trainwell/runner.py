@@ -280,6 +280,7 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
         "epochs": len(history),
         "steps": trainer.step,
         "skipped_steps": trainer.skipped_steps,
+        "failure": trainer.failure,  # None, or the line the CLI prints before exit code 1
         "final": final,
         "fit_time_s": fit_s,
         "wall_time_s": time.perf_counter() - started,
