@@ -200,3 +200,13 @@ def test_nll_takes_log_probabilities_as_in_torch_and_a_log_softmax_head_trains()
                          batch_size=32, loss="nll", progress=False, device="cpu")
     trainer.fit(data)
     assert trainer.evaluate(data.test)["accuracy"] > 0.9  # chance 1/3; probabilities gave 12%
+
+
+def test_fit_until_pauses_and_a_later_fit_continues_the_same_run():
+    data = blobs(n=100)
+    m1, t1 = make(epochs=4)
+    t1.fit(data)
+    m2, t2 = make(epochs=4)
+    assert len(t2.fit(data, until=2)) == 2 and t2.epoch == 2
+    assert len(t2.fit(data)) == 4
+    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))

@@ -181,7 +181,8 @@ class Trainer:
         return None if self._last_norm is None else float(self._last_norm)
 
     # -- public API -------------------------------------------------------------------
-    def fit(self, data: Any, *, val: Any = None, resume: bool = False) -> list[dict[str, Any]]:
+    def fit(self, data: Any, *, val: Any = None, resume: bool = False,
+            until: int | None = None) -> list[dict[str, Any]]:
         """Train for the remaining epochs; return the history (one dict per epoch).
 
         Args:
@@ -191,6 +192,9 @@ class Trainer:
                 ``data.val``.
             resume: with a checkpoint in ``run_dir``, restore model, optimizer, scaler,
                 counters, history and callback state first and continue from there.
+            until: pause once this many epochs are done, while the run keeps its full
+                length ``epochs`` (schedules, the final checkpoint): a later ``fit``
+                continues the same run, epoch for epoch, as one uninterrupted call would.
 
         After it returns, :attr:`failure` says whether the run failed.
         """
@@ -202,9 +206,10 @@ class Trainer:
             atomic_write_text(metrics_path, "".join(json.dumps(h) + "\n" for h in self.history))
         for cb in self.callbacks:
             cb.on_fit_start(self)
+        stop = self.epochs if until is None else min(int(until), self.epochs)
         bar = Progress(self.epochs, steps_per_epoch or 0, enabled=self.show_progress)
         with bar:
-            while self.epoch < self.epochs and not self.stop_training:
+            while self.epoch < stop and not self.stop_training:
                 metrics = self._train_epoch(bar)
                 self.history.append(metrics)
                 self.epoch += 1
@@ -212,7 +217,8 @@ class Trainer:
                     with open(metrics_path, "a", encoding="utf-8") as f:
                         f.write(json.dumps(metrics) + "\n")
                 if self.run_dir is not None and (self.epoch % self.checkpoint_every == 0
-                                                 or self.epoch == self.epochs or self.stop_training):
+                                                 or self.epoch in (stop, self.epochs)
+                                                 or self.stop_training):
                     save_checkpoint(self.run_dir, self.epoch, self.model, self.optimizer,
                                     self._trainer_state())
         self.failure = run_failure(self.history, self.skipped_steps, self.step)
@@ -469,7 +475,7 @@ class Trainer:
         from_memory = isinstance(data, (tuple, list)) or hasattr(data, "x")
         return _EVAL_BATCH if from_memory else self.batch_size
 
-    # -- schedule helpers ---------------------------------------------------------------
+    # -- helpers ------------------------------------------------------------------------
     def _apply_schedule(self, index: int) -> float | None:
         if self.schedule is None and self.plateau is None:
             return None
