@@ -139,9 +139,9 @@ class BatchSource:
                 yield x[a:b], y[a:b]
             return
         assert self.loader is not None
-        sampler = getattr(self.loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):  # EpochSampler, DistributedSampler
-            sampler.set_epoch(epoch)
+        set_epoch = getattr(getattr(self.loader, "sampler", None), "set_epoch", None)
+        if set_epoch is not None:  # EpochSampler, DistributedSampler
+            set_epoch(epoch)
         # The loader draws its workers' seed and a shuffling sampler's seed from torch's
         # global RNG, in iter() or at the first batch depending on num_workers: both happen
         # here, from the state the Trainer seeded for this epoch, which is then restored so

@@ -79,9 +79,9 @@ class NonFiniteGuard:
         Four small ops beyond the norms: the flag costs about what one ``.item()`` did.
         """
         with_grad = [p for p in params if p.grad is not None]
+        grads = [p.grad for p in with_grad if p.grad is not None]  # the same list, typed
         # [loss, ‖g₁‖, …, ‖gₙ‖]: kept per step so the epoch's end can name the culprit.
-        values = torch.stack([loss.detach().float(),
-                              *torch._foreach_norm([p.grad for p in with_grad])])
+        values = torch.stack([loss.detach().float(), *torch._foreach_norm(grads)])
         finite = torch.isfinite(values.sum())
         self._records.append((step, finite, values, with_grad))
         return finite

@@ -18,6 +18,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
@@ -238,7 +239,7 @@ class Trainer:
                 fixed-length schedule whose length differs from the run's.
             TypeError: ``data`` is not a kind of data the Trainer takes.
         """
-        task = None
+        task: str | None = None
         if isinstance(data, Dataset):
             task, train, val = data.task, data.train, (data.val if val is None else val)
         else:
@@ -307,7 +308,7 @@ class Trainer:
         outs = []
         for s in range(0, len(x), _EVAL_BATCH):
             with autocast(self.precision, self.device):
-                out = self._run(lambda net, s=s: net(x[s:s + _EVAL_BATCH].to(self.device)))
+                out = self._run(methodcaller("__call__", x[s:s + _EVAL_BATCH].to(self.device)))
             outs.append((out.float() if self.precision != "fp32" else out).cpu())
         self.model.train(was_training)
         return torch.cat(outs) if outs else torch.empty(0)
@@ -387,7 +388,8 @@ class Trainer:
             lr = self._apply_schedule(self.step)
         checked = step_loss if self.penalty is None else step_loss + log.penalties[-1]
         finite = self._guard.check(self.step, checked, params)
-        after = None if self.max_norm is None else (lambda: self.max_norm(self.model))
+        max_norm = self.max_norm
+        after = None if max_norm is None else (lambda: max_norm(self.model))
         self._guard.step(finite, after)
         if self.scaler is not None:  # consumes the found_inf of unscale_, on the device
             self.scaler.update()
