@@ -11,7 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import trainwell as tw
 
 # Big enough that one epoch takes a noticeable time (so the kill lands inside an epoch),
 # small enough for CI: synthetic gaussian classes, 4×128 MLP, dropout on (its RNG must resume).
@@ -87,12 +92,6 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
 
 
 def test_fp16_run_on_a_dataloader_resumes_bit_identically_with_its_loss_scale(tmp_path):
-    import torch
-    from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
-
-    import trainwell as tw
-
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (150,), generator=g)
     x = torch.randn(3, 6, generator=g)[y] * 2 + torch.randn(150, 6, generator=g)
