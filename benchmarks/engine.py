@@ -1,12 +1,15 @@
 """Engine overhead: tw.Trainer vs a minimal hand-written PyTorch loop, same work.
 
 Both train the same 8×256 ReLU MLP (He init, same seed) on 20,000-sample MNIST-1D with the
-same optimizer (torch.optim.Adam, lr 1e-3), batch 128, reshuffled per epoch. Time: the two
+same optimizer (torch.optim.Adam, lr 1e-3), batch 128, reshuffled per epoch. Two cases:
+``mlp`` feeds the in-memory tensors (trainwell's fast path vs permutation + slicing);
+``dataloader`` feeds both sides the same ``DataLoader(TensorDataset, batch_size=128,
+shuffle=True)``. Time: the two
 alternate epoch by epoch in one process (the machine is noisy, so we compare the median of
 paired per-epoch ratios); trainwell's epochs include its validation pass and metrics. Peak memory: each variant runs once in a fresh subprocess and reports
 its peak resident set size (ru_maxrss), so neither inherits the other's high-water mark.
 
-    python benchmarks/engine.py [--epochs 2] [--rounds 10] [--quick]
+    python benchmarks/engine.py [--epochs 2] [--rounds 10] [--quick] [--case mlp|dataloader|all]
 
 Prints one JSON object; the targets are time ratio ≤ 1.05 and memory ratio ≤ 1.10.
 """
@@ -23,6 +26,7 @@ import time
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 import trainwell as tw
 
@@ -76,6 +80,47 @@ class TrainwellLoop:
         return time.perf_counter() - t0
 
 
+def make_loader(data) -> DataLoader:
+    """The DataLoader both sides of the ``dataloader`` case iterate."""
+    return DataLoader(TensorDataset(data.train.x, data.train.y), batch_size=128, shuffle=True)
+
+
+class PlainLoaderLoop(PlainLoop):
+    """The hand-written loop over a DataLoader: for x, y in loader: forward, backward, step."""
+
+    def __init__(self, data, seed: int) -> None:
+        super().__init__(data, seed)
+        self.loader = make_loader(data)
+
+    def epoch(self, epoch: int) -> float:
+        t0 = time.perf_counter()
+        torch.manual_seed(epoch)
+        for x, y in self.loader:
+            loss = nn.functional.cross_entropy(self.model(x), y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        return time.perf_counter() - t0
+
+
+class TrainwellLoaderLoop(TrainwellLoop):
+    """tw.Trainer fed the same kind of DataLoader (validation on the in-memory val split)."""
+
+    def __init__(self, data, seed: int) -> None:
+        super().__init__(data, seed)
+        self.loader = make_loader(data)
+
+    def epoch(self, epoch: int) -> float:
+        trainer = tw.Trainer(self.model, self.opt, epochs=1, batch_size=128, seed=epoch,
+                             progress=False, device="cpu")
+        t0 = time.perf_counter()
+        trainer.fit(self.loader, val=self.data.val)
+        return time.perf_counter() - t0
+
+
+CASES = {"mlp": (PlainLoop, TrainwellLoop), "dataloader": (PlainLoaderLoop, TrainwellLoaderLoop)}
+
+
 def run_plain(data, epochs: int, seed: int) -> float:
     loop = PlainLoop(data, seed)
     return sum(loop.epoch(e) for e in range(epochs))
@@ -99,50 +144,67 @@ def peak_rss_mb(variant: str, epochs: int) -> tuple[float, float]:
     return peak / 2**20, added / 2**20
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=2, help="epochs per round")
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--quick", action="store_true", help="1 epoch, 3 rounds")
-    args = ap.parse_args()
-    if args.quick:
-        args.epochs, args.rounds = 1, 3
-    data = tw.data.load("mnist1d", num_samples=20000, seed=0)
-    plain_loop, tw_loop = PlainLoop(data, 0), TrainwellLoop(data, 0)
+def paired(data, case: str, epochs: int, rounds: int) -> dict:
+    """Interleaved epochs of the two sides of ``case``; medians of the paired ratios."""
+    plain_cls, tw_cls = CASES[case]
+    plain_loop, tw_loop = plain_cls(data, 0), tw_cls(data, 0)
     plain_loop.epoch(0)  # warm-up: first-call costs (allocator, kernels) hit neither side
     tw_loop.epoch(0)
     plain, ours, ratios = [], [], []
     # Epoch-level interleaving: the two sides alternate every epoch, so slow drifts of this
     # shared machine hit both alike; the statistic is the median of paired ratios.
-    for r in range(args.rounds):
-        for e in range(args.epochs):
+    for r in range(rounds):
+        for e in range(epochs):
             order = [("plain", plain_loop), ("trainwell", tw_loop)]
             if (r + e) % 2:
                 order.reverse()
-            times = {name: loop.epoch(1 + r * args.epochs + e) for name, loop in order}
+            times = {name: loop.epoch(1 + r * epochs + e) for name, loop in order}
             plain.append(times["plain"])
             ours.append(times["trainwell"])
             ratios.append(times["trainwell"] / times["plain"])
-    mem_plain = peak_rss_mb("plain", 1)
-    mem_ours = peak_rss_mb("trainwell", 1)
-    print(json.dumps({
-        "benchmark": "engine",
-        "model": "MLP 8x256 relu, Adam lr 1e-3, batch 128, MNIST-1D 20k (14,400 train)",
+    return {
         "paired_epochs": len(ratios),
         "plain_epoch_s_median": statistics.median(plain),
         "trainwell_epoch_s_median": statistics.median(ours),
         "time_ratio_median": statistics.median(ratios),
         "time_ratio_of_medians": statistics.median(ours) / statistics.median(plain),
         "time_ratio_quartiles": statistics.quantiles(ratios, n=4),
-        "peak_rss_mb_plain": mem_plain[0],
-        "peak_rss_mb_trainwell": mem_ours[0],
-        "memory_ratio": mem_ours[0] / mem_plain[0],
-        "training_added_rss_mb_plain": mem_plain[1],
-        "training_added_rss_mb_trainwell": mem_ours[1],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per round")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--quick", action="store_true", help="1 epoch, 3 rounds")
+    ap.add_argument("--case", choices=[*CASES, "all"], default="all")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    args = ap.parse_args()
+    if args.quick:
+        args.epochs, args.rounds = 1, 3
+    data = tw.data.load("mnist1d", num_samples=20000, seed=0)
+    out: dict = {
+        "benchmark": "engine",
+        "model": "MLP 8x256 relu, Adam lr 1e-3, batch 128, MNIST-1D 20k (14,400 train)",
+    }
+    for case in CASES if args.case == "all" else [args.case]:
+        out[case] = paired(data, case, args.epochs, args.rounds)
+    if not args.no_memory:
+        mem_plain = peak_rss_mb("plain", 1)
+        mem_ours = peak_rss_mb("trainwell", 1)
+        out.update({
+            "peak_rss_mb_plain": mem_plain[0],
+            "peak_rss_mb_trainwell": mem_ours[0],
+            "memory_ratio": mem_ours[0] / mem_plain[0],
+            "training_added_rss_mb_plain": mem_plain[1],
+            "training_added_rss_mb_trainwell": mem_ours[1],
+        })
+    out.update({
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-    }, indent=2))
+    })
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

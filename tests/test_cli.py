@@ -72,7 +72,7 @@ def test_config_show_prints_toml_that_reads_back(capsys):
     ("schedule.params={total_steps=7}", r"schedule.total_steps"),
     ("train.loss=mse", r"train\.loss: 'mse' needs regression targets"),
     ("train.loss=bce", r"train\.loss: 'bce' needs one output unit and two classes, but the model gives 3 outputs for 3 classes"),
-    ("train.loss=nll", r"train\.loss: 'nll' takes probabilities but the model outputs logits"),
+    ("train.loss=nll", r"train\.loss: 'nll' takes log-probabilities \(as in torch\) but the model outputs logits"),
 ])
 def test_bad_config_values_give_one_line_and_no_run_folder(tmp_path, capsys, override, pattern):
     out = tmp_path / "run"

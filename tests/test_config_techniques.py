@@ -281,3 +281,13 @@ def test_batch_norm_adds_norm_layers_that_track_statistics():
         assert isinstance(b.norm, torch.nn.BatchNorm1d) and b.linear.bias is None
         assert b.norm.num_batches_tracked.item() == built.trainer.step
         assert b.norm.running_mean.abs().sum().item() > 0
+
+
+def test_precision_accumulate_and_compile_reach_the_trainer():
+    run = build("train.precision=fp16", "train.accumulate=3", "train.compile=false")
+    assert (run.trainer.precision, run.trainer.accumulate) == ("fp16", 3)
+    assert run.trainer.scaler is not None and run.trainer._net is run.model
+    with pytest.raises(ValueError, match="accumulate"):
+        load_config(None, ["train.accumulate=0"])
+    with pytest.raises(ValueError, match="precision"):
+        load_config(None, ["train.precision=fp8"])

@@ -11,7 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import trainwell as tw
 
 # Big enough that one epoch takes a noticeable time (so the kill lands inside an epoch),
 # small enough for CI: synthetic gaussian classes, 4×128 MLP, dropout on (its RNG must resume).
@@ -84,3 +89,37 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     for key in ref_tensors:  # model weights and every optimizer state tensor
         assert (tensors[key] == ref_tensors[key]).all(), key
     assert metrics == ref_metrics
+
+
+def test_fp16_run_on_a_dataloader_resumes_bit_identically_with_its_loss_scale(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (150,), generator=g)
+    x = torch.randn(3, 6, generator=g)[y] * 2 + torch.randn(150, 6, generator=g)
+    calls = []
+
+    def loss_fn(out, batch):  # overflows fp16 once (step 2): the scale must halve and persist
+        calls.append(1)
+        loss = nn.functional.cross_entropy(out.float(), batch[1])
+        return loss * 1e30 if len(calls) == 3 else loss
+
+    def run(epochs, run_dir, resume=False):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+        trainer = tw.Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-2), epochs=epochs,
+                             batch_size=16, precision="fp16", loss_fn=loss_fn, progress=False,
+                             device="cpu", run_dir=run_dir)
+        loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+        trainer.fit(loader, resume=resume)
+        return model, trainer
+
+    ref, ref_trainer = run(3, tmp_path / "ref")
+    calls.clear()
+    run(2, tmp_path / "killed")  # as if killed after epoch 2's checkpoint
+    model, trainer = run(3, tmp_path / "killed", resume=True)
+    assert ref_trainer.skipped_steps == trainer.skipped_steps >= 1  # counted across the resume
+    assert trainer.scaler.get_scale() == ref_trainer.scaler.get_scale() < 2.0**16  # halved
+    for a, b in zip(ref.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+    for sa, sb in zip(ref_trainer.optimizer.state.values(), trainer.optimizer.state.values()):
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), key

@@ -107,8 +107,10 @@ def test_non_finite_steps_are_skipped_and_counted():
                 next(trainer.model.parameters()).grad[0, 0] = float("nan")
 
     model, trainer = make(epochs=1, callbacks=[Poison()], clip=tw.optim.clip.build("global_norm", 1e3))
-    trainer.fit(data)
+    with pytest.warns(RuntimeWarning, match=r"^step 1: the gradient of 0\.weight is not finite"):
+        trainer.fit(data)
     assert trainer.skipped_steps == 1
+    assert trainer.failure is None  # 1 of 3 steps skipped: not "most"
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -184,3 +186,27 @@ def test_grad_norm_before_clipping_is_logged_every_step():
     assert "grad_norms" not in plain.fit(data)[0]
     _, asked = make(epochs=1, log_grad_norm=True)
     assert len(asked.fit(data)[0]["grad_norms"]) == 3
+
+
+def test_nll_takes_log_probabilities_as_in_torch_and_a_log_softmax_head_trains():
+    data = blobs()
+    out = torch.randn(7, 3, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    nll = tw.train.LOSSES["nll"](torch.log_softmax(out, 1), y)
+    assert float(nll) == pytest.approx(float(nn.functional.cross_entropy(out, y)), rel=1e-6)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 3), nn.LogSoftmax(dim=1))
+    trainer = tw.Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), epochs=5,
+                         batch_size=32, loss="nll", progress=False, device="cpu")
+    trainer.fit(data)
+    assert trainer.evaluate(data.test)["accuracy"] > 0.9  # chance 1/3; probabilities gave 12%
+
+
+def test_fit_until_pauses_and_a_later_fit_continues_the_same_run():
+    data = blobs(n=100)
+    m1, t1 = make(epochs=4)
+    t1.fit(data)
+    m2, t2 = make(epochs=4)
+    assert len(t2.fit(data, until=2)) == 2 and t2.epoch == 2
+    assert len(t2.fit(data)) == 4
+    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters()))

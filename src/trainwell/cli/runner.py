@@ -121,9 +121,10 @@ def _check_loss(config: Config, data: Dataset, outputs: int) -> None:
                         f"gives {outputs} outputs for {data.num_classes} classes; set "
                         "model.out_features = 1 and model.output_activation = \"sigmoid\" on a "
                         "two-class task, or use loss = \"auto\"")
-    if loss == "nll" and config.model.output_activation != "softmax":
-        raise UserError("train.loss: 'nll' takes probabilities but the model outputs logits; set "
-                        "model.output_activation = \"softmax\", or use loss = \"auto\"")
+    if loss == "nll" and config.model.output_activation != "log_softmax":
+        raise UserError("train.loss: 'nll' takes log-probabilities (as in torch) but the model "
+                        "outputs logits; set model.output_activation = \"log_softmax\", or use "
+                        "loss = \"auto\"")
 
 
 def _check_fits(model: torch.nn.Module, data: Dataset, config: Config) -> None:
@@ -210,6 +211,8 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
                       schedule=schedule, schedule_unit=config.schedule.unit, plateau=plateau,
                       clip=clip, penalty=penalty, max_norm=max_norm,
                       log_grad_norm=config.train.log_grad_norm,
+                      precision=config.train.precision, accumulate=config.train.accumulate,
+                      compile=config.train.compile,
                       callbacks=[*extra_callbacks, *callbacks],
                       device=config.device, run_dir=run_dir,
                       checkpoint_every=config.train.checkpoint_every, progress=progress)
@@ -349,6 +352,7 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
         "epochs": len(history),
         "steps": trainer.step,
         "skipped_steps": trainer.skipped_steps,
+        "failure": trainer.failure,  # None, or the line the CLI prints before exit code 1
         "final": final,
         "fit_time_s": fit_s,
         "wall_time_s": time.perf_counter() - started,

@@ -123,6 +123,13 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
     log_grad_norm: bool = Field(False, description="log the global gradient norm without clipping")
     threads: int | None = Field(None, gt=0, description="CPU threads for torch; none = torch's default")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype of the forward pass; fp16 adds a GradScaler "
+        "(loss scaling), bf16 needs none")
+    accumulate: int = Field(1, ge=1, le=4096, description="micro-batches of batch_size per "
+                            "optimizer step: the gradient of one batch of accumulate × batch_size")
+    compile: bool = Field(False, description="run the model through torch.compile; falls back "
+                          "to the plain model with one warning where compile is unavailable")
 
 
 class TransferConfig(_Section):

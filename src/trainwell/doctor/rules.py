@@ -115,8 +115,9 @@ def head_problem(s: Signals) -> str:
         return f"the head has {out} outputs for {classes} classes"
     if loss == "bce" and act != "sigmoid":
         return "binary cross-entropy needs a probability: put a sigmoid on the single output"
-    if loss == "nll" and act not in ("softmax",):
-        return "the nll loss needs probabilities: put a softmax on the output"
+    if loss == "nll" and act != "log_softmax":
+        return ("the nll loss takes log-probabilities (as in torch): put a log_softmax on the "
+                "output, or use cross-entropy on logits")
     if loss == "cross_entropy" and act in ("softmax", "sigmoid", "tanh") and s.failing:
         return (
             f"cross-entropy applies its own softmax: a {act} before it squashes the "

@@ -18,6 +18,7 @@ sigmoid    σ(z) = 1/(1 + e⁻ᶻ)
 tanh       tanh(z)
 softplus   log(1 + eᶻ)
 softmax    eᶻⁱ / Σⱼ eᶻʲ over ``dim`` (default −1)
+log_softmax zᵢ − log Σⱼ eᶻʲ over ``dim`` (default −1): the head for the ``nll`` loss
 identity   z (alias ``linear``)
 ========== ==========================================================================
 """
@@ -44,6 +45,11 @@ def _softmax(dim: int = -1) -> nn.Module:
     return nn.Softmax(dim=dim)
 
 
+def _log_softmax(dim: int = -1) -> nn.Module:
+    # The head torch's nll loss expects: log-probabilities over the last (class) axis.
+    return nn.LogSoftmax(dim=dim)
+
+
 ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": _leaky_relu,
@@ -59,6 +65,7 @@ ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "tanh": nn.Tanh,
     "softplus": nn.Softplus,
     "softmax": _softmax,
+    "log_softmax": _log_softmax,
     "identity": nn.Identity,
     "linear": nn.Identity,
 }
@@ -79,6 +86,7 @@ _TYPE_NAMES: dict[type[nn.Module], str] = {
     nn.Tanh: "tanh",
     nn.Softplus: "softplus",
     nn.Softmax: "softmax",
+    nn.LogSoftmax: "log_softmax",
 }
 
 

@@ -317,7 +317,8 @@ INITIALIZERS: dict[str, Callable[..., torch.Tensor]] = {
 _SYMMETRIC = {"zeros", "constant"}
 
 _POLICY: dict[str, str] = {
-    **dict.fromkeys(["sigmoid", "tanh", "softmax", "linear", "identity"], "glorot_uniform"),
+    **dict.fromkeys(["sigmoid", "tanh", "softmax", "log_softmax", "linear", "identity"],
+                    "glorot_uniform"),
     **dict.fromkeys(
         ["relu", "leaky_relu", "prelu", "rrelu", "elu", "gelu", "silu", "swish", "mish"],
         "he_normal",

@@ -4,8 +4,10 @@ The Trainer fires these events, in this order, and never imports who listens:
 
     on_fit_start
       on_epoch_start
-        on_after_backward   (per batch: gradients present, before clipping)
-        on_step_end         (per batch: after the optimizer step)
+        on_after_backward   (per optimizer step: gradients of all its micro-batches
+                             present, unscaled under fp16, before clipping)
+        on_step_end         (per optimizer step: after the step, or after its skip when
+                             the loss or a gradient was not finite)
       on_epoch_end          (metrics of the epoch; a callback may add keys)
     on_fit_end
 
@@ -35,10 +37,14 @@ class Callback:
         """Epoch ``epoch`` (0-based) is about to start."""
 
     def on_after_backward(self, trainer: Trainer, step: int) -> None:
-        """Gradients of global step ``step`` are in ``.grad``, not yet clipped."""
+        """Gradients of global step ``step`` are in ``.grad`` (unscaled), not yet clipped."""
 
     def on_step_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
-        """The optimizer has applied step ``step``; ``loss`` is the detached batch loss."""
+        """Step ``step`` is done (applied, or skipped if not finite); ``loss`` is its detached loss.
+
+        ``loss`` stays on the device: reading it (``float(loss)``) waits for a GPU, so a
+        callback that needs the number every step costs a host sync per step.
+        """
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         """Epoch ``epoch`` is done; ``metrics`` will be logged after all callbacks ran."""

@@ -1,7 +1,8 @@
 """Loss functions by name, and the metrics that go with them.
 
 - ``cross_entropy``: the model outputs logits ``(N, K)``; y holds class indices.
-- ``nll``: the model outputs probabilities (e.g. a softmax head); loss = −mean log p_y.
+- ``nll``: as in torch, the model outputs log-probabilities (e.g. a ``LogSoftmax`` head);
+  loss = −mean log p_y = ``F.nll_loss(out, y)``. Earlier trainwell versions took probabilities here.
 - ``bce``: the model outputs one probability per sample ``(N, 1)``; y in {0, 1}.
 - ``mse``: regression, mean of (ŷ − y)².
 ``auto`` picks ``cross_entropy`` for classification and ``mse`` for regression.
@@ -18,13 +19,9 @@ from ..errors import UserError
 
 __all__ = ["LOSSES", "resolve_loss", "batch_correct", "predict_classes"]
 
-# Probabilities are clamped away from 0 before the log: log(0) would make one bad sample
-# turn the whole loss into inf and hide every other signal.
+# bce's probabilities are clamped away from 0 before the log: log(0) would make one bad
+# sample turn the whole loss into inf and hide every other signal.
 _P_MIN = 1e-12
-
-
-def _nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.nll_loss(torch.log(out.clamp_min(_P_MIN)), y)
 
 
 def _bce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -38,7 +35,7 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "cross_entropy": F.cross_entropy,
-    "nll": _nll,
+    "nll": F.nll_loss,  # log-probabilities in, as torch.nn.NLLLoss
     "bce": _bce,
     "mse": _mse,
 }

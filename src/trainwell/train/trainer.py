@@ -1,9 +1,14 @@
 """The Trainer: a short, readable training loop with named events and exact resume.
 
-One step reads top to bottom: forward → loss (+ penalty) → backward → event → clip →
-schedule → optimizer step → max-norm → event. The Trainer owns no technique: the
-optimizer, schedule, clipping and penalty are plain objects passed in, and everything else
-(the doctor, transfer-learning unfreezing) listens through :class:`Callback` events.
+One optimizer step reads top to bottom: forward → loss (+ penalty) → backward (× ``accumulate``
+micro-batches) → unscale → event → clip → schedule → finite check → guarded optimizer step →
+max-norm → event. The Trainer owns no technique: the optimizer, schedule, clipping and
+penalty are plain objects passed in, and everything else (the doctor, transfer-learning
+unfreezing) listens through :class:`Callback` events.
+
+Nothing in the hot loop reads a device value on the host: per-step losses, predictions,
+gradient norms and the non-finite flags stay on the device and are reduced once per epoch
+(see :mod:`trainwell.train.guard` for how a flag makes a step a no-op).
 """
 
 from __future__ import annotations
@@ -11,16 +16,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from operator import methodcaller
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..data.dataset import Dataset, Split
+from ..data.dataset import Dataset
+from ..data.loaders import BatchSource, as_source, batch_size_of, epoch_seed
 from ..errors import UserError
 from ..optim import schedules as _schedules
 from ..optim.clip import grad_norm
+from .batch import default_forward, infer_task, targets
 from .callbacks import Callback
 from .checkpoint import (
     apply_model_state,
@@ -30,7 +39,10 @@ from .checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from .losses import batch_correct, predict_classes, resolve_loss
+from .epoch_log import EpochLog
+from .guard import NonFiniteGuard, has_batch_norm, run_failure
+from .losses import predict_classes, resolve_loss
+from .precision import autocast, check_precision, compile_model, make_scaler, warn_compile_fallback
 from .progress import Progress
 
 __all__ = ["Trainer", "resolve_device", "epoch_seed"]
@@ -49,55 +61,78 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of epoch ``epoch``'s shuffling and dropout: a pure function of the run's seed.
-
-    Deriving it per epoch (instead of carrying one generator through the run) is what makes
-    resume exact without saving RNG state: epoch E draws the same numbers whether or not the
-    process was restarted before it.
-    """
-    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 17) % (2**63 - 1)
-
-
 class Trainer:
-    """Fit a ``torch.nn.Module`` on an in-memory :class:`~trainwell.data.Dataset`.
+    """Fit a ``torch.nn.Module`` on in-memory tensors, a torch ``Dataset`` or a ``DataLoader``.
 
     Args:
-        model: any ``nn.Module`` mapping a batch of features to outputs.
+        model: any ``nn.Module``.
         optimizer: any ``torch.optim.Optimizer`` over the model's parameters.
-        epochs: number of passes over the training split.
-        batch_size: samples per step; the last smaller batch of an epoch is kept.
+        epochs: number of passes over the training data.
+        batch_size: samples per forward pass when trainwell batches (in-memory data, a torch
+            Dataset); a ``DataLoader`` keeps its own. The last smaller batch is kept, except
+            a last batch of one sample when the model has batch norm: merged into the batch
+            before (in memory) or dropped (torch data), with one warning.
         seed: seeds shuffling and dropout per epoch (see :func:`epoch_seed`).
-        loss: ``"auto"``, ``"cross_entropy"``, ``"nll"``, ``"bce"`` or ``"mse"``.
+        loss: ``"auto"``, ``"cross_entropy"``, ``"nll"`` (log-probabilities in), ``"bce"``
+            or ``"mse"``; ignored when ``loss_fn`` is given.
+        loss_fn: ``loss_fn(outputs, batch) -> scalar`` for models that are not "x in,
+            logits out" (no train/val accuracy is computed then).
+        forward: ``forward(model, batch) -> outputs``; default ``model(batch[0])`` or
+            ``model(batch["x"])``.
         schedule: a callable ``step -> lr`` (see :mod:`trainwell.optim.schedules`), a
             ``Performance`` controller wrapping one, or None to keep the optimizer's learning
             rate. An unset ``total_steps`` is filled from the run's length and an unset base
             lr from the optimizer's groups; ``schedules.apply`` writes every group's lr.
-        schedule_unit: ``"step"`` (called with the global batch index) or ``"epoch"``.
+        schedule_unit: ``"step"`` (called with the global optimizer-step index) or ``"epoch"``.
         plateau: a controller with ``update(metric)``, ``scale`` and ``state_dict`` (e.g.
             ``schedules.Performance``), fed the validation loss at each epoch end; its scale
             multiplies whatever the schedule gives.
         clip: a callable ``params -> grad norm before clipping`` (``optim.clip.build``).
-        penalty: a callable ``model -> penalty`` added to the loss and logged apart.
+        penalty: a callable ``model -> penalty`` added to the loss (once per optimizer step)
+            and logged apart.
         max_norm: a callable ``model -> None`` applied after each step (max-norm constraint).
         log_grad_norm: log the global gradient norm each step even without clipping.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 adds a GradScaler,
+            see :mod:`trainwell.train.precision`).
+        accumulate: micro-batches per optimizer step; the gradient equals that of one batch
+            of all their samples (sample-weighted mean), up to float rounding, for models
+            without batch norm.
+        compile: run the model through ``torch.compile``; falls back to the plain model
+            with one warning where compile is unavailable.
+        num_workers: DataLoader workers when trainwell wraps a torch Dataset.
         callbacks: :class:`Callback` objects, called in order.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go; None writes nothing.
         checkpoint_every: write a checkpoint every this many epochs (and at the end).
         progress: show a progress bar.
 
+    Attributes:
+        failure: after ``fit``, None, or one line saying why the run failed (most steps
+            skipped, or a non-finite final loss); a command line maps it to exit code 1.
+
+    Resume: checkpoints are taken at epoch ends; ``fit(resume=True)`` restarts the epoch
+    after the newest one. The epoch's order is a pure function of (seed, epoch) for
+    in-memory data and map-style torch Datasets, so the result is bit-identical; for an
+    ``IterableDataset`` it is exact only if its stream is a function of the epoch (see
+    :mod:`trainwell.data.loaders`).
+
     Example:
         >>> trainer = Trainer(model, optimizer, epochs=20, batch_size=128, seed=0)
         >>> history = trainer.fit(data)      # list of per-epoch metric dicts
         >>> trainer.evaluate(data.test)      # {"loss": ..., "accuracy": ...}
+        >>> trainer.fit(DataLoader(images, batch_size=64, shuffle=True, num_workers=4),
+        ...             val=val_images)
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
                  epochs: int, batch_size: int, seed: int = 0, loss: str = "auto",
+                 loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+                 forward: Callable[[torch.nn.Module, Any], Any] | None = None,
                  schedule: Callable[[int], float] | None = None, schedule_unit: str = "step",
                  plateau: Any = None, clip: Callable | None = None, penalty: Callable | None = None,
                  max_norm: Callable | None = None, log_grad_norm: bool = False,
+                 precision: str = "fp32", accumulate: int = 1, compile: bool = False,
+                 num_workers: int = 0,
                  callbacks: Sequence[Callback] = (), device: str | torch.device = "auto",
                  run_dir: str | Path | None = None, checkpoint_every: int = 1,
                  progress: bool = True) -> None:
@@ -107,42 +142,67 @@ class Trainer:
             raise UserError(f"batch_size: must be >= 1, got {batch_size}")
         if schedule_unit not in ("step", "epoch"):
             raise UserError(f"schedule_unit: must be 'step' or 'epoch', got {schedule_unit!r}")
+        check_precision(precision)
+        if int(accumulate) < 1:
+            raise ValueError(f"accumulate: must be >= 1, got {accumulate}")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.optimizer = optimizer
         self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
-        self.loss_name = loss
+        self.loss_name = "custom" if loss_fn is not None else loss
+        self.user_loss, self.forward = loss_fn, forward or default_forward
         self.schedule_unit = schedule_unit
         self.schedule, self.plateau = _schedules.split_plateau(schedule, plateau)
         self.clip, self.penalty, self.max_norm = clip, penalty, max_norm
         self.log_grad_norm = log_grad_norm
+        self.precision, self.accumulate, self.num_workers = precision, int(accumulate), num_workers
+        self.scaler = make_scaler(precision, self.device)
+        self._net = compile_model(self.model) if compile else self.model
+        self._compile_pending = self._net is not self.model  # a lazy compile may fail at call 1
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.checkpoint_every = max(1, int(checkpoint_every))
         self.show_progress = progress
         self.epoch = 0  # completed epochs
-        self.step = 0  # completed optimizer steps (global batch index)
-        self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient norm
+        self.step = 0  # completed optimizer steps (global step index)
+        self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient (any cause)
         self.stop_training = False
+        self.failure: str | None = None
         self.history: list[dict[str, Any]] = []
-        self.task = "classification"
-        self.loss_fn: Callable = torch.nn.functional.cross_entropy
-        self.last_grad_norm: float | None = None
+        self.task: str | None = None
+        self.loss_fn: Callable | None = None
+        self._last_norm: torch.Tensor | None = None
+        self._guard = NonFiniteGuard(self.model, optimizer, self.device)
+        self._has_bn = has_batch_norm(self.model)
+        self._warned: set[str] = set()
+        self._train_src: BatchSource | None = None
+        self._val_src: BatchSource | None = None
         self._restored = False
 
+    @property
+    def last_grad_norm(self) -> float | None:
+        """The last step's gradient norm before clipping (reading it syncs; for callbacks)."""
+        return None if self._last_norm is None else float(self._last_norm)
+
     # -- public API -------------------------------------------------------------------
-    def fit(self, data: Dataset, *, resume: bool = False,
+    def fit(self, data: Any, *, val: Any = None, resume: bool = False,
             until: int | None = None) -> list[dict[str, Any]]:
         """Train for the remaining epochs; return the history (one dict per epoch).
 
-        With ``resume=True`` and a checkpoint in ``run_dir``, model, optimizer, counters,
-        history and callback state are restored first and training continues from there.
-        With ``until=k`` training pauses once ``k`` epochs are done, while the run keeps its
-        full length ``epochs`` (schedules, the final checkpoint): a later ``fit`` continues
-        the same run, epoch for epoch, as one uninterrupted call would have trained it.
+        Args:
+            data: a :class:`~trainwell.data.Dataset` (its ``val`` split validates), an
+                ``(x, y)`` pair of tensors, a torch ``Dataset`` or a ``DataLoader``.
+            val: validation data of any of those kinds but a trainwell Dataset; overrides
+                ``data.val``.
+            resume: with a checkpoint in ``run_dir``, restore model, optimizer, scaler,
+                counters, history and callback state first and continue from there.
+            until: pause once this many epochs are done, while the run keeps its full
+                length ``epochs`` (schedules, the final checkpoint): a later ``fit``
+                continues the same run, epoch for epoch, as one uninterrupted call would.
+
+        After it returns, :attr:`failure` says whether the run failed.
         """
-        steps_per_epoch = self.check(data)
-        train, val = data.train.to(self.device), data.val.to(self.device)
+        steps_per_epoch = self.check(data, val=val)
         if resume and not self._restored:
             self.restore()
         metrics_path = self.run_dir / "metrics.jsonl" if self.run_dir else None
@@ -151,10 +211,10 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_fit_start(self)
         stop = self.epochs if until is None else min(int(until), self.epochs)
-        bar = Progress(self.epochs, steps_per_epoch, enabled=self.show_progress)
+        bar = Progress(self.epochs, steps_per_epoch or 0, enabled=self.show_progress)
         with bar:
             while self.epoch < stop and not self.stop_training:
-                metrics = self._train_epoch(train, val, bar)
+                metrics = self._train_epoch(bar)
                 self.history.append(metrics)
                 self.epoch += 1
                 if metrics_path is not None:
@@ -165,50 +225,82 @@ class Trainer:
                                                  or self.stop_training):
                     save_checkpoint(self.run_dir, self.epoch, self.model, self.optimizer,
                                     self._trainer_state())
+        self.failure = run_failure(self.history, self.skipped_steps, self.step)
         for cb in self.callbacks:
             cb.on_fit_end(self, self.history)
         return self.history
 
-    def check(self, data: Dataset) -> int:
+    def check(self, data: Any, *, val: Any = None) -> int | None:
         """Check that ``data`` fits this trainer (loss, schedule length) before any training.
 
         Returns:
-            The number of steps per epoch.
+            The number of optimizer steps per epoch, or None for an iterable of unknown
+            length (whose schedule length cannot be checked ahead).
 
         Raises:
             UserError: an empty training split, a loss that does not fit the task, or a
                 fixed-length schedule whose length differs from the run's.
+            TypeError: ``data`` is not a kind of data the Trainer takes.
         """
-        self.task = data.task
-        self.loss_name, self.loss_fn = resolve_loss(self.loss_name, data.task)
-        if len(data.train) == 0:
+        task: str | None = None
+        if isinstance(data, Dataset):
+            task, train, val = data.task, data.train, (data.val if val is None else val)
+        else:
+            train = data
+        src = as_source(train, batch_size=self.batch_size, seed=self.seed, device=self.device,
+                        num_workers=self.num_workers, merge_single=self._has_bn)
+        self._train_src = src
+        self._val_src = None if val is None else as_source(
+            val, batch_size=self._eval_batch(val), seed=self.seed, device=self.device,
+            num_workers=self.num_workers, shuffle=False)
+        if task is None and src.split is not None:
+            task = infer_task(self.loss_name, src.split.y)
+        if task is not None:  # else the first batch's targets tell (see _train_epoch)
+            self._set_task(task)
+        if src.num_samples == 0:
             raise UserError("data: the training split is empty; use more samples")
-        steps_per_epoch = math.ceil(len(data.train) / self.batch_size)
+        if src.merged or src.dropped:
+            what = (f"merged into the batch before ({self.batch_size + 1} samples)" if src.merged
+                    else "dropped each epoch")
+            self._warn_once("bn", "the last batch would hold one sample, which batch norm cannot "
+                            f"train on: it is {what}")
+        if src.num_batches is None:
+            return None
+        steps_per_epoch = math.ceil(src.num_batches / self.accumulate)
         self._check_schedule_length(steps_per_epoch)
         return steps_per_epoch
 
     @torch.no_grad()
-    def evaluate(self, split: Split) -> dict[str, float]:
-        """Mean loss (and accuracy for classification) of the model on ``split``."""
-        if len(split) == 0:
+    def evaluate(self, data: Any) -> dict[str, float]:
+        """Mean loss (and accuracy for classification) of the model on ``data``.
+
+        ``data``: a Split, an ``(x, y)`` pair, a torch Dataset or a DataLoader.
+        """
+        src = data if isinstance(data, BatchSource) else as_source(
+            data, batch_size=self._eval_batch(data), seed=self.seed, device=self.device,
+            num_workers=self.num_workers, shuffle=False)
+        if src.num_samples == 0:
             return {}
-        if self.loss_fn is None or self.task is None:
+        if self.user_loss is None and self.loss_fn is None:
             raise RuntimeError("evaluate() needs the loss: call fit() first")
         was_training = self.model.training
         self.model.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        for start in range(0, len(split), _EVAL_BATCH):
-            x = split.x[start:start + _EVAL_BATCH].to(self.device)
-            y = split.y[start:start + _EVAL_BATCH].to(self.device)
-            out = self.model(x)
-            loss_sum += self.loss_fn(out, y).double() * len(x)
-            if self.task == "classification":
-                correct += batch_correct(self.loss_name, out, y)
+        n = 0
+        classify = self.task == "classification" and self.user_loss is None
+        for batch in src.epoch(0, self.device, shuffle=False):
+            out, loss = self._forward_loss(batch)
+            size = batch_size_of(batch)
+            loss_sum += loss.double() * size
+            n += size
+            if classify:
+                y = targets(batch)
+                correct += (predict_classes(self.loss_name, out) == y.reshape(-1)).sum()
         self.model.train(was_training)
-        result = {"loss": float(loss_sum) / len(split)}
-        if self.task == "classification":
-            result["accuracy"] = int(correct) / len(split)
+        result = {"loss": float(loss_sum) / max(n, 1)}
+        if classify:
+            result["accuracy"] = int(correct) / max(n, 1)
         return result
 
     @torch.no_grad()
@@ -216,102 +308,177 @@ class Trainer:
         """Model outputs for ``x`` in eval mode, batched, on the CPU."""
         was_training = self.model.training
         self.model.eval()
-        outs = [self.model(x[s:s + _EVAL_BATCH].to(self.device)).cpu()
-                for s in range(0, len(x), _EVAL_BATCH)]
+        outs = []
+        for s in range(0, len(x), _EVAL_BATCH):
+            with autocast(self.precision, self.device):
+                out = self._run(methodcaller("__call__", x[s:s + _EVAL_BATCH].to(self.device)))
+            outs.append((out.float() if self.precision != "fp32" else out).cpu())
         self.model.train(was_training)
         return torch.cat(outs) if outs else torch.empty(0)
 
     # -- one epoch ----------------------------------------------------------------------
-    def _train_epoch(self, train: Split, val: Split, bar: Progress) -> dict[str, Any]:
+    def _train_epoch(self, bar: Progress) -> dict[str, Any]:
         epoch = self.epoch
         for cb in self.callbacks:
             cb.on_epoch_start(self, epoch)
-        gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
-        torch.manual_seed(epoch_seed(self.seed, epoch) + 1)  # dropout and other layer noise
+        # Dropout, augmentation and a user DataLoader's own shuffling draw from torch's global
+        # RNG: seeding it per epoch makes them a function of (seed, epoch), hence resumable.
+        torch.manual_seed(epoch_seed(self.seed, epoch) + 1)
         self.model.train()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        order = torch.randperm(len(train), generator=gen).to(self.device)
-        x_all, y_all = train.x[order], train.y[order]
-        # Per-step scalars are only collected here and reduced once at the epoch's end: a
-        # few small tensor ops per step are measurable next to a small MLP's step on a CPU.
-        losses: list[torch.Tensor] = []
-        penalties: list[torch.Tensor] = []
-        predictions: list[torch.Tensor] = []  # class indices: 8 bytes a sample, not logits
-        grad_norms: list[float] = []  # per step, before clipping; only when clipping or asked
-        classify = self.task == "classification"
+        log = EpochLog()  # per-step values stay on the device until the epoch's end
         bar.start_epoch(epoch)
         t0 = time.perf_counter()
         lr = self._apply_schedule(epoch) if self.schedule_unit == "epoch" else None
-        for start in range(0, len(train), self.batch_size):
-            x, y = x_all[start:start + self.batch_size], y_all[start:start + self.batch_size]
-            out = self.model(x)
-            loss = self.loss_fn(out, y)
-            total = loss
-            if self.penalty is not None:
-                pen = self.penalty(self.model)
-                total = loss + pen
-                penalties.append(pen.detach())
-            self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            for cb in self.callbacks:
-                cb.on_after_backward(self, self.step)
-            finite = math.isfinite(total.item())
-            if self.clip is not None:
-                norm = self.clip(params)
-                self.last_grad_norm = float(norm)
-                grad_norms.append(self.last_grad_norm)
-                finite = finite and math.isfinite(self.last_grad_norm)
-            elif self.log_grad_norm:
-                self.last_grad_norm = float(grad_norm(params))
-                grad_norms.append(self.last_grad_norm)
-                finite = finite and math.isfinite(self.last_grad_norm)
-            if self.schedule_unit == "step":
-                lr = self._apply_schedule(self.step)
-            if finite:
-                self.optimizer.step()
-                if self.max_norm is not None:
-                    self.max_norm(self.model)
-            else:  # a non-finite step would turn every weight into NaN: skip it, count it
-                self.skipped_steps += 1
-            loss_d = loss.detach()
-            losses.append(loss_d)
-            if classify:
-                predictions.append(predict_classes(self.loss_name, out.detach()))
-            for cb in self.callbacks:
-                cb.on_step_end(self, self.step, loss_d)
-            self.step += 1
-            bar.advance(loss_d)
+        k = self.accumulate
+        group: list[tuple[torch.Tensor, int]] = []  # (weighted loss, samples) of this step
+        for i, batch in enumerate(self._batches(epoch)):
+            if i % k == 0:
+                self._guard.save_buffers()  # BN statistics, restored if the step is skipped
+            n = batch_size_of(batch)
+            out, loss = self._forward_loss(batch)
+            # Each micro-batch weighs n / (k·n₀) so that k full micro-batches give the mean
+            # over all k·n₀ samples; a short last group is rescaled in _optimizer_step.
+            weighted = loss if k == 1 else loss * (n / (k * (group[0][1] if group else n)))
+            total = weighted
+            if i % k == 0:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.penalty is not None and k == 1:  # with k > 1: see _optimizer_step
+                    pen = self.penalty(self.model)
+                    total = weighted + pen
+                    log.penalties.append(pen.detach())
+            (self.scaler.scale(total) if self.scaler is not None else total).backward()
+            group.append((weighted.detach(), n))
+            log.losses.append(loss.detach())
+            log.sizes.append(n)
+            if self.task == "classification" and self.user_loss is None:
+                log.predictions.append(predict_classes(self.loss_name, out.detach()))
+                log.targets.append(targets(batch))
+            if len(group) == k:
+                lr = self._optimizer_step(params, group, log, lr, bar)
+                group = []
+        if group:
+            lr = self._optimizer_step(params, group, log, lr, bar)
         seconds = time.perf_counter() - t0
-        n = len(train)
-        sizes = torch.full((len(losses),), float(self.batch_size), dtype=torch.float64,
-                           device=self.device)
-        sizes[-1] = n - self.batch_size * (len(losses) - 1)  # the last batch may be smaller
-        metrics: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "train_loss": float((torch.stack(losses).double() * sizes).sum()) / n}
-        if classify:
-            correct = (torch.cat(predictions) == y_all.reshape(-1)).sum()
-            metrics["train_accuracy"] = int(correct) / n
-        if self.penalty is not None:
-            metrics["train_penalty"] = float((torch.stack(penalties).double() * sizes).sum()) / n
-        for key, value in self.evaluate(val).items():
-            metrics[f"val_{key}"] = value
+        return self._epoch_metrics(epoch, log, lr, seconds, bar)
+
+    def _optimizer_step(self, params: list[torch.Tensor], group: list[tuple[torch.Tensor, int]],
+                        log: EpochLog, lr: float | None, bar: Progress) -> float | None:
+        """Unscale, event, clip, schedule, check and apply one optimizer step."""
+        samples = sum(n for _, n in group)
+        full = self.accumulate * group[0][1]
+        step_loss = group[0][0] if len(group) == 1 else torch.stack([t for t, _ in group]).sum()
+        if samples != full:  # a short last group: make it the mean over its own samples
+            torch._foreach_mul_([p.grad for p in params if p.grad is not None], full / samples)
+            step_loss = step_loss * (full / samples)
+        if self.penalty is not None and self.accumulate > 1:
+            # Once per optimizer step and after the rescale above, as with one big batch.
+            pen = self.penalty(self.model)
+            log.penalties.append(pen.detach())
+            (self.scaler.scale(pen) if self.scaler is not None else pen).backward()
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        log.step_sizes.append(samples)
+        for cb in self.callbacks:
+            cb.on_after_backward(self, self.step)
+        if self.clip is not None:
+            self._last_norm = self.clip(params)
+            log.norms.append(self._last_norm)
+        elif self.log_grad_norm:
+            self._last_norm = grad_norm(params)
+            log.norms.append(self._last_norm)
+        if self.schedule_unit == "step":
+            lr = self._apply_schedule(self.step)
+        checked = step_loss if self.penalty is None else step_loss + log.penalties[-1]
+        finite = self._guard.check(self.step, checked, params)
+        max_norm = self.max_norm
+        after = None if max_norm is None else (lambda: max_norm(self.model))
+        self._guard.step(finite, after)
+        if self.scaler is not None:  # consumes the found_inf of unscale_, on the device
+            self.scaler.update()
+        for cb in self.callbacks:
+            cb.on_step_end(self, self.step, step_loss)
+        self.step += 1
+        bar.advance(step_loss)
+        return lr
+
+    def _epoch_metrics(self, epoch: int, log: EpochLog, lr: float | None, seconds: float,
+                       bar: Progress) -> dict[str, Any]:
+        """Reduce the epoch's device-side values once, validate, fire ``on_epoch_end``."""
+        metrics: dict[str, Any] = {"epoch": epoch + 1, **log.reduce(self.device)}
+        if self._val_src is not None:
+            for key, value in self.evaluate(self._val_src).items():
+                metrics[f"val_{key}"] = value
         metrics["lr"] = self.optimizer.param_groups[0]["lr"] if lr is None else lr
+        skipped, line = self._guard.end_epoch(quiet_gradients=self.scaler is not None)
+        self.skipped_steps += skipped
+        if line is not None:
+            warnings.warn(line, RuntimeWarning, stacklevel=4)
         metrics["skipped_steps"] = self.skipped_steps
-        if grad_norms:  # the clipper computes the norm anyway: logging it costs nothing more
-            finite_norms = [g for g in grad_norms if math.isfinite(g)]
-            metrics["grad_norm_mean"] = (sum(finite_norms) / len(finite_norms)
-                                         if finite_norms else float("nan"))
-            metrics["grad_norm_max"] = max(grad_norms)
-            metrics["grad_norms"] = grad_norms
+        metrics.update(log.norm_metrics())  # the clipper computes them anyway: free to log
+        if self.scaler is not None:
+            metrics["loss_scale"] = float(self.scaler.get_scale())
         metrics["epoch_time_s"] = seconds
+        n = log.samples
         metrics["samples_per_s"] = n / seconds if seconds > 0 else float("inf")
         if self.plateau is not None:
-            self.plateau.update(metrics.get("val_loss", metrics["train_loss"]))
+            self.plateau.update(metrics.get("val_loss", metrics.get("train_loss")))
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, metrics)
         bar.end_epoch(metrics)
         return metrics
+
+    def _batches(self, epoch: int) -> Iterator[Any]:
+        """The training batches of ``epoch``, without one-sample batches when the model has BN."""
+        assert self._train_src is not None, "call check() or fit() first"
+        in_memory = self._train_src.split is not None
+        for batch in self._train_src.epoch(epoch, self.device):
+            if self._has_bn and not in_memory and batch_size_of(batch) == 1:
+                self._warn_once("bn", "a batch of one sample, which batch norm cannot train on, "
+                                "was dropped (this warning is shown once)")
+                continue
+            yield batch
+
+    def _forward_loss(self, batch: Any) -> tuple[Any, torch.Tensor]:
+        """Outputs and loss of ``batch`` under the run's precision."""
+        with autocast(self.precision, self.device):
+            out = self._run(lambda net: self.forward(net, batch))
+            if self.user_loss is not None:
+                return out, self.user_loss(out, batch)
+            y = targets(batch)
+            if y is None:
+                raise TypeError("batches without targets need loss_fn(outputs, batch)")
+            if self.loss_fn is None:  # torch data: the first targets tell the task
+                self._set_task(infer_task(self.loss_name, y))
+            assert self.loss_fn is not None
+            return out, self.loss_fn(out, y)
+
+    def _run(self, fn: Callable[[torch.nn.Module], Any]) -> Any:
+        """``fn(net)``; the first call of a compiled model falls back to eager if it fails."""
+        if self._compile_pending:
+            self._compile_pending = False
+            try:
+                return fn(self._net)
+            except Exception as e:  # compile errors surface at the first call
+                warn_compile_fallback(e)
+                self._net = self.model
+        return fn(self._net)
+
+    def _set_task(self, task: str) -> None:
+        self.task = task
+        if self.user_loss is None:
+            self.loss_name, self.loss_fn = resolve_loss(self.loss_name, task)
+
+    def _warn_once(self, key: str, line: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(line, RuntimeWarning, stacklevel=4)
+
+    def _eval_batch(self, data: Any) -> int:
+        # In-memory data are evaluated in big slices; torch data keep the training batch size
+        # (their samples may be large, e.g. images).
+        from_memory = isinstance(data, (tuple, list)) or hasattr(data, "x")
+        return _EVAL_BATCH if from_memory else self.batch_size
 
     # -- helpers ------------------------------------------------------------------------
     def _apply_schedule(self, index: int) -> float:
@@ -334,6 +501,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "skipped_steps": self.skipped_steps,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "seed": self.seed,
             "history": self.history,
             "plateau": self.plateau.state_dict() if self.plateau is not None else None,
@@ -341,7 +509,7 @@ class Trainer:
         }
 
     def restore(self) -> None:
-        """Load the newest checkpoint of ``run_dir`` (model, optimizer, counters, history).
+        """Load the newest checkpoint of ``run_dir`` (model, optimizer, scaler, counters, history).
 
         ``fit(data, resume=True)`` calls it when it has not been called yet; calling it
         first lets a caller verify the checkpoint before writing anything. With no
@@ -365,6 +533,8 @@ class Trainer:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.skipped_steps = int(state["skipped_steps"])
         self.history = list(state["history"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         if self.plateau is not None and state.get("plateau") is not None:
             self.plateau.load_state_dict(state["plateau"])
         for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
