@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ._foreach import ExactOptimizer, check_betas, check_nonnegative, decay_many, decay_one
+from ._fused import fused_adam
 
 __all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "nadam"]
 
@@ -38,7 +39,9 @@ class Adam(ExactOptimizer):
         eps: ε ≥ 0.
         weight_decay: λ ≥ 0 (L2 on the gradient; decoupled in ``AdamW`` and keras).
         convention: "lecture", "torch" or "keras".
-        foreach: True multi-tensor path, False loop, None automatic.
+        foreach: True multi-tensor path, False loop, None automatic: torch's fused
+            kernel for the torch and keras conventions (see :mod:`._fused`; equal to the
+            loop to rounding), else multi-tensor.
 
     Raises:
         ValueError: a hyperparameter out of range, naming it.
@@ -99,6 +102,18 @@ class Adam(ExactOptimizer):
             "decoupled": decoupled,
             "convention": group["convention"],
         }
+
+    def _fused(self, group, params, grads, states):  # noqa: D102
+        conv = group["convention"]
+        if type(self)._update is not Adam._update or conv == "lecture":
+            return False  # Nadam/AdaMax have no fused kernel; lecture: ε inside the root
+        if conv == "keras" and len({s["step"] for s in states}) != 1:
+            return False
+        kw = self._common(group, states)
+        ms, ss = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        del kw["convention"]
+        return fused_adam(params, grads, ms, ss, [s["step"] for s in states], convention=conv,
+                          **kw)
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)
