@@ -10,6 +10,8 @@ Cases, all in one process, each on its own copy of the same model (same initial 
   per round, no validation split): the optimizer plus the Trainer's per-step bookkeeping.
 - ``torch/<class>/<fused|foreach>``: torch.optim's own optimizers in the plain loop, for
   reference.
+- ``plain/<opt>/<convention>/foreach`` (``--before``): the same with ``foreach=True``,
+  the automatic path before torch's fused kernels were used.
 - ``floor/compiled`` (``--compile``): the floor loop with ``torch.compile(model)``.
 
 The machine drifts by ±20–30 % within a process, so every round runs every case once
@@ -22,7 +24,7 @@ synthetic tensors. A ResNet case runs when ``trainwell.nn.resnet`` exists (it is
 added on another branch); until then the JSON says it was skipped.
 
     python benchmarks/floor.py [--threads 2] [--rounds 7] [--steps 50] [--quick]
-        [--only adam sgd] [--compile] [--no-trainer]
+        [--only adam sgd] [--compile] [--no-trainer] [--no-torch] [--before] [--resnet]
 """
 
 from __future__ import annotations
@@ -150,6 +152,10 @@ def _cases(args: argparse.Namespace, model_fn: Callable[[], nn.Module],
             cases[f"plain/{name}/{conv}"] = PlainCase(fresh(), make, data)
             if not args.no_trainer:
                 cases[f"trainer/{name}/{conv}"] = TrainerCase(fresh(), make, data)
+            if args.before:
+                def make_foreach(params, name=name, conv=conv):
+                    return build(name, params, convention=conv, foreach=True)
+                cases[f"plain/{name}/{conv}/foreach"] = PlainCase(fresh(), make_foreach, data)
     if not args.no_torch:
         for label, cls, kw in TORCH_REFERENCE:
             cases[f"torch/{label}"] = PlainCase(fresh(), lambda p, c=cls, k=kw: c(p, **k), data)
@@ -188,6 +194,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="add the compiled-model floor")
     parser.add_argument("--no-trainer", action="store_true", help="skip the Trainer cases")
     parser.add_argument("--no-torch", action="store_true", help="skip torch.optim references")
+    parser.add_argument("--before", action="store_true",
+                        help="also run each optimizer with foreach=True (the path before fusing)")
     parser.add_argument("--resnet", action="store_true", help="also run the ResNet case")
     args = parser.parse_args()
     if args.quick and args.only is None:
