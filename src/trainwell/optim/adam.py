@@ -56,6 +56,7 @@ class Adam(ExactOptimizer):
     }
     _decoupled = False  # AdamW: θ ← θ (1 − η λ) instead of g ← g + λ θ
     _second = "exp_avg_sq"  # name of the second state tensor
+    _has_kernel = True  # torch has a fused kernel for this update (not Nadam, AdaMax)
 
     def __init__(
         self,
@@ -105,8 +106,8 @@ class Adam(ExactOptimizer):
 
     def _fused(self, group, params, grads, states):  # noqa: D102
         conv = group["convention"]
-        if type(self)._update is not Adam._update or conv == "lecture":
-            return False  # Nadam/AdaMax have no fused kernel; lecture: ε inside the root
+        if not self._has_kernel or conv == "lecture":
+            return False  # lecture: ε inside the root, which no torch kernel computes
         if conv == "keras" and len({s["step"] for s in states}) != 1:
             return False
         kw = self._common(group, states)
@@ -164,6 +165,7 @@ class Nadam(Adam):
         "torch": {**Adam.DEFAULTS["torch"], "lr": 2e-3, "momentum_decay": 4e-3},
         "keras": {**Adam.DEFAULTS["keras"], "momentum_decay": 1.0},
     }
+    _has_kernel = False
 
     def __init__(
         self,
@@ -229,6 +231,7 @@ class AdaMax(Adam):
         "keras": dict(Adam.DEFAULTS["keras"]),
     }
     _second = "exp_inf"
+    _has_kernel = False
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)
