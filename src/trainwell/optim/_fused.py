@@ -42,7 +42,9 @@ def step_tensors(steps: list[int], device: torch.device) -> list[torch.Tensor]:
     cache: dict[int, torch.Tensor] = {}
     for t in steps:
         if t not in cache:
-            cache[t] = torch.tensor(float(t), dtype=torch.float32, device=device)
+            # torch.full launches a fill on the device; torch.tensor would copy from the
+            # host and, from pageable memory, make the host wait each step
+            cache[t] = torch.full((), float(t), dtype=torch.float32, device=device)
     return [cache[t] for t in steps]
 
 
