@@ -135,7 +135,7 @@ class ExactOptimizer(torch.optim.Optimizer):
     A subclass sets :attr:`DEFAULTS` (convention → hyperparameter → default; a ``None``
     argument takes the convention's value), :attr:`CHECKS` (hyperparameter → check, run in
     order on every param group; override :meth:`_check` for checks across several),
-:meth:`_init_state` and :meth:`_update`, and may override :meth:`_fused` to hand the
+    :meth:`_init_state` and :meth:`_update`, and may override :meth:`_fused` to hand the
     automatic path (``foreach=None``) to a torch fused kernel where its math is torch's.
 
     Args:
