@@ -247,3 +247,93 @@ def test_build_uses_convention_defaults():
     assert build("adam", x).defaults["eps"] == 1e-7
     assert build("nadam", x, convention="torch").defaults["lr"] == 2e-3
     assert build("adamw", x, convention="keras").defaults["weight_decay"] == 0.004
+
+
+# The automatic path (foreach=None) runs torch's fused kernels where a convention's math
+# is torch's: (name, convention, torch class, torch kwargs).
+_FUSED = [
+    ("sgd", "torch", torch.optim.SGD, {}),
+    ("momentum", "torch", torch.optim.SGD, {"momentum": 0.9}),
+    ("nesterov", "torch", torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
+    ("adagrad", "torch", torch.optim.Adagrad, {}),
+    ("adam", "torch", torch.optim.Adam, {}),
+    ("adamw", "torch", torch.optim.AdamW, {}),
+]
+
+
+@pytest.mark.parametrize(("name", "convention", "cls", "kwargs"), _FUSED)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_automatic_path_equals_torch_fused_exactly(name, convention, cls, kwargs, dtype,
+                                                    weight_decay):
+    shapes = [(7, 3), (0,), (5,), (2, 2, 2)]
+    grads = _grads(shapes, 6, seed=1)
+    gen = torch.Generator().manual_seed(2)
+    init = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    ours = [t.clone().requires_grad_() for t in init]
+    theirs = [t.clone().requires_grad_() for t in init]
+    opt_a = build(name, ours, convention=convention, weight_decay=weight_decay)
+    opt_b = cls(theirs, fused=True, weight_decay=weight_decay, **kwargs)
+    for step, g_step in enumerate(grads):
+        for params, opt in ((ours, opt_a), (theirs, opt_b)):
+            _apply(opt, params, [[g.to(dtype) for g in g_step]])
+            opt.param_groups[0]["lr"] *= 0.9 if step % 2 else 1.1
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+
+
+# The fused kernels order floating-point operations differently from the loop: the stated
+# tolerance of the automatic path (relative to the loop's result, per tensor).
+_FUSED_RTOL = {torch.float32: 1e-6, torch.float64: 1e-13}
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_automatic_path_equals_loop_to_rounding(name, convention, dtype):
+    shapes = [(7, 3), (0,), (5,), (2, 2, 2)]
+    grads = _grads(shapes, 6, seed=1)
+    gen = torch.Generator().manual_seed(2)
+    init = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    runs = []
+    for foreach in (False, None):
+        params = [t.clone().requires_grad_() for t in init]
+        opt = build(name, params, convention=convention, foreach=foreach, weight_decay=0.05)
+        for step, g_step in enumerate(grads):
+            _apply(opt, params, [[g.to(dtype) for g in g_step]])
+            opt.param_groups[0]["lr"] *= 0.9 if step % 2 else 1.1
+        runs.append((params, opt))
+    (pa, oa), (pb, ob) = runs
+    rtol = _FUSED_RTOL[dtype]
+    for a, b in zip(pa, pb):
+        torch.testing.assert_close(b, a, rtol=rtol, atol=rtol)  # values are O(1)
+        assert oa.state[a].keys() == ob.state[b].keys()  # same state layout: checkpoints fit
+        for key, value in oa.state[a].items():
+            if isinstance(value, torch.Tensor):
+                torch.testing.assert_close(ob.state[b][key], value, rtol=rtol, atol=rtol)
+            else:
+                assert ob.state[b][key] == value
+
+
+@pytest.mark.parametrize(
+    ("name", "convention", "kernel", "expected"),
+    [("adam", "torch", "_fused_adam_", 1), ("adam", "keras", "_fused_adamw_", 1),
+     ("adamw", "torch", "_fused_adamw_", 1), ("adam", "lecture", "_fused_adam_", 0),
+     ("nadam", "torch", "_fused_adam_", 0), ("sgd", "torch", "_fused_sgd_", 1),
+     ("momentum", "lecture", "_fused_sgd_", 0), ("adagrad", "torch", "_fused_adagrad_", 1),
+     ("adagrad", "lecture", "_fused_adagrad_", 0)],
+)
+def test_fused_kernel_only_where_the_math_is_torchs(monkeypatch, name, convention, kernel,
+                                                     expected):
+    calls = []
+    real = getattr(torch, kernel)
+    monkeypatch.setattr(torch, kernel, lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = [torch.ones(3, dtype=torch.float64, requires_grad=True)]
+    opt = build(name, x, convention=convention)
+    _apply(opt, x, _grads([(3,)], 1))
+    assert len(calls) == expected
+    calls.clear()
+    opt_loop = build(name, [torch.ones(3, dtype=torch.float64, requires_grad=True)], convention=convention,
+                     foreach=True)  # an explicit path is never fused
+    _apply(opt_loop, opt_loop.param_groups[0]["params"], _grads([(3,)], 1))
+    assert not calls

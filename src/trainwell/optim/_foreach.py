@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from ._fused import fusable
+
 __all__ = [
     "CONVENTIONS",
     "Convention",
@@ -133,7 +135,8 @@ class ExactOptimizer(torch.optim.Optimizer):
     A subclass sets :attr:`DEFAULTS` (convention → hyperparameter → default; a ``None``
     argument takes the convention's value), :attr:`CHECKS` (hyperparameter → check, run in
     order on every param group; override :meth:`_check` for checks across several),
-    :meth:`_init_state` and :meth:`_update`.
+    :meth:`_init_state` and :meth:`_update`, and may override :meth:`_fused` to hand the
+    automatic path (``foreach=None``) to a torch fused kernel where its math is torch's.
 
     Args:
         params: iterable of tensors or of param-group dicts.
@@ -189,6 +192,19 @@ class ExactOptimizer(torch.optim.Optimizer):
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
         raise NotImplementedError
 
+    def _fused(
+        self,
+        group: dict[str, Any],
+        params: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        states: list[dict[str, Any]],
+    ) -> bool:
+        """Update with a fused kernel where one expresses this group's math; True if done.
+
+        Only called on the automatic path (``foreach=None``) when :func:`fusable` holds.
+        """
+        return False
+
     def _update(
         self,
         group: dict[str, Any],
@@ -229,8 +245,12 @@ class ExactOptimizer(torch.optim.Optimizer):
                 params.append(p)
                 grads.append(p.grad)
                 states.append(state)
-            if params:
-                self._update(group, params, grads, states, use_foreach(group["foreach"], params))
+            if not params:
+                continue
+            if group["foreach"] is None and fusable(params, grads):
+                if self._fused(group, params, grads, states):
+                    continue
+            self._update(group, params, grads, states, use_foreach(group["foreach"], params))
         return loss
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ._foreach import ExactOptimizer, check_nonnegative, decay_many, decay_one
+from ._fused import fused_adagrad
 
 __all__ = ["AdaGrad", "adagrad"]
 
@@ -28,7 +29,9 @@ class AdaGrad(ExactOptimizer):
         weight_decay: λ ≥ 0.
         initial_accumulator_value: s₀ ≥ 0 (0 lecture/torch, 0.1 keras).
         convention: "lecture", "torch" or "keras".
-        foreach: True multi-tensor path, False loop, None automatic.
+        foreach: True multi-tensor path, False loop, None automatic: torch's fused
+            kernel for the torch convention (equal to the loop to rounding), else
+            multi-tensor.
 
     Raises:
         ValueError: a hyperparameter out of range, naming it.
@@ -76,6 +79,11 @@ class AdaGrad(ExactOptimizer):
         state["sum"] = torch.full_like(
             param, group["initial_accumulator_value"], memory_format=torch.preserve_format
         )
+
+    def _fused(self, group, params, grads, states):  # noqa: D102
+        return fused_adagrad(params, grads, [s["sum"] for s in states], lr=group["lr"],
+                             eps=group["eps"], weight_decay=group["weight_decay"],
+                             convention=group["convention"])
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         adagrad(

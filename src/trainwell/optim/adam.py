@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ._foreach import ExactOptimizer, check_betas, check_nonnegative, decay_many, decay_one
+from ._fused import fused_adam
 
 __all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "nadam"]
 
@@ -38,7 +39,9 @@ class Adam(ExactOptimizer):
         eps: ε ≥ 0.
         weight_decay: λ ≥ 0 (L2 on the gradient; decoupled in ``AdamW`` and keras).
         convention: "lecture", "torch" or "keras".
-        foreach: True multi-tensor path, False loop, None automatic.
+        foreach: True multi-tensor path, False loop, None automatic: torch's fused
+            kernel for the torch and keras conventions (see :mod:`._fused`; equal to the
+            loop to rounding), else multi-tensor.
 
     Raises:
         ValueError: a hyperparameter out of range, naming it.
@@ -53,6 +56,7 @@ class Adam(ExactOptimizer):
     }
     _decoupled = False  # AdamW: θ ← θ (1 − η λ) instead of g ← g + λ θ
     _second = "exp_avg_sq"  # name of the second state tensor
+    _has_kernel = True  # torch has a fused kernel for this update (not Nadam, AdaMax)
 
     def __init__(
         self,
@@ -99,6 +103,18 @@ class Adam(ExactOptimizer):
             "decoupled": decoupled,
             "convention": group["convention"],
         }
+
+    def _fused(self, group, params, grads, states):  # noqa: D102
+        conv = group["convention"]
+        if not self._has_kernel or conv == "lecture":
+            return False  # lecture: ε inside the root, which no torch kernel computes
+        if conv == "keras" and len({s["step"] for s in states}) != 1:
+            return False
+        kw = self._common(group, states)
+        ms, ss = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        del kw["convention"]
+        return fused_adam(params, grads, ms, ss, [s["step"] for s in states], convention=conv,
+                          **kw)
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)
@@ -149,6 +165,7 @@ class Nadam(Adam):
         "torch": {**Adam.DEFAULTS["torch"], "lr": 2e-3, "momentum_decay": 4e-3},
         "keras": {**Adam.DEFAULTS["keras"], "momentum_decay": 1.0},
     }
+    _has_kernel = False
 
     def __init__(
         self,
@@ -214,6 +231,7 @@ class AdaMax(Adam):
         "keras": dict(Adam.DEFAULTS["keras"]),
     }
     _second = "exp_inf"
+    _has_kernel = False
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)

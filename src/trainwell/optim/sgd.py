@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ._foreach import ExactOptimizer, check_interval, check_nonnegative, decay_many, decay_one
+from ._fused import fused_sgd
 
 __all__ = ["SGD", "Momentum", "Nesterov", "sgd"]
 
@@ -45,7 +46,9 @@ class SGD(ExactOptimizer):
         weight_decay: λ ≥ 0, L2 added to the gradient (keras: decoupled).
         nesterov: use Nesterov momentum (needs momentum > 0).
         convention: "lecture", "torch" or "keras".
-        foreach: True multi-tensor path, False loop, None automatic.
+        foreach: True multi-tensor path, False loop, None automatic: torch's fused
+            kernel for the torch convention (equal to the loop to rounding), else
+            multi-tensor.
 
     Raises:
         ValueError: a hyperparameter out of range, naming it.
@@ -95,12 +98,22 @@ class SGD(ExactOptimizer):
         if group["momentum"] != 0:
             state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _update(self, group, params, grads, states, foreach):  # noqa: D102
+    def _fused(self, group, params, grads, states):  # noqa: D102
+        if group["convention"] != "torch":
+            return False  # η inside the buffer (lecture) or v = −m (keras): no kernel
+        return fused_sgd(params, grads, self._buffers(group, params, states), lr=group["lr"],
+                         momentum=group["momentum"], weight_decay=group["weight_decay"],
+                         nesterov=group["nesterov"], convention="torch")
+
+    def _buffers(self, group, params, states):
         if group["momentum"] != 0:
             for p, s in zip(params, states):
                 if "momentum_buffer" not in s:  # momentum switched on after the first step
                     self._init_state(p, s, group)
-        bufs = [s.get("momentum_buffer") for s in states]
+        return [s.get("momentum_buffer") for s in states]
+
+    def _update(self, group, params, grads, states, foreach):  # noqa: D102
+        bufs = self._buffers(group, params, states)
         sgd(
             params,
             grads,
