@@ -26,7 +26,9 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:The '\\w+_dataloader' does not have many workers"),
     pytest.mark.filterwarnings("ignore:The number of training batches .* is smaller than"),
     # lightning 2.6.6 still builds torch's pytree LeafSpec, which torch 2.13 deprecates
-    pytest.mark.filterwarnings("ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:`isinstance\\(treespec, LeafSpec\\)` is deprecated:FutureWarning"
+    ),
 ]
 
 N_TRAIN, BATCH = 256, 32  # 8 optimizer steps per epoch
@@ -132,9 +134,7 @@ def _one_thread():
 @pytest.mark.slow
 def test_healthy_mlp_gets_no_finding_and_files_in_default_root(tmp_path, capsys):
     doctor = DoctorCallback(every=4, num_classes=2)  # no dirpath: trainer.default_root_dir
-    module, trainer = _fit(
-        _relu_mlp(), lambda p: torch.optim.Adam(p, lr=1e-2), tmp_path, 3, doctor
-    )
+    module, trainer = _fit(_relu_mlp(), lambda p: torch.optim.Adam(p, lr=1e-2), tmp_path, 3, doctor)
     assert float(trainer.callback_metrics["val_acc"]) > 0.9  # it did learn
     assert doctor.findings() == []
     assert doctor.out_dir == tmp_path
