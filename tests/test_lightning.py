@@ -240,6 +240,68 @@ def test_crash_in_training_step_removes_hooks_and_keeps_the_record(tmp_path):
     assert len([v for r in recs for v in r.get("step_losses", [])]) == 5
 
 
+@pytest.mark.slow
+def test_manual_optimization_records_each_step_loss(tmp_path):
+    class Manual(Classifier):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            opt = self.optimizers()
+            loss = super().training_step(batch, batch_idx)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            return {"loss": loss.detach(), "batch_size": len(batch[0])}  # a dict, not a tensor
+
+    torch.manual_seed(0)
+    module = Manual(_relu_mlp(), lambda p: torch.optim.Adam(p, lr=1e-2))
+    doctor = DoctorCallback(every=3, num_classes=2, dirpath=tmp_path, verbose=False)
+    _trainer(tmp_path, 1, [doctor]).fit(module, *_loaders())
+    recs = _records(tmp_path / "health.jsonl")
+    assert [v for r in recs for v in r.get("step_losses", [])] == pytest.approx(
+        module.batch_losses, rel=1e-6
+    )
+    probes = [r for r in recs if r["type"] == "probe"]
+    assert [p["step"] for p in probes] == [0, 3, 6]
+    assert all(p["layers"]["net.4"]["update_ratio"] > 0 for p in probes)  # Adam moved the head
+
+
+@pytest.mark.slow
+def test_standalone_pytorch_lightning_trainer_drives_it(tmp_path):
+    """`import pytorch_lightning as pl` users: its Trainer calls the same hooks by name."""
+    pl = pytest.importorskip("pytorch_lightning")
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _relu_mlp()
+
+        def training_step(self, batch, batch_idx):
+            return F.cross_entropy(self.net(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    torch.manual_seed(0)
+    doctor = DoctorCallback(every=4, num_classes=2, dirpath=tmp_path, verbose=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[doctor],
+    )
+    trainer.fit(Module(), _loaders()[0])
+    probes = [r for r in _records(tmp_path / "health.jsonl") if r["type"] == "probe"]
+    assert [p["step"] for p in probes] == [0, 4]
+    assert (tmp_path / "report.html").is_file()
+
+
 # ---- pieces -------------------------------------------------------------------------
 def test_epoch_metrics_names_the_rules_read():
     doctor = DoctorCallback(metric_names={"val_loss": "valid/loss"})
