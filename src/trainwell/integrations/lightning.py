@@ -9,9 +9,9 @@ Example:
     >>> from trainwell.integrations.lightning import DoctorCallback
     >>> doctor = DoctorCallback(every=50, num_classes=10)
     >>> L.Trainer(max_epochs=5, callbacks=[doctor]).fit(model, train_loader, val_loader)
-    trainwell doctor: saturation in net.0, net.2 (+1 more finding) — ... [report: .../report.html]
+    trainwell doctor: lr_too_high (+2 more findings): the loss jumps up or oscillates ... [report: lightning_logs/version_0/report.html]
     >>> [f.kind for f in doctor.findings()]
-    ['saturation', 'vanishing_gradients']
+    ['lr_too_high', 'vanishing_gradients', 'dying_relu']
 """
 
 from __future__ import annotations
@@ -81,6 +81,10 @@ class DoctorCallback(Callback):
         metric_names: the doctor's epoch-metric names mapped to the names your module logs,
             e.g. ``{"val_accuracy": "valid/acc"}``. ``val_acc``/``train_acc`` and
             Lightning's ``*_epoch`` suffix are recognised without it.
+
+    Attributes:
+        watcher: the :class:`~trainwell.doctor.Watcher` of the current (or last) fit.
+        out_dir: the folder the files go to, resolved at fit start.
 
     Raises:
         ValueError: ``every`` < 1.
