@@ -339,3 +339,14 @@ def test_missing_lightning_is_one_clear_import_error(monkeypatch):
     fresh = importlib.util.module_from_spec(spec)
     with pytest.raises(ImportError, match=r"pip install 'trainwell\[lightning\]'"):
         spec.loader.exec_module(fresh)
+
+
+def test_public_names_carry_docstrings():
+    assert tw_lightning.__all__ == ["DoctorCallback"]
+    for name in ("__init__", "findings") + tuple(
+        n for n in vars(DoctorCallback) if n.startswith("on_")
+    ):
+        doc = (
+            getattr(DoctorCallback, name).__doc__ if name != "__init__" else DoctorCallback.__doc__
+        )
+        assert doc and len(doc.split()) >= 3, f"DoctorCallback.{name} needs a docstring"
