@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -206,6 +207,13 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"checkpoint {tensor_path}: unreadable safetensors file ({e})") from None
+    for name, value in tensors.items():
+        # The trainer never applies a non-finite step, so a NaN here is damage, and resuming
+        # from it would silently skip every step that follows.
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            count = int((~torch.isfinite(value)).sum())
+            raise UserError(f"checkpoint {tensor_path}: tensor {name!r} holds {count} non-finite "
+                            "values; delete the checkpoint to resume from the previous one")
     return tensors, meta
 
 
@@ -251,6 +259,45 @@ def _check_meta(meta: Any) -> str | None:
             value = trainer.get(key)
             if not (_is_int(value) if kind is int else isinstance(value, kind)):
                 return f"field 'trainer.{key}' is missing or not a {kind.__name__}"
+        if not all(isinstance(h, dict) for h in trainer["history"]):
+            return "field 'trainer.history' holds an entry that is not an object"
+        if "seed" in trainer and not _is_int(trainer["seed"]):
+            return "field 'trainer.seed' is not a whole number >= 0"
+        if not isinstance(trainer.get("plateau"), dict | None):
+            return "field 'trainer.plateau' is not an object"
+        callbacks = trainer.get("callbacks", [])
+        if not isinstance(callbacks, list) or not all(isinstance(c, dict | None) for c in callbacks):
+            return "field 'trainer.callbacks' is not a list of objects"
+    return None
+
+
+def _kind(value: Any) -> str:
+    """The JSON kind of a hyperparameter: a saved value must keep its kind."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return type(value).__name__
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list | tuple):
+        return "list"
+    return type(value).__name__
+
+
+def _check_groups(saved: list[dict[str, Any]], own: list[dict[str, Any]]) -> str | None:
+    """Why the saved param groups cannot drive this optimizer, or ``None``."""
+    if len(saved) != len(own):
+        return f"{len(saved)} parameter groups saved, the optimizer has {len(own)}"
+    for i, (group, mine) in enumerate(zip(saved, own)):
+        missing = sorted(set(mine) - set(group))
+        if missing:
+            return f"group {i} lacks {missing[0]!r} (another optimizer or version)"
+        for key, value in group.items():
+            if key == "params" or key not in mine:
+                continue
+            if _kind(value) != _kind(mine[key]):
+                return f"group {i} has {key} = {value!r} where {_kind(mine[key])} belongs"
+            values = value if isinstance(value, list | tuple) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                return f"group {i} has {key} = {value!r}, not finite"
     return None
 
 
@@ -292,6 +339,14 @@ def apply_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, t
     for idx, scalars in rest["scalars"].items():
         state.setdefault(int(idx), {}).update(scalars)
     groups = rest["param_groups"]
+    problem = _check_groups(groups, optimizer.state_dict()["param_groups"])
+    if problem is None:
+        bad = [(i, k) for i, sc in rest["scalars"].items() for k, v in sc.items()
+               if _kind(v) != "number" or not math.isfinite(v)]
+        problem = f"state {bad[0][0]} has {bad[0][1]} that is not a finite number" if bad else None
+    if problem is not None:
+        raise UserError(f"checkpoint {source}: optimizer state does not fit ({problem}); resume "
+                        "with the config the run was made with")
     for group in groups:  # JSON turns tuples into lists; optimizers expect tuples
         for k, v in group.items():
             if isinstance(v, list) and k != "params":
