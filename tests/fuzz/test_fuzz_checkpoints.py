@@ -16,11 +16,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import SCALE
 from harness import ALLOWED, call, mutate, mutate_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import SCALE
 from trainwell.config import load_config
 from trainwell.runner import build_run
 from trainwell.train.checkpoint import latest_checkpoint

@@ -10,11 +10,12 @@ import random
 import tempfile
 from pathlib import Path
 
-from conftest import SCALE
 from harness import ALLOWED, TINY, run_cli, set_strings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_config_fields import LEAVES
+
+from conftest import SCALE
 
 FIELDS = [p for p, _ in LEAVES]
 

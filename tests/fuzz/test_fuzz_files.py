@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 from _formats import IDX_STEMS, cifar_bin_folder, idx_folder, npz_arrays, write_file
-from conftest import SCALE
 from harness import ALLOWED, call, mutate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import trainwell as tw
+from conftest import SCALE
 
 
 def load(source: str, **options) -> None:
