@@ -10,7 +10,8 @@ import random
 import tempfile
 from pathlib import Path
 
-from harness import ALLOWED, TINY, run_cli, set_strings
+from families import train_case
+from harness import ALLOWED, run_cli, set_strings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_config_fields import LEAVES
@@ -30,11 +31,7 @@ def test_config_show_with_hostile_overrides_is_clean(rng: random.Random, n: int)
 @settings(max_examples=12 * SCALE)
 @given(rng=st.randoms(use_true_random=False))
 def test_train_with_hostile_overrides_is_clean_and_leaves_the_folder(rng: random.Random):
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out"
-        argv = ["train", *TINY, *set_strings(rng, FIELDS, rng.randint(1, 2)), "--quiet",
-                "--out", str(out)]
-        outcome = run_cli(argv, out, timeout_s=120)
+    outcome, _ = train_case(rng, FIELDS)
     assert outcome.kind in ALLOWED, outcome
 
 
