@@ -12,6 +12,7 @@ from trainwell.rundir import (
     MANIFEST,
     after_failure,
     check_resume_config,
+    choose_run_dir,
     claim_run_dir,
     created_files,
     record_created,
@@ -33,28 +34,32 @@ def fake_run(folder, checkpoint=False):
 
 
 def test_a_new_folder_is_claimed_with_a_manifest(tmp_path):
-    folder, note = claim_run_dir(tmp_path / "runs" / "a", default=True)
-    assert (folder, note) == (tmp_path / "runs" / "a", None)
+    assert choose_run_dir(tmp_path / "runs" / "a", default=True) == (tmp_path / "runs" / "a", None)
+    assert not (tmp_path / "runs").exists()  # choosing writes nothing
+    folder = claim_run_dir(tmp_path / "runs" / "a")
     assert sorted(p.name for p in folder.iterdir()) == [MANIFEST]
 
 
 def test_rerunning_a_config_picks_a_fresh_folder_and_says_which(tmp_path):
-    first, _ = claim_run_dir(tmp_path / "a", default=True)
+    first = claim_run_dir(tmp_path / "a")
     fake_run(first)
     before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
-    second, note = claim_run_dir(tmp_path / "a", default=True)
+    second, note = choose_run_dir(tmp_path / "a", default=True)
     assert second == tmp_path / "a-2"
     assert note == f"note: {first} holds an earlier run, kept; this run writes to {second}"
+    claim_run_dir(second)
     assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
-    assert claim_run_dir(tmp_path / "a", default=True)[0] == tmp_path / "a-3"  # a-2 is claimed
+    assert choose_run_dir(tmp_path / "a", default=True)[0] == tmp_path / "a-3"  # a-2 is claimed
 
 
 def test_out_over_an_earlier_run_is_refused_with_the_way_out(tmp_path):
-    folder, _ = claim_run_dir(tmp_path / "a", default=False)
+    folder = claim_run_dir(tmp_path / "a")
     fake_run(folder)
     with pytest.raises(UserError, match=rf"^--out {folder}: holds an earlier trainwell run; "
                                         rf"continue it with --resume {folder}, or choose"):
-        claim_run_dir(folder, default=False)
+        choose_run_dir(folder, default=False)
+    with pytest.raises(UserError, match=r"holds an earlier trainwell run"):
+        claim_run_dir(folder)
 
 
 def test_a_foreign_folder_is_refused_untouched(tmp_path):
@@ -62,7 +67,7 @@ def test_a_foreign_folder_is_refused_untouched(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "model.pt").write_bytes(b"weights")
     with pytest.raises(UserError) as err:
-        claim_run_dir(tmp_path, default=False)
+        claim_run_dir(tmp_path)
     assert str(err.value) == (f"--out {tmp_path}: holds files trainwell did not write "
                               "(checkpoints, ...); choose an empty or new folder")
     assert (tmp_path / "config.toml").read_text() == "# my commented config\n"
@@ -72,11 +77,20 @@ def test_a_foreign_folder_is_refused_untouched(tmp_path):
 def test_a_file_given_as_out_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(UserError, match=r"exists and is not a folder"):
-        claim_run_dir(tmp_path / "f", default=False)
+        choose_run_dir(tmp_path / "f", default=False)
+
+
+def test_an_empty_folder_the_user_gave_stays_after_a_failed_start(tmp_path):
+    folder = tmp_path / "given"
+    folder.mkdir()
+    claim_run_dir(folder)
+    fake_run(folder)
+    after_failure(folder)
+    assert folder.is_dir() and list(folder.iterdir()) == []
 
 
 def test_a_failed_start_removes_only_what_the_run_created(tmp_path):
-    folder, _ = claim_run_dir(tmp_path / "a", default=False)
+    folder = claim_run_dir(tmp_path / "a")
     fake_run(folder)
     (folder / "mine.pt").write_bytes(b"user file")  # dropped in by the user meanwhile
     message = after_failure(folder)
@@ -85,7 +99,7 @@ def test_a_failed_start_removes_only_what_the_run_created(tmp_path):
 
 
 def test_a_failed_run_with_a_checkpoint_is_kept_for_resume(tmp_path):
-    folder, _ = claim_run_dir(tmp_path / "a", default=False)
+    folder = claim_run_dir(tmp_path / "a")
     fake_run(folder, checkpoint=True)
     assert after_failure(folder) == (f"the run folder {folder} is kept; continue it with "
                                      f"trainwell train --resume {folder}")
@@ -94,7 +108,7 @@ def test_a_failed_run_with_a_checkpoint_is_kept_for_resume(tmp_path):
 
 
 def test_the_manifest_lists_created_files_and_a_foreign_folder_loses_nothing(tmp_path):
-    folder, _ = claim_run_dir(tmp_path / "a", default=False)
+    folder = claim_run_dir(tmp_path / "a")
     fake_run(folder, checkpoint=True)
     record_created(folder)
     assert [p.relative_to(folder).as_posix() for p in created_files(folder)] == [

@@ -2,9 +2,11 @@
 
 The CLI calls these around a run (see each function):
 
-- :func:`claim_run_dir` before anything is written: a new or empty folder is claimed with a
-  manifest (``.trainwell-run.json``); the default ``runs/NAME`` that already holds a run
-  moves on to ``runs/NAME-2`` (and says so); any other non-empty folder is refused.
+- :func:`choose_run_dir` when the command starts (writes nothing): the default
+  ``runs/NAME`` that already holds a run moves on to ``runs/NAME-2`` (and says so); any
+  other non-empty folder is refused.
+- :func:`claim_run_dir` after every check, before the run's first file: the folder is
+  created (or an empty one taken) with a manifest, ``.trainwell-run.json``.
 - :func:`record_created` when a run ends: the manifest lists every file the run made.
 - :func:`after_failure` when a run fails after the claim: a folder with a checkpoint is
   kept for ``--resume``; otherwise the files the run created are removed, nothing else.
@@ -28,7 +30,7 @@ from .config import Config, load_config, to_dict
 from .errors import UserError
 from .train.checkpoint import atomic_write_text, clean_leftovers, latest_checkpoint
 
-__all__ = ["MANIFEST", "claim_run_dir", "record_created", "created_files", "remove_created",
+__all__ = ["MANIFEST", "choose_run_dir", "claim_run_dir", "record_created", "created_files", "remove_created",
            "after_failure", "changed_fields", "check_resume_config", "resume_config",
            "run_guarded", "RESUME_SAFE_FIELDS"]
 
@@ -49,13 +51,13 @@ def _manifest(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("tool") == "trainwell" else None
 
 
-def _claim(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / MANIFEST, json.dumps({"tool": "trainwell", "files": []}) + "\n")
+def _write_manifest(folder: Path, made_folder: bool, files: list[str]) -> None:
+    atomic_write_text(folder / MANIFEST, json.dumps(
+        {"tool": "trainwell", "made_folder": made_folder, "files": files}) + "\n")
 
 
-def claim_run_dir(out: str | Path, *, default: bool) -> tuple[Path, str | None]:
-    """Make ``out`` the run's folder, or a fresh sibling of it; return it and a note.
+def choose_run_dir(out: str | Path, *, default: bool) -> tuple[Path, str | None]:
+    """The folder a new run will write to, and a note when it is not ``out``; writes nothing.
 
     Args:
         out: the folder asked for (``--out``, or ``runs/NAME`` by default).
@@ -74,13 +76,11 @@ def claim_run_dir(out: str | Path, *, default: bool) -> tuple[Path, str | None]:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder; choose another --out")
     if not out.exists() or not any(out.iterdir()):
-        _claim(out)
         return out, None
     if default:
         for k in range(2, _MAX_FRESH + 1):
             fresh = out.with_name(f"{out.name}-{k}")
-            if not fresh.exists():
-                _claim(fresh)
+            if not fresh.exists() or (fresh.is_dir() and not any(fresh.iterdir())):
                 return fresh, (f"note: {out} holds an earlier run, kept; this run writes to "
                                f"{fresh}")
         raise UserError(f"{out}: {out.name}-2 .. {out.name}-{_MAX_FRESH} are all taken; "
@@ -91,6 +91,23 @@ def claim_run_dir(out: str | Path, *, default: bool) -> tuple[Path, str | None]:
     first = sorted(p.name for p in out.iterdir())[0]
     raise UserError(f"--out {out}: holds files trainwell did not write ({first}, ...); choose an "
                     "empty or new folder")
+
+
+def claim_run_dir(out: str | Path) -> Path:
+    """Create (or take the empty) ``out`` for a new run and write its manifest.
+
+    Call it once every check has passed, just before the run's first file, so a refused
+    run leaves nothing behind.
+
+    Raises:
+        UserError: as :func:`choose_run_dir` with ``default=False`` (``out`` filled up
+            since it was chosen, or was never checked).
+    """
+    out, _ = choose_run_dir(out, default=False)
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    _write_manifest(out, made, [])
+    return out
 
 
 def created_files(out: str | Path) -> list[Path]:
@@ -110,8 +127,11 @@ def created_files(out: str | Path) -> list[Path]:
 def record_created(out: str | Path) -> None:
     """Write the manifest's list of the files the run created (call when the run ends)."""
     out = Path(out)
+    manifest = _manifest(out)
+    if manifest is None:
+        return  # not a folder this run claimed (e.g. a resumed run from before manifests)
     files = [str(p.relative_to(out)) for p in created_files(out)]
-    atomic_write_text(out / MANIFEST, json.dumps({"tool": "trainwell", "files": files}) + "\n")
+    _write_manifest(out, bool(manifest.get("made_folder")), files)
 
 
 def remove_created(out: str | Path) -> list[Path]:
@@ -133,8 +153,8 @@ def remove_created(out: str | Path) -> list[Path]:
         if not any(sub.iterdir()):
             sub.rmdir()
     (out / MANIFEST).unlink(missing_ok=True)
-    if not any(out.iterdir()):
-        out.rmdir()
+    if manifest.get("made_folder") is True and not any(out.iterdir()):
+        out.rmdir()  # only a folder the run made: an empty folder the user gave stays
     return removed
 
 
