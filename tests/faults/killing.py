@@ -45,8 +45,17 @@ def finish(proc: subprocess.Popen) -> None:
         raise AssertionError(f"exit {proc.returncode}: {err.decode()[-1500:]}")
 
 
+def _timeless(value: object) -> object:
+    """``value`` without wall-clock fields (keys ending in ``_s``), which no rerun reproduces."""
+    if isinstance(value, dict):
+        return {k: _timeless(v) for k, v in value.items() if not k.endswith("_s")}
+    if isinstance(value, list):
+        return [_timeless(v) for v in value]
+    return value
+
+
 def final_state(run: Path) -> dict[str, object]:
-    """What must be bit-identical: newest checkpoint tensors, metrics and health, less timings."""
+    """What must be bit-identical: newest checkpoint tensors, metrics less timings, health.jsonl."""
     last = sorted((run / "checkpoints").glob("epoch-*.safetensors"))[-1]
     tensors = load_file(str(last))
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -54,7 +63,9 @@ def final_state(run: Path) -> dict[str, object]:
     return {
         "checkpoint": last.name,
         "tensors": {k: v.numpy().tobytes() for k, v in tensors.items()},
-        "metrics": [{k: v for k, v in m.items() if not k.endswith("_s")} for m in metrics],
+        "metrics": _timeless(metrics),
+        "health": [_timeless(json.loads(line))
+                   for line in (run / "health.jsonl").read_text().splitlines()],
         "final": summary["final"],
         "steps": summary["steps"],
     }
