@@ -47,9 +47,9 @@ def test_rerunning_a_config_picks_a_fresh_folder_and_says_which(tmp_path):
     second, note = choose_run_dir(tmp_path / "a", default=True)
     assert second == tmp_path / "a-2"
     assert note == f"note: {first} holds an earlier run, kept; this run writes to {second}"
-    claim_run_dir(second)
+    fake_run(claim_run_dir(second))
     assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
-    assert choose_run_dir(tmp_path / "a", default=True)[0] == tmp_path / "a-3"  # a-2 is claimed
+    assert choose_run_dir(tmp_path / "a", default=True)[0] == tmp_path / "a-3"  # a-2 is taken
 
 
 def test_out_over_an_earlier_run_is_refused_with_the_way_out(tmp_path):
@@ -179,3 +179,13 @@ def test_the_guard_lets_user_errors_and_debug_through():
     with pytest.raises(ZeroDivisionError):
         run_guarded(lambda: 1 // 0, debug=True)
     assert run_guarded(lambda: 0) == 0
+
+
+def test_a_run_killed_before_its_first_file_can_start_again_in_its_folder(tmp_path):
+    folder = claim_run_dir(tmp_path / "a")
+    (folder / ".config.toml.x1_2.tmp").write_text("half")
+    assert choose_run_dir(folder, default=False) == (folder, None)
+    assert claim_run_dir(folder) == folder
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST]
+    after_failure(folder)
+    assert not folder.exists()  # the first claim made it, so it goes

@@ -40,6 +40,7 @@ MANIFEST = ".trainwell-run.json"
 RESUME_SAFE_FIELDS = frozenset({"name", "device", "train.threads", "train.checkpoint_every"})
 _MAX_FRESH = 1_000  # runs/NAME-2 .. runs/NAME-1000; past that the user should clean up
 # What trainwell writes in a run folder: the only names it ever deletes.
+_TMP_NAME = re.compile(r"^\.[\w.-]+\.\w+\.tmp$")
 _OURS = re.compile(r"^(\.[\w.-]+\.\w+\.tmp|[\w.-]+\.(toml|json|jsonl|html|png|md|safetensors))$")
 
 
@@ -54,6 +55,12 @@ def _manifest(folder: Path) -> dict[str, Any] | None:
 def _write_manifest(folder: Path, made_folder: bool, files: list[str]) -> None:
     atomic_write_text(folder / MANIFEST, json.dumps(
         {"tool": "trainwell", "made_folder": made_folder, "files": files}) + "\n")
+
+
+def _unstarted(folder: Path) -> bool:
+    """Empty, or claimed by a run killed before its first file (manifest and .tmp only)."""
+    rest = [p for p in folder.iterdir() if p.name != MANIFEST and not _TMP_NAME.match(p.name)]
+    return not rest and (_manifest(folder) is not None or not any(folder.iterdir()))
 
 
 def choose_run_dir(out: str | Path, *, default: bool) -> tuple[Path, str | None]:
@@ -75,12 +82,12 @@ def choose_run_dir(out: str | Path, *, default: bool) -> tuple[Path, str | None]
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder; choose another --out")
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or _unstarted(out):
         return out, None
     if default:
         for k in range(2, _MAX_FRESH + 1):
             fresh = out.with_name(f"{out.name}-{k}")
-            if not fresh.exists() or (fresh.is_dir() and not any(fresh.iterdir())):
+            if not fresh.exists() or (fresh.is_dir() and _unstarted(fresh)):
                 return fresh, (f"note: {out} holds an earlier run, kept; this run writes to "
                                f"{fresh}")
         raise UserError(f"{out}: {out.name}-2 .. {out.name}-{_MAX_FRESH} are all taken; "
@@ -104,8 +111,10 @@ def claim_run_dir(out: str | Path) -> Path:
             since it was chosen, or was never checked).
     """
     out, _ = choose_run_dir(out, default=False)
-    made = not out.exists()
+    earlier = _manifest(out) if out.exists() else None
+    made = not out.exists() or bool(earlier and earlier.get("made_folder"))
     out.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(out)  # .tmp files of a run killed before its first file
     _write_manifest(out, made, [])
     return out
 
