@@ -226,7 +226,7 @@ def test_synthetic_errors():
         match=r"kind: circles makes 2 features and 2 classes, got num_features=2, num_classes=3",
     ):
         tw.data.load("synthetic", kind="circles", num_classes=3)
-    with pytest.raises(UserError, match=r"noise: must be a number >= 0, got -1"):
+    with pytest.raises(UserError, match=r"noise: must be a number in \[0, 1e6\), got -1"):
         tw.data.load("synthetic", noise=-1)
     with pytest.raises(UserError, match=r"test_fraction: must be in \(0, 1\), got 1\.5"):
         tw.data.load("synthetic", test_fraction=1.5)

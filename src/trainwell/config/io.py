@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,11 +30,18 @@ def _format_validation_error(err: ValidationError, where: str) -> str:
     if first["type"] == "extra_forbidden":
         return (f"{where}{loc}: unknown field; check its spelling (trainwell config show "
                 "lists every field)")
-    if "." in msg.split(":")[0] and ":" in msg:  # cross-field rules name their own field
+    named = msg.split(":")[0]
+    if ":" in msg and "." in named and named.startswith(loc):  # a rule naming its own field
         return f"{where}{msg}"
     given = first.get("input")
-    shown = "" if isinstance(given, dict) else f" (got {given!r})"
+    shown = "" if isinstance(given, dict | list) else f" (got {_short(given)})"
     return f"{where}{loc}: {msg}{shown}"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    # A 300-character name or a megabyte string must not flood the one error line.
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def validate(raw: Mapping[str, Any], where: str = "") -> Config:
@@ -49,6 +57,8 @@ def _parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text  # a bare word: take it as a string (e.g. optim.name=sgd)
+    except RecursionError:
+        raise UserError(f"--set: value nested too deeply ({text[:40]}...)") from None
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -93,17 +103,40 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Confi
     where = ""
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise UserError(f"config {p}: no such file; give the path of a TOML config "
-                            "(trainwell config show > my.toml writes one)")
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"config {p}: not valid TOML ({e})") from None
+        raw = _read_toml(p)
         where = f"{p}: "
     for key, value in parse_overrides(overrides).items():
         _set_dotted(raw, key, value)
     return validate(raw, where)
+
+
+_MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a bigger "config" is the wrong file
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    """Parse the TOML file ``p``; anything but a readable regular file is one UserError."""
+    try:
+        mode = p.stat().st_mode
+    except (OSError, ValueError):
+        raise UserError(f"config {p}: no such file; give the path of a TOML config "
+                        "(trainwell config show > my.toml writes one)") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"config {p}: not a regular file; give the path of a TOML config")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(_MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise UserError(f"config {p}: cannot be read ({e.strerror or type(e).__name__})") from None
+    if len(data) > _MAX_CONFIG_BYTES:
+        raise UserError(f"config {p}: larger than {_MAX_CONFIG_BYTES} bytes; a config is a few "
+                        "KB of TOML, check the path")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"config {p}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise UserError(f"config {p}: tables or arrays nested too deeply to read; a config "
+                        "nests at most a few levels") from None
 
 
 def _toml_value(v: Any) -> str:

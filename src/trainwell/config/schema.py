@@ -7,9 +7,32 @@ error naming the rule, the values found and the fix.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .bounds import (
+    MAX_LIST,
+    MAX_SAMPLES,
+    MAX_UNITS,
+    Activation,
+    Bool,
+    Float,
+    Initializer,
+    Int,
+    Name,
+    OptimizerName,
+    OptionalActivation,
+    ScheduleName,
+    Text,
+    check_free_form,
+    check_model_size,
+)
+
+_Units = Annotated[Int, Field(gt=0, le=MAX_UNITS)]
+_Fraction = Annotated[Float, Field(ge=0, lt=1)]
+_MAX_EPOCHS = 100_000
+_MAX_BATCH = 10_000_000
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "ClipConfig",
            "ScheduleConfig", "PlateauConfig", "RegularizationConfig", "TrainConfig",
@@ -23,42 +46,56 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Where the data come from and how they are prepared."""
 
-    source: str = Field("mnist1d", description="mnist1d, digits, synthetic, idx:PATH, npz:PATH, "
+    source: Text = Field("mnist1d", description="mnist1d, digits, synthetic, idx:PATH, npz:PATH, "
                         "cifar10:PATH, mnist or fashion-mnist")
-    num_samples: int | None = Field(20000, gt=0, description="samples to generate (mnist1d, "
+    num_samples: Int | None = Field(20000, gt=0, le=MAX_SAMPLES, description="samples to generate (mnist1d, "
                                     "synthetic); ignored by file sources")
-    val_fraction: float = Field(0.1, ge=0, le=0.9, description="share of the training split "
+    val_fraction: Float = Field(0.1, ge=0, le=0.9, description="share of the training split "
                                 "held out for validation")
-    standardize: bool = Field(True, description="standardize features with training-split "
+    standardize: Bool = Field(True, description="standardize features with training-split "
                               "statistics")
-    input_scale: float = Field(1.0, gt=0, description="multiply all inputs by this after "
+    input_scale: Float = Field(1.0, gt=0, le=1e6, description="multiply all inputs by this after "
                                "standardization (100 reproduces unnormalized inputs)")
-    download: bool = Field(False, description="download mnist / fashion-mnist to the cache if "
+    download: Bool = Field(False, description="download mnist / fashion-mnist to the cache if "
                            "absent (SHA-256 checked)")
-    classes: list[int] | None = Field(None, description="keep only these classes, relabelled "
+    classes: list[Annotated[Int, Field(ge=0, le=MAX_UNITS)]] | None = Field(None, max_length=MAX_LIST, description="keep only these classes, relabelled "
                                       "0..k-1 in the order given")
     options: dict[str, Any] = Field(default_factory=dict, description="source-specific options, "
                                     "e.g. {kind = \"moons\", noise = 0.2} for synthetic")
+
+    _free_form = field_validator("options")(classmethod(lambda cls, v: check_free_form(v)))
 
 
 class ModelConfig(_Section):
     """The network: an MLP or a small CNN built by trainwell.nn."""
 
     kind: Literal["mlp", "cnn"] = Field("mlp", description="mlp or cnn")
-    depth: int = Field(8, ge=0, description="hidden layers of the MLP")
-    width: int = Field(256, gt=0, description="units per hidden layer")
-    hidden: list[int] | None = Field(None, description="explicit hidden sizes; overrides "
+    depth: Int = Field(8, ge=0, le=MAX_LIST, description="hidden layers of the MLP")
+    width: _Units = Field(256, description="units per hidden layer")
+    hidden: list[_Units] | None = Field(None, max_length=MAX_LIST, description="explicit hidden sizes; overrides "
                                      "depth × width")
-    activation: str = Field("relu", description="hidden activation (trainwell.nn.ACTIVATIONS)")
-    init: str = Field("auto", description="initializer name, or auto = by activation "
+    activation: Activation = Field("relu", description="hidden activation (trainwell.nn.ACTIVATIONS)")
+    init: Initializer = Field("auto", description="initializer name, or auto = by activation "
                       "(Glorot/He/LeCun)")
-    dropout: float = Field(0.0, ge=0, lt=1, description="dropout rate after each hidden layer")
-    batch_norm: bool = Field(False, description="batch normalization before each activation")
-    output_activation: str | None = Field(None, description="activation on the output layer; "
+    dropout: Float = Field(0.0, ge=0, lt=1, description="dropout rate after each hidden layer")
+    batch_norm: Bool = Field(False, description="batch normalization before each activation")
+    output_activation: OptionalActivation = Field(None, description="activation on the output layer; "
                                           "none = logits")
-    out_features: int | None = Field(None, gt=0, description="output units; none = from the data")
-    channels: list[int] = Field([16, 32], description="conv channels per block (cnn)")
-    kernel_size: int = Field(3, gt=0, description="conv kernel size (cnn)")
+    out_features: _Units | None = Field(None, description="output units; none = from the data")
+    channels: list[_Units] = Field([16, 32], max_length=MAX_LIST, description="conv channels per block (cnn)")
+    kernel_size: Int = Field(3, gt=0, le=64, description="conv kernel size (cnn)")
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> ModelConfig:
+        hidden = list(self.hidden) if self.hidden is not None else [self.width] * self.depth
+        try:
+            check_model_size(self.kind, hidden, list(self.channels), self.kernel_size,
+                             self.batch_norm)
+        except ValueError as e:
+            field = "model.kind" if self.kind == "cnn" else (
+                "model.hidden" if self.hidden is not None else "model.width")
+            raise ValueError(f"{field}: {e}") from None
+        return self
 
 
 class ClipConfig(_Section):
@@ -66,20 +103,20 @@ class ClipConfig(_Section):
 
     kind: Literal["none", "value", "global_norm", "tensor_norm", "adaptive"] = Field(
         "none", description="none, value, global_norm, tensor_norm (Keras clipnorm) or adaptive (AGC)")
-    threshold: float = Field(1.0, gt=0, description="clip value, max norm, or AGC ratio λ")
+    threshold: Float = Field(1.0, gt=0, le=1e6, description="clip value, max norm, or AGC ratio λ")
 
 
 class OptimConfig(_Section):
     """The optimizer; fields left unset take the optimizer's own defaults."""
 
-    name: str = Field("adam", description="sgd, momentum, nesterov, adagrad, rmsprop, adam, "
+    name: OptimizerName = Field("adam", description="sgd, momentum, nesterov, adagrad, rmsprop, adam, "
                       "adamw, nadam, adamax")
-    lr: float = Field(3e-3, gt=0, description="learning rate η (the schedule's peak when one is set)")
-    momentum: float | None = Field(None, ge=0, lt=1, description="β of Momentum/Nesterov")
-    beta: float | None = Field(None, ge=0, lt=1, description="RMSProp's decay β")
-    betas: tuple[float, float] | None = Field(None, description="(β1, β2) of the Adam family")
-    eps: float | None = Field(None, gt=0, description="ε of adaptive optimizers")
-    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay (decoupled for adamw)")
+    lr: Float = Field(3e-3, gt=0, le=100, description="learning rate η (the schedule's peak when one is set)")
+    momentum: Float | None = Field(None, ge=0, lt=1, description="β of Momentum/Nesterov")
+    beta: Float | None = Field(None, ge=0, lt=1, description="RMSProp's decay β")
+    betas: tuple[_Fraction, _Fraction] | None = Field(None, description="(β1, β2) of the Adam family")
+    eps: Float | None = Field(None, gt=0, le=1, description="ε of adaptive optimizers")
+    weight_decay: Float = Field(0.0, ge=0, le=10, description="L2 weight decay (decoupled for adamw)")
     convention: Literal["lecture", "torch", "keras"] | None = Field(
         None, description="whose formulas: lecture (default), torch or keras")
     clip: ClipConfig = Field(default_factory=ClipConfig)
@@ -88,58 +125,60 @@ class OptimConfig(_Section):
 class PlateauConfig(_Section):
     """The performance (reduce-on-plateau) controller, composable with any schedule."""
 
-    factor: float = Field(0.5, gt=0, lt=1, description="multiply the LR by this on a plateau")
-    patience: int = Field(3, ge=0, description="epochs without improvement before reducing")
-    min_lr: float = Field(0.0, ge=0, description="never go below this LR")
+    factor: Float = Field(0.5, gt=0, lt=1, description="multiply the LR by this on a plateau")
+    patience: Int = Field(3, ge=0, le=_MAX_EPOCHS, description="epochs without improvement before reducing")
+    min_lr: Float = Field(0.0, ge=0, le=100, description="never go below this LR")
 
 
 class ScheduleConfig(_Section):
     """The learning-rate schedule, a pure function of the step (or epoch)."""
 
-    name: str = Field("one_cycle", description="constant, power, exponential, piecewise, cosine "
+    name: ScheduleName = Field("one_cycle", description="constant, power, exponential, piecewise, cosine "
                       "or one_cycle")
     unit: Literal["step", "epoch"] = Field("step", description="advance per batch or per epoch")
     params: dict[str, Any] = Field(default_factory=dict, description="the schedule's arguments; "
                                    "lr0 / max_lr default to optim.lr, total_steps to the run's length")
     plateau: PlateauConfig | None = Field(None, description="add the performance controller")
 
+    _free_form = field_validator("params")(classmethod(lambda cls, v: check_free_form(v)))
+
 
 class RegularizationConfig(_Section):
     """Weight penalties and constraints (dropout lives in the model section)."""
 
-    l1: float = Field(0.0, ge=0, description="λ1 · Σ|w| added to the loss (weights only)")
-    l2: float = Field(0.0, ge=0, description="λ2 · Σw² added to the loss (weights only)")
-    max_norm: float | None = Field(None, gt=0, description="max L2 norm of each unit's incoming "
+    l1: Float = Field(0.0, ge=0, le=10, description="λ1 · Σ|w| added to the loss (weights only)")
+    l2: Float = Field(0.0, ge=0, le=10, description="λ2 · Σw² added to the loss (weights only)")
+    max_norm: Float | None = Field(None, gt=0, le=1e6, description="max L2 norm of each unit's incoming "
                                    "weights, applied after every step")
 
 
 class TrainConfig(_Section):
     """The training loop."""
 
-    epochs: int = Field(20, gt=0, description="passes over the training split")
-    batch_size: int = Field(128, gt=0, description="samples per step")
+    epochs: Int = Field(20, gt=0, le=_MAX_EPOCHS, description="passes over the training split")
+    batch_size: Int = Field(128, gt=0, le=_MAX_BATCH, description="samples per step")
     loss: Literal["auto", "cross_entropy", "nll", "bce", "mse"] = Field(
         "auto", description="auto = cross_entropy for classes, mse for regression")
-    checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
-    log_grad_norm: bool = Field(False, description="log the global gradient norm without clipping")
-    threads: int | None = Field(None, gt=0, description="CPU threads for torch; none = torch's default")
+    checkpoint_every: Int = Field(1, gt=0, le=_MAX_EPOCHS, description="epochs between checkpoints")
+    log_grad_norm: Bool = Field(False, description="log the global gradient norm without clipping")
+    threads: Int | None = Field(None, gt=0, le=256, description="CPU threads for torch; none = torch's default")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast dtype of the forward pass; fp16 adds a GradScaler "
         "(loss scaling), bf16 needs none")
-    accumulate: int = Field(1, ge=1, le=4096, description="micro-batches of batch_size per "
+    accumulate: Int = Field(1, ge=1, le=4096, description="micro-batches of batch_size per "
                             "optimizer step: the gradient of one batch of accumulate × batch_size")
-    compile: bool = Field(False, description="run the model through torch.compile; falls back "
+    compile: Bool = Field(False, description="run the model through torch.compile; falls back "
                           "to the plain model with one warning where compile is unavailable")
 
 
 class TransferConfig(_Section):
     """Reuse layers of an earlier run (see trainwell.transfer)."""
 
-    from_: str | None = Field(None, alias="from", description="run folder or .safetensors file "
+    from_: Text | None = Field(None, alias="from", description="run folder or .safetensors file "
                               "to reuse layers from")
-    n_layers: int | None = Field(None, ge=0, description="hidden layers to reuse; none = all")
-    freeze_epochs: int = Field(0, ge=0, description="epochs with reused layers frozen first")
-    fine_tune_lr_factor: float = Field(0.1, gt=0, description="multiply every learning rate by "
+    n_layers: Int | None = Field(None, ge=0, le=MAX_LIST, description="hidden layers to reuse; none = all")
+    freeze_epochs: Int = Field(0, ge=0, le=_MAX_EPOCHS, description="epochs with reused layers frozen first")
+    fine_tune_lr_factor: Float = Field(0.1, gt=0, le=100, description="multiply every learning rate by "
                                        "this when the reused layers unfreeze after freeze_epochs; "
                                        "no effect when freeze_epochs = 0")
 
@@ -151,21 +190,21 @@ class PretrainConfig(_Section):
 
     method: Literal["layerwise", "stacked", "both"] = Field(
         "layerwise", description="greedy layer-wise, whole stacked autoencoder, or both in turn")
-    epochs: int = Field(5, gt=0, description="epochs per hidden layer (layer-wise)")
-    stacked_epochs: int = Field(10, gt=0, description="epochs of the stacked autoencoder")
-    lr: float = Field(1e-3, gt=0, description="learning rate of the autoencoders")
-    batch_size: int = Field(128, gt=0, description="samples per step")
+    epochs: Int = Field(5, gt=0, le=_MAX_EPOCHS, description="epochs per hidden layer (layer-wise)")
+    stacked_epochs: Int = Field(10, gt=0, le=_MAX_EPOCHS, description="epochs of the stacked autoencoder")
+    lr: Float = Field(1e-3, gt=0, le=100, description="learning rate of the autoencoders")
+    batch_size: Int = Field(128, gt=0, le=_MAX_BATCH, description="samples per step")
     noise: Literal["none", "gaussian", "mask"] = Field("none", description="denoising corruption")
-    noise_level: float = Field(0.1, ge=0, description="Gaussian std, or masking probability (< 1)")
-    tied: bool = Field(False, description="decoder uses the transposed encoder weights")
-    optimizer: str = Field("adam", description="optimizer name for the autoencoders")
+    noise_level: Float = Field(0.1, ge=0, le=100, description="Gaussian std, or masking probability (< 1)")
+    tied: Bool = Field(False, description="decoder uses the transposed encoder weights")
+    optimizer: OptimizerName = Field("adam", description="optimizer name for the autoencoders")
 
 
 class Config(_Section):
     """A whole run: ``trainwell train CONFIG`` reads one of these from TOML."""
 
-    name: str = Field("mnist1d-mlp", description="run name: the folder under runs/")
-    seed: int = Field(0, ge=0, description="seeds data splits, initialization, shuffling, dropout")
+    name: Name = Field("mnist1d-mlp", description="run name: the folder under runs/")
+    seed: Int = Field(0, ge=0, le=2**32 - 1, description="seeds data splits, initialization, shuffling, dropout")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when present")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

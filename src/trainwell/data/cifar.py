@@ -120,8 +120,22 @@ def _check_labels(labels: np.ndarray, path: Path) -> np.ndarray:
     return labels
 
 
+_MAX_BATCH_BYTES = 1 << 30  # a real batch file is 30 MB; read nothing past this
+
+
+def _read_capped(path: Path) -> bytes:
+    """The file's bytes, after checking its real size against :data:`_MAX_BATCH_BYTES`."""
+    size = path.stat().st_size
+    if size > _MAX_BATCH_BYTES:
+        raise UserError(
+            f"data.source: {path} has {size:,} bytes, past the limit of {_MAX_BATCH_BYTES:,} "
+            "for one CIFAR-10 batch (30 MB); this is not a CIFAR-10 file"
+        )
+    return path.read_bytes()
+
+
 def _read_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = path.read_bytes()
+    raw = _read_capped(path)
     if len(raw) == 0 or len(raw) % _RECORD:
         raise UserError(
             f"data.source: {path} has {len(raw)} bytes, not a positive multiple of "
@@ -133,7 +147,7 @@ def _read_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_py(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    batch = safe_unpickle(path.read_bytes(), source=str(path))
+    batch = safe_unpickle(_read_capped(path), source=str(path))
     if not isinstance(batch, dict):
         raise UserError(
             f"data.source: {path} holds a {type(batch).__name__}, expected a dict with "

@@ -14,6 +14,7 @@ Loaders return the raw-split dictionary that :mod:`trainwell.data.sources` finis
 from __future__ import annotations
 
 import gzip
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -21,8 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .npy import GZIP_MAX_RATIO as _GZIP_MAX_RATIO
+from .npy import MAX_DATA_BYTES, read_npz
 
-__all__ = ["read_idx", "load_idx", "load_npz", "IDX_NAMES"]
+__all__ = ["read_idx", "load_idx", "load_npz", "IDX_NAMES", "MAX_DATA_BYTES"]
 
 # type code -> big-endian NumPy dtype
 _IDX_DTYPES = {
@@ -45,25 +48,33 @@ _IDX_EXPECTED = ", ".join(IDX_NAMES.values())
 _NUM_CLASSES = 10  # MNIST and Fashion-MNIST both have labels 0..9
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when the name ends in ``.gz``."""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise UserError(
-            f"data.source: cannot read {path} ({exc}); the file is damaged or not gzip — "
-            "re-download it"
-        ) from exc
+_MAX_CLASSES = 65_536  # class labels past this are corrupt data, not a task
+
+
+def _idx_error(path: Path, what: str) -> UserError:
+    return UserError(f"data.source: file {path} {what}; re-download it")
+
+
+def _read_exact(handle, n: int) -> bytes:
+    """Up to ``n`` bytes; gzip streams return short reads, so loop until EOF or ``n``."""
+    parts, got = [], 0
+    while got < n:
+        chunk = handle.read(min(n - got, 1 << 24))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Parse one IDX file (optionally gzip-compressed) into a NumPy array.
 
     Contract: bytes 0-1 are zero, byte 2 the type code, byte 3 ``ndim``; then ``ndim``
-    big-endian int32 sizes; then exactly ``prod(sizes) * itemsize`` data bytes.
+    big-endian int32 sizes; then exactly ``prod(sizes) * itemsize`` data bytes. The header
+    is checked against the file's real size (or, for ``.gz``, against what the compressed
+    size can inflate to) before the data are read, and a ``.gz`` file is inflated as a
+    stream that stops one byte past the size the header promises.
 
     Args:
         path: the file; a ``.gz`` suffix means gzip.
@@ -72,10 +83,23 @@ def read_idx(path: str | Path) -> np.ndarray:
         The array in native byte order with shape ``sizes``.
 
     Raises:
-        UserError: bad magic number, unknown type code, truncated or overlong data.
+        UserError: bad magic number, unknown type code, negative or absurd sizes,
+            truncated or overlong data, a damaged gzip stream.
     """
     path = Path(path)
-    raw = _read_bytes(path)
+    try:
+        size = path.stat().st_size
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+            return _parse_idx(path, handle, size, path.suffix == ".gz")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise UserError(
+            f"data.source: cannot read {path} ({exc}); the file is damaged or not gzip — "
+            "re-download it"
+        ) from exc
+
+
+def _parse_idx(path: Path, handle, size: int, gz: bool) -> np.ndarray:
+    raw = _read_exact(handle, 4)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         head = raw[:4].hex() or "empty"
         raise UserError(
@@ -85,20 +109,32 @@ def read_idx(path: str | Path) -> np.ndarray:
         )
     dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise UserError(
-            f"data.source: file {path} is truncated (expected at least {header} header "
-            f"bytes, found {len(raw)}); re-download it"
-        )
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(raw) != expected:
-        what = "is truncated" if len(raw) < expected else "has trailing data"
-        raise UserError(
-            f"data.source: file {path} {what} (expected {expected} bytes, found "
-            f"{len(raw)}); re-download it"
-        )
-    data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    dim_bytes = _read_exact(handle, 4 * ndim)
+    if len(dim_bytes) < 4 * ndim:
+        raise _idx_error(path, f"is truncated (expected at least {header} header bytes, found "
+                               f"{4 + len(dim_bytes)})")
+    dims = tuple(int(d) for d in np.frombuffer(dim_bytes, dtype=">i4"))
+    if any(d < 0 for d in dims):
+        raise _idx_error(path, f"has a negative size in its header {dims}")
+    count = math.prod(dims)  # a Python int: no overflow whatever the header says
+    nbytes = count * dtype.itemsize
+    if count * 4 > MAX_DATA_BYTES:  # each value becomes at least a float32
+        raise _idx_error(path, f"claims {count:,} values of shape {dims}, past the limit of "
+                               f"{MAX_DATA_BYTES // 4:,}")
+    expected = header + nbytes
+    if not gz and size != expected:
+        what = "is truncated" if size < expected else "has trailing data"
+        raise _idx_error(path, f"{what} (expected {expected} bytes, found {size})")
+    if gz and expected > size * _GZIP_MAX_RATIO + (1 << 16):
+        raise _idx_error(path, f"claims {expected:,} bytes, more than its {size:,} compressed "
+                               "bytes can hold")
+    body = _read_exact(handle, nbytes + 1)  # one byte more tells trailing data
+    if len(body) != nbytes:
+        found = header + len(body)
+        what = "is truncated" if len(body) < nbytes else "has trailing data"
+        shown = f"{found}" if len(body) < nbytes else "more"
+        raise _idx_error(path, f"{what} (expected {expected} bytes, found {shown})")
+    data = np.frombuffer(body, dtype=dtype).reshape(dims)
     return data.astype(dtype.newbyteorder("="), copy=True)
 
 
@@ -132,6 +168,11 @@ def _idx_pair(folder: Path, images_stem: str, labels_stem: str) -> tuple[np.ndar
         raise UserError(
             f"data.source: {images_path} has {len(images)} images but {labels_path} has "
             f"{len(labels)} labels; use matching files from the same release"
+        )
+    if labels.dtype.kind == "f":  # astype(int64) would turn a label of 1.5 into 1
+        raise UserError(
+            f"data.source: {labels_path} holds {labels.dtype} labels; IDX class labels are "
+            "unsigned bytes 0..9 — use the original label file"
         )
     labels = labels.astype(np.int64)
     bad = (labels < 0) | (labels >= _NUM_CLASSES)
@@ -223,18 +264,14 @@ def load_npz(path: str, *, task: str | None = None) -> dict:
             "it with np.savez"
         )
     try:
-        with np.load(file, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise UserError(
-                f"data.source: npz file {file} holds object (pickled) arrays, which are "
-                "refused for safety; save plain numeric arrays with np.savez"
-            ) from exc
-        raise UserError(f"data.source: cannot read npz file {file} ({exc}); re-create it") from exc
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        arrays = read_npz(file)
+    except UserError:
+        raise
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error, RuntimeError,
+            NotImplementedError) as exc:  # zipfile's whole range of "this archive is bad"
         raise UserError(
-            f"data.source: {file} is not a readable .npz file ({exc}); re-create it with np.savez"
+            f"data.source: {file} is not a readable .npz file ({type(exc).__name__}: {exc}); "
+            "re-create it with np.savez"
         ) from exc
     keys = set(arrays)
     if set(_SPLIT_KEYS) <= keys:
@@ -314,6 +351,11 @@ def _integer_labels(y: np.ndarray, where: str) -> np.ndarray:
                 f"data.source: {where} labels are not whole numbers; save integer class "
                 "indices 0..K-1, or set data.task=regression"
             )
+    if y.size and y.max() >= _MAX_CLASSES:  # before the cast: 2**64-1 would wrap to -1
+        raise UserError(
+            f"data.source: {where} has label {y.max()} out of range; labels must be "
+            f"integers 0..K-1 with K at most {_MAX_CLASSES}"
+        )
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise UserError(

@@ -96,6 +96,9 @@ def _read_cache(path: Path, num_samples: int) -> dict[str, np.ndarray] | None:
     return arrays if ok else None
 
 
+_MAX_SAMPLES = 10_000_000  # 1.6 GB of float32 signals; generation takes hours past this
+
+
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write atomically: temp file in the same folder, then ``os.replace``."""
     try:
@@ -136,6 +139,11 @@ def load_mnist1d(*, cache_dir: Path, num_samples: int = 20000) -> dict:
     if num_samples < _MIN_SAMPLES:
         raise UserError(
             f"num_samples: must be >= {_MIN_SAMPLES} for mnist1d, got {num_samples}"
+        )
+    if num_samples > _MAX_SAMPLES:
+        raise UserError(
+            f"data.num_samples: {num_samples} past the limit of {_MAX_SAMPLES} for mnist1d "
+            f"(40 float32 values each: {num_samples * 160:,} bytes)"
         )
     args = _dataset_args(num_samples)
     path = Path(cache_dir) / "mnist1d" / f"mnist1d-n{num_samples}-{_args_key(args)}.npz"

@@ -101,6 +101,30 @@ def _to_split(x: np.ndarray, y: np.ndarray, task: str) -> Split:
     return Split(xt, torch.from_numpy(np.ascontiguousarray(y)))
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_finite(values: np.ndarray, key: str, where: str) -> None:
+    """Refuse NaN, ±inf, and values that float32 would turn into inf.
+
+    One NaN in a training row makes every row NaN after standardization and every step
+    is then skipped: refuse it here, with the count and the first index to look at.
+    """
+    if values.dtype.kind not in "fc":
+        return  # integers and booleans are always finite
+    bad = ~np.isfinite(values)
+    if values.dtype.itemsize > 4:
+        with np.errstate(invalid="ignore"):
+            bad |= np.abs(values) > _FLOAT32_MAX
+    count = int(bad.sum())
+    if count:
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise UserError(
+            f"data.source: {where}: {key} has {count} non-finite value{'s' * (count > 1)} "
+            f"(NaN, inf, or beyond float32), the first at index {first}; remove or impute them"
+        )
+
+
 def _standardize_splits(train: torch.Tensor, others: list[torch.Tensor]):
     """Standardize by train statistics; tabular per feature, images (≥3-D) per channel.
 
@@ -208,6 +232,9 @@ def _finish(
 ) -> Dataset:
     """Hold out test/val, check labels, standardize, and build the :class:`Dataset`."""
     task = raw["task"]
+    where = raw.get("info", {}).get("path", name)
+    for key in sorted(k for k in raw if k[:1] == "x" or (k[:1] == "y" and task != "classification")):
+        _check_finite(np.asarray(raw[key]), key, where)
     generator = torch.Generator().manual_seed(int(seed))
     if "x" in raw:
         keep, held = _perm_split(len(raw["x"]), raw.get("test_fraction", 0.2), generator)
@@ -245,6 +272,11 @@ def _finish(
     info = {**raw.get("info", {}), "source": name, "seed": seed, "sizes": sizes}
     if do_standardize:
         (tr, va, te), mean, std = _standardize_splits(splits[0].x, [s.x for s in splits[1:]])
+        if not all(bool(torch.isfinite(z).all()) for z in (tr, va, te, mean, std)):
+            raise UserError(
+                f"data.source: {where}: features as large as {float(splits[0].x.abs().max()):.3g} "
+                "overflow float32 when standardized; rescale the data"
+            )
         splits = [Split(z.contiguous(), s.y) for z, s in zip((tr, va, te), splits)]
         info["standardized"] = "per_feature" if tr.ndim == 2 else "per_channel"
         info["mean"], info["std"] = mean.tolist(), std.tolist()

@@ -39,9 +39,15 @@ _TWO_D = ("circles", "moons")  # fixed to 2 features, 2 classes
 _NOISE_SCALE = 10.0  # gaussian/blobs: within-class std = 10 * noise
 
 
+_MAX_SIZE = 10_000_000  # samples, features, classes or targets: past this is a typo
+_MAX_BYTES = 8 << 30  # x is generated in float64: samples × features × 8 bytes at most
+
+
 def _positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise UserError(f"data.{name}: must be an integer >= {minimum}, got {value!r}")
+    if value > _MAX_SIZE:
+        raise UserError(f"data.{name}: {value} past the limit of {_MAX_SIZE}")
     return value
 
 
@@ -83,8 +89,8 @@ def load_synthetic(
     if kind not in KINDS:
         raise UserError(f"kind: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     n = _positive_int("num_samples", num_samples, 10)
-    if isinstance(noise, bool) or not isinstance(noise, int | float) or not noise >= 0:
-        raise UserError(f"noise: must be a number >= 0, got {noise!r}")
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 <= noise < 1e6:
+        raise UserError(f"noise: must be a number in [0, 1e6), got {noise!r}")
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float):
         raise UserError(f"test_fraction: must be a number in (0, 1), got {test_fraction!r}")
     if not 0 < test_fraction < 1:
@@ -93,6 +99,11 @@ def load_synthetic(
     two_d = task == "classification" and kind in _TWO_D
     default_d = 2 if task == "classification" and kind in (*_TWO_D, "blobs") else 20
     d = _positive_int("num_features", num_features if num_features is not None else default_d)
+    if n * d * 8 > _MAX_BYTES:
+        raise UserError(
+            f"data.num_samples: {n} samples of {d} features need {n * d * 8:,} bytes, past the "
+            f"limit of {_MAX_BYTES:,}; use fewer samples or features"
+        )
     info: dict = {"task": task, "noise": noise, "num_features": d}
 
     if task == "regression":

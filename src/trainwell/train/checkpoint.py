@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -38,6 +39,7 @@ __all__ = [
     "atomic_write_text",
     "apply_model_state",
     "apply_optimizer_state",
+    "clean_leftovers",
 ]
 
 _NAME = re.compile(r"^epoch-(\d+)\.json$")
@@ -49,12 +51,24 @@ def atomic_write_text(path: Path, text: str) -> None:
     _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process's umask.
+
+    ``mkstemp`` creates files 0o600 whatever the umask, so a run folder shared with a group
+    would hold files only their writer can read.
+    """
+    mask = os.umask(0)  # the only portable way to read the umask is to set it
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())  # after: safetensors recreates the file it writes
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -119,7 +133,36 @@ def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
     for old in sorted(folder.glob("epoch-*.json"))[:-keep]:
         old.unlink(missing_ok=True)
         old.with_suffix(".safetensors").unlink(missing_ok=True)
+    clean_leftovers(run_dir)  # the only writer of this folder: nothing else is mid-write
     return json_path
+
+
+# Names this module (and atomic_write_text in a run folder) give to files in progress and
+# to tensor files; nothing else is ever deleted.
+_TMP = re.compile(r"^\.(epoch-\d+\.(json|safetensors)|[\w.-]+\.(toml|json|jsonl|html))\.\w+\.tmp$")
+_TENSORS = re.compile(r"^epoch-(\d+)\.safetensors$")
+
+
+def clean_leftovers(run_dir: Path) -> list[Path]:
+    """Delete what killed writes left in a run folder; return the paths deleted.
+
+    A kill during a write leaves a ``.NAME.XXXX.tmp`` file; a kill between a checkpoint's
+    tensor file and its JSON leaves a tensor file no checkpoint names. Only files with
+    exactly those names are deleted, in ``run_dir`` and ``run_dir/checkpoints``. Call it
+    only when no other process writes the run (at resume, or by the run's own writer).
+    """
+    removed: list[Path] = []
+    run_dir = Path(run_dir)
+    for folder in (run_dir, run_dir / "checkpoints"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            orphan = (_TENSORS.match(path.name) is not None
+                      and not path.with_suffix(".json").exists())
+            if (_TMP.match(path.name) or orphan) and path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return sorted(removed)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -138,15 +181,22 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     """
     path = Path(path)
     try:
+        if path.stat().st_size > _MAX_JSON_BYTES:
+            raise ValueError(f"larger than {_MAX_JSON_BYTES} bytes")
         meta = json.loads(path.read_text(encoding="utf-8"))
-        tensor_path = path.parent / meta["tensors"]
-        expected = meta["sha256"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"checkpoint {path}: unreadable ({type(e).__name__}); "
                         "delete it to resume from the previous one") from None
-    if meta.get("format") != FORMAT_VERSION:
-        raise UserError(f"checkpoint {path}: format {meta.get('format')!r} is not "
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise UserError(f"checkpoint {path}: format {found!r} is not "
                         f"{FORMAT_VERSION}; it was written by another trainwell version")
+    problem = _check_meta(meta)
+    if problem:
+        raise UserError(f"checkpoint {path}: {problem}; the file was edited or damaged — delete "
+                        "it to resume from the previous one")
+    tensor_path = path.parent / meta["tensors"]
+    expected = meta["sha256"]
     if not tensor_path.is_file():
         raise UserError(f"checkpoint {path}: its tensor file {tensor_path.name} is missing; "
                         "delete the checkpoint to resume from the previous one")
@@ -157,7 +207,98 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"checkpoint {tensor_path}: unreadable safetensors file ({e})") from None
+    for name, value in tensors.items():
+        # The trainer never applies a non-finite step, so a NaN here is damage, and resuming
+        # from it would silently skip every step that follows.
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            count = int((~torch.isfinite(value)).sum())
+            raise UserError(f"checkpoint {tensor_path}: tensor {name!r} holds {count} non-finite "
+                            "values; delete the checkpoint to resume from the previous one")
     return tensors, meta
+
+
+_MAX_JSON_BYTES = 256 << 20  # the JSON holds scalars and the history: a few MB at most
+_TRAINER_FIELDS = {"epoch": int, "step": int, "skipped_steps": int, "history": list}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _check_meta(meta: Any) -> str | None:
+    """What is wrong with a checkpoint's JSON, in words, or ``None`` when it is sound.
+
+    Every value that resuming reads is checked here, so an edited JSON is one line and
+    never a ``KeyError`` deep in the trainer.
+    """
+    if not isinstance(meta, dict):
+        return f"holds a {type(meta).__name__}, not an object"
+    tensors = meta.get("tensors")
+    if not isinstance(tensors, str) or not _TENSORS.match(tensors):
+        return "field 'tensors' is not the name of an epoch-NNNN.safetensors file"
+    if not isinstance(meta.get("sha256"), str):
+        return "field 'sha256' is missing or not text"
+    if not _is_int(meta.get("epoch")):
+        return "field 'epoch' is missing or not a whole number >= 0"
+    optim = meta.get("optimizer")
+    if not isinstance(optim, dict) or not isinstance(optim.get("param_groups"), list):
+        return "field 'optimizer.param_groups' is missing or not a list"
+    for group in optim["param_groups"]:
+        if not isinstance(group, dict) or not isinstance(group.get("params"), list) \
+                or not all(_is_int(i) for i in group["params"]):
+            return "field 'optimizer.param_groups' holds a group without a list of param indices"
+    scalars = optim.get("scalars")
+    if not isinstance(scalars, dict) or not all(
+            k.isdigit() and isinstance(v, dict) for k, v in scalars.items()):
+        return "field 'optimizer.scalars' is not a table of parameter indices"
+    trainer = meta.get("trainer")
+    if not isinstance(trainer, dict):
+        return "field 'trainer' is missing or not an object"
+    if trainer and any(k in trainer for k in _TRAINER_FIELDS):  # {}: no trainer state saved
+        for key, kind in _TRAINER_FIELDS.items():
+            value = trainer.get(key)
+            if not (_is_int(value) if kind is int else isinstance(value, kind)):
+                return f"field 'trainer.{key}' is missing or not a {kind.__name__}"
+        if not all(isinstance(h, dict) for h in trainer["history"]):
+            return "field 'trainer.history' holds an entry that is not an object"
+        if "seed" in trainer and not _is_int(trainer["seed"]):
+            return "field 'trainer.seed' is not a whole number >= 0"
+        if not isinstance(trainer.get("plateau"), dict | None):
+            return "field 'trainer.plateau' is not an object"
+        callbacks = trainer.get("callbacks", [])
+        if not isinstance(callbacks, list) or not all(isinstance(c, dict | None) for c in callbacks):
+            return "field 'trainer.callbacks' is not a list of objects"
+    return None
+
+
+def _kind(value: Any) -> str:
+    """The JSON kind of a hyperparameter: a saved value must keep its kind."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return type(value).__name__
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list | tuple):
+        return "list"
+    return type(value).__name__
+
+
+def _check_groups(saved: list[dict[str, Any]], own: list[dict[str, Any]]) -> str | None:
+    """Why the saved param groups cannot drive this optimizer, or ``None``."""
+    if len(saved) != len(own):
+        return f"{len(saved)} parameter groups saved, the optimizer has {len(own)}"
+    for i, (group, mine) in enumerate(zip(saved, own)):
+        missing = sorted(set(mine) - set(group))
+        if missing:
+            return f"group {i} lacks {missing[0]!r} (another optimizer or version)"
+        for key, value in group.items():
+            if key == "params" or key not in mine:
+                continue
+            if _kind(value) != _kind(mine[key]):
+                return f"group {i} has {key} = {value!r} where {_kind(mine[key])} belongs"
+            values = value if isinstance(value, list | tuple) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                return f"group {i} has {key} = {value!r}, not finite"
+    return None
 
 
 def apply_model_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
@@ -190,17 +331,28 @@ def apply_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, t
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if key.startswith("optim/"):
-            _, idx, name = key.split("/", 2)
+            _, idx, name = (key.split("/", 2) + ["", ""])[:3]
+            if not idx.isdigit() or not name:
+                raise UserError(f"checkpoint {source}: tensor {key[:80]!r} is not optim/INDEX/NAME; "
+                                "the file was edited or damaged")
             state.setdefault(int(idx), {})[name] = value
     for idx, scalars in rest["scalars"].items():
         state.setdefault(int(idx), {}).update(scalars)
     groups = rest["param_groups"]
+    problem = _check_groups(groups, optimizer.state_dict()["param_groups"])
+    if problem is None:
+        bad = [(i, k) for i, sc in rest["scalars"].items() for k, v in sc.items()
+               if _kind(v) != "number" or not math.isfinite(v)]
+        problem = f"state {bad[0][0]} has {bad[0][1]} that is not a finite number" if bad else None
+    if problem is not None:
+        raise UserError(f"checkpoint {source}: optimizer state does not fit ({problem}); resume "
+                        "with the config the run was made with")
     for group in groups:  # JSON turns tuples into lists; optimizers expect tuples
         for k, v in group.items():
             if isinstance(v, list) and k != "params":
                 group[k] = tuple(v)
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
-    except (ValueError, KeyError, RuntimeError) as e:
+    except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as e:
         raise UserError(f"checkpoint {source}: optimizer state does not fit ({e}); resume with "
                         "the config the run was made with") from None
