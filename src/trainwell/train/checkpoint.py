@@ -139,7 +139,8 @@ def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
 
 # Names this module (and atomic_write_text in a run folder) give to files in progress and
 # to tensor files; nothing else is ever deleted.
-_TMP = re.compile(r"^\.(epoch-\d+\.(json|safetensors)|[\w.-]+\.(toml|json|jsonl|html))\.\w+\.tmp$")
+_TMP = re.compile(
+    r"^\.((epoch-\d+|best)\.(json|safetensors)|[\w.-]+\.(toml|json|jsonl|html|csv))\.\w+\.tmp$")
 _TENSORS = re.compile(r"^epoch-(\d+)\.safetensors$")
 
 
@@ -234,12 +235,15 @@ def _check_meta(meta: Any) -> str | None:
     if not isinstance(meta, dict):
         return f"holds a {type(meta).__name__}, not an object"
     tensors = meta.get("tensors")
-    if not isinstance(tensors, str) or not _TENSORS.match(tensors):
-        return "field 'tensors' is not the name of an epoch-NNNN.safetensors file"
+    if not isinstance(tensors, str) or not (_TENSORS.match(tensors) or tensors == "best.safetensors"):
+        return ("field 'tensors' is not the name of an epoch-NNNN.safetensors or "
+                "best.safetensors file")
     if not isinstance(meta.get("sha256"), str):
         return "field 'sha256' is missing or not text"
     if not _is_int(meta.get("epoch")):
         return "field 'epoch' is missing or not a whole number >= 0"
+    if tensors == "best.safetensors":  # best-model weights only (train.best): no optimizer
+        return None
     optim = meta.get("optimizer")
     if not isinstance(optim, dict) or not isinstance(optim.get("param_groups"), list):
         return "field 'optimizer.param_groups' is missing or not a list"
