@@ -18,8 +18,8 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "fuzz"))
 from harness import TINY, run_cli, snapshot  # noqa: E402
-from trainwell.cli.runner import build_run  # noqa: E402
 
+from trainwell.cli.runner import build_run  # noqa: E402
 from trainwell.config import load_config, to_toml  # noqa: E402
 
 

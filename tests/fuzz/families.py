@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from _formats import IDX_STEMS, cifar_bin_folder, idx_folder, npz_arrays, write_file
 from harness import TINY, Outcome, call, mutate, mutate_json, run_cli, set_strings
-from trainwell.cli.runner import build_run
 
 import trainwell as tw
+from trainwell.cli.runner import build_run
 from trainwell.config import load_config
 from trainwell.train.checkpoint import latest_checkpoint
 

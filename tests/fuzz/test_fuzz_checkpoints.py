@@ -17,9 +17,9 @@ from families import CHECKPOINT_CONFIG, checkpoint_case, train_checkpointed
 from harness import ALLOWED, call
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trainwell.cli.runner import build_run
 
 from conftest import SCALE
+from trainwell.cli.runner import build_run
 
 
 @pytest.fixture(scope="module")
