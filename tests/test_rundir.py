@@ -8,7 +8,7 @@ import pytest
 
 from trainwell.config import load_config, to_toml
 from trainwell.errors import UserError
-from trainwell.rundir import (
+from trainwell.cli.rundir import (
     MANIFEST,
     after_failure,
     check_resume_config,

@@ -25,6 +25,7 @@ from .args import add_config_args
 from .extensions import REGISTRARS
 from .lr_find import run_lr_find
 from .report_table import print_run_summary
+from .rundir import choose_run_dir, resume_config, run_guarded
 from .runner import run
 
 __all__ = ["main", "build_parser"]
@@ -41,19 +42,18 @@ class _Parser(argparse.ArgumentParser):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None:
-        run_dir = Path(args.resume)
-        saved = run_dir / "config.toml"
-        if not saved.is_file():
-            raise UserError(f"--resume {run_dir}: no config.toml there; give the folder of a "
-                            "run made by trainwell train")
         if args.config is not None:
             raise UserError("--resume: give either CONFIG or --resume RUN_DIR, not both "
                             "(the run's own config.toml is used)")
-        config = load_config(saved, args.overrides)
-        out = run_dir
+        # the run's own config; a --set that changes what the checkpoint depends on is refused
+        config = resume_config(args.resume, args.overrides)
+        out = Path(args.resume)
     else:
         config = load_config(args.config, args.overrides)
-        out = Path(args.out) if args.out else Path("runs") / config.name
+        out, note = choose_run_dir(Path(args.out) if args.out else Path("runs") / config.name,
+                                   default=args.out is None)
+        if note:
+            print(note)
 
     doctor = DoctorCallback(report=True)
     result = run(config, out, progress=not args.quiet, resume=args.resume is not None,
@@ -66,6 +66,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
               "tries repairs)")
     else:
         print(f"doctor: no findings; health report in {out / 'report.html'}")
+    failure = result.summary.get("failure")
+    if failure:  # most steps skipped, or a non-finite final loss: never a silent success
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -83,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="trainwell", description="Train deep neural networks well.")
     parser.add_argument("--version", action="version", version=f"trainwell {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an internal error instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("train", help="train a network from a config (default: MNIST-1D MLP)")
@@ -130,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "func", None) is None:
             parser.print_help()
             return 2
-        return int(args.func(args) or 0)
+        func = args.func
+        return run_guarded(lambda: int(func(args) or 0), debug=args.debug)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
+import sys
 import time
 import tomllib
 from collections.abc import Sequence
@@ -32,15 +32,30 @@ from .._version import __version__
 from ..config import Config, to_toml
 from ..data.dataset import Dataset, Split, select_classes
 from ..errors import UserError
-from ..train import Callback, Trainer
-from ..train.checkpoint import atomic_write_text
+from ..train import (
+    BestCheckpoint,
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    TensorBoardLogger,
+    Trainer,
+)
+from ..train.checkpoint import atomic_write_text, clean_leftovers
 from ..transfer import FreezeThenFineTune, count_blocks, load_source, reuse
 from .fields import config_section
+from .rundir import after_failure, claim_run_dir, record_created
+from .targets import (
+    TorchData,
+    build_target_model,
+    call_target,
+    first_inputs,
+    search_path,
+    to_run_data,
+)
 
 __all__ = ["Run", "RunResult", "apply_transfer", "build_data", "build_model", "build_optimizer",
-           "build_run", "run", "prepare_run_dir", "run_model_args", "transfer_callbacks"]
+           "build_run", "run", "run_model_args", "transfer_callbacks"]
 
-_RUN_FILES = ("config.toml", "metrics.jsonl", "summary.json", "health.jsonl", "report.html")
 
 
 @dataclass
@@ -48,10 +63,17 @@ class Run:
     """Everything a config builds, ready to fit."""
 
     config: Config
-    data: Dataset
+    data: Dataset | TorchData
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     trainer: Trainer
+
+    def fit(self, *, resume: bool = False, until: int | None = None) -> list[dict[str, Any]]:
+        """Train the built run (``until``: pause after that many epochs, see Trainer.fit)."""
+        if isinstance(self.data, TorchData):
+            return self.trainer.fit(self.data.train, val=self.data.val, resume=resume,
+                                    until=until)
+        return self.trainer.fit(self.data, resume=resume, until=until)
 
 
 @dataclass
@@ -65,9 +87,12 @@ class RunResult:
     run: Run | None = field(default=None, repr=False)
 
 
-def build_data(config: Config) -> Dataset:
-    """Load and prepare the dataset that ``config.data`` describes."""
+def build_data(config: Config) -> Dataset | TorchData:
+    """Load and prepare the dataset that ``config.data`` describes (or its target returns)."""
     c = config.data
+    if c.target is not None:
+        with search_path(Path(config.root) if config.root else None):
+            return to_run_data(call_target(c.target, "data.target", dict(c.kwargs)), c.target)
     options = dict(c.options)
     if c.num_samples is not None and c.source in ("mnist1d", "synthetic"):
         options.setdefault("num_samples", c.num_samples)
@@ -84,28 +109,56 @@ def build_data(config: Config) -> Dataset:
     return data
 
 
-def build_model(config: Config, data: Dataset) -> torch.nn.Module:
-    """Build the MLP or CNN of ``config.model`` for ``data``, initialized from the seed."""
+def build_model(config: Config, data: Dataset | TorchData) -> torch.nn.Module:
+    """Build the model of ``config.model`` for ``data``, initialized from the seed.
+
+    ``model.target`` names the user's own builder (called with ``model.kwargs``); otherwise
+    ``kind`` picks trainwell's MLP, CNN (1-D for ``(C, L)`` samples, 2-D for ``(C, H, W)``)
+    or ResNet (images).
+    """
     m = config.model
-    out = m.out_features or data.out_features
-    gen = torch.Generator().manual_seed(config.seed)
-    common = dict(activation=m.activation, init=m.init, dropout=m.dropout,
-                  batch_norm=m.batch_norm, generator=gen)
-    if m.kind == "mlp":
-        hidden = list(m.hidden) if m.hidden is not None else [m.width] * m.depth
-        with config_section("model"):
-            model = tw_nn.MLP(in_features=data.in_features, hidden=hidden, out_features=out,
-                              output_activation=m.output_activation, **common)
+    if m.target is not None:
+        with search_path(Path(config.root) if config.root else None):
+            model = build_target_model(m.target, dict(m.kwargs), config.seed)
+        _check_fits(model, data, config)
+        return model
+    if isinstance(data, TorchData):
+        shape = tuple(first_inputs(data).shape[1:])
+        if m.out_features is None:
+            raise UserError("model.out_features: set it when data.target gives torch datasets "
+                            "(trainwell does not read every label to count the classes)")
+        out, in_features, name = m.out_features, int(torch.Size(shape).numel()), data.name
     else:
-        shape = data.feature_shape
-        if len(shape) != 3:
-            raise UserError(f"model.kind: a cnn needs image data (channels, height, width) but "
-                            f"{data.name} samples have shape {shape}; use kind = \"mlp\"")
-        with config_section("model"):
+        shape, out = data.feature_shape, m.out_features or data.out_features
+        in_features, name = data.in_features, data.name
+    gen = torch.Generator().manual_seed(config.seed)
+    common: dict[str, Any] = dict(activation=m.activation, init=m.init, batch_norm=m.batch_norm,
+                                  generator=gen, bias_init=m.bias_init, head_init=m.head_init)
+    with config_section("model"):
+        if m.kind == "mlp":
+            hidden = list(m.hidden) if m.hidden is not None else [m.width] * m.depth
+            model: torch.nn.Module = tw_nn.MLP(
+                in_features=in_features, hidden=hidden, out_features=out, dropout=m.dropout,
+                output_activation=m.output_activation, **common)
+        elif m.kind == "cnn":
+            if len(shape) not in (1, 2, 3):
+                raise UserError(f"model.kind: a cnn needs sequences (channels, length) or images "
+                                f"(channels, height, width) but {name} samples have shape "
+                                f"{shape}; use kind = \"mlp\"")
             model = tw_nn.CNN(in_shape=shape, channels=list(m.channels), out_features=out,
-                              kernel_size=m.kernel_size, **common)
+                              kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                              pool=m.pool, dropout=m.dropout,
+                              hidden=list(m.hidden) if m.hidden is not None else [], **common)
             if m.output_activation is not None:
                 model = torch.nn.Sequential(model, tw_nn.activation(m.output_activation))
+        else:
+            if len(shape) != 3:
+                raise UserError(f"model.kind: a resnet needs image data (channels, height, "
+                                f"width) but {name} samples have shape {shape}; use kind = "
+                                "\"mlp\" or \"cnn\"")
+            model = tw_nn.resnet(in_shape=shape, num_classes=out, widths=list(m.channels),
+                                 blocks=list(m.blocks or [1] * len(m.channels)),
+                                 activation=m.activation, init=m.init, generator=gen)
     _check_fits(model, data, config)
     return model
 
@@ -113,9 +166,13 @@ def build_model(config: Config, data: Dataset) -> torch.nn.Module:
 def _check_loss(config: Config, data: Dataset, outputs: int) -> None:
     """Refuse a loss that cannot fit the data or the model's output, before any file."""
     loss = config.train.loss
-    if data.task == "classification" and loss == "mse":
-        raise UserError("train.loss: 'mse' needs regression targets but the data have class "
+    if data.task == "classification" and loss in ("mse", "mae", "huber"):
+        raise UserError(f"train.loss: {loss!r} needs regression targets but the data have class "
                         "labels; use loss = \"auto\" (cross-entropy)")
+    if loss == "bce_logits" and (outputs != 1 or data.num_classes != 2):
+        raise UserError(f"train.loss: 'bce_logits' needs one output unit (a logit) and two "
+                        f"classes, but the model gives {outputs} outputs for {data.num_classes} "
+                        "classes; set model.out_features = 1 on a two-class task")
     if loss == "bce" and (outputs != 1 or data.num_classes != 2):
         raise UserError(f"train.loss: 'bce' needs one output unit and two classes, but the model "
                         f"gives {outputs} outputs for {data.num_classes} classes; set "
@@ -127,8 +184,10 @@ def _check_loss(config: Config, data: Dataset, outputs: int) -> None:
                         "loss = \"auto\"")
 
 
-def _check_fits(model: torch.nn.Module, data: Dataset, config: Config) -> None:
+def _check_fits(model: torch.nn.Module, data: Dataset | TorchData, config: Config) -> None:
     """One forward pass on two samples, so a shape mismatch is an error line, not a traceback."""
+    if isinstance(data, TorchData) or config.model.target is not None:
+        return  # the user's model and data: the first training batch tells (Trainer.check)
     x = data.train.x[:2]
     try:
         with torch.no_grad():
@@ -158,12 +217,56 @@ def build_optimizer(config: Config, params) -> torch.optim.Optimizer:
         return tw_optim.build(o.name, params, **hyper)
 
 
-def _build_schedule(config: Config, steps_per_epoch: int):
+def _steps_per_epoch(config: Config, data: Dataset | TorchData) -> int | None:
+    """Optimizer steps per epoch, or None for data of unknown length (the Trainer checks)."""
+    t = config.train
+    train = data.train
+    if isinstance(train, torch.utils.data.DataLoader):
+        try:
+            n = len(train)
+        except TypeError:
+            return None
+        return -(-n // t.accumulate)
+    try:
+        n = len(train)
+    except TypeError:
+        return None
+    return -(-n // (t.batch_size * t.accumulate))
+
+
+def config_callbacks(config: Config, run_dir: Path | None) -> list[Callback]:
+    """The Trainer callbacks that ``config.train`` asks for, in a fixed order."""
+    t = config.train
+    out: list[Callback] = []
+    with config_section("train"):
+        if t.early_stopping is not None:
+            es = t.early_stopping
+            out.append(EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta,
+                                     es.restore_best))
+        best = t.best
+        if best is None and t.early_stopping is not None and t.early_stopping.restore_best \
+                and run_dir is not None:  # lets restore_best survive a resume
+            best_monitor, best_mode, delta = (t.early_stopping.monitor, t.early_stopping.mode,
+                                              t.early_stopping.min_delta)
+            out.append(BestCheckpoint(best_monitor, best_mode, delta))
+        elif best is not None:
+            out.append(BestCheckpoint(best.monitor, best.mode, best.min_delta))
+        if t.log.csv or t.log.csv_steps:
+            out.append(CSVLogger(steps=t.log.csv_steps))
+    if t.log.tensorboard:
+        with config_section("train.log"):
+            out.append(TensorBoardLogger(steps=t.log.tensorboard_steps))
+    return out
+
+
+def _build_schedule(config: Config, steps_per_epoch: int | None):
     s = config.schedule
-    total = config.train.epochs * (steps_per_epoch if s.unit == "step" else 1)
     # A peak or starting LR left out of schedule.params stays unset: schedules.apply takes it
     # from the optimizer's groups, whose lr is optim.lr, so one field sets the LR.
     schedule = tw_optim.schedules.build(s.name, lr_from_optimizer=True, **s.params)
+    if steps_per_epoch is None:
+        return schedule  # the Trainer fills the length once it knows it
+    total = config.train.epochs * (steps_per_epoch if s.unit == "step" else 1)
     try:
         return tw_optim.schedules.with_total_steps(schedule, total)
     except ValueError as e:
@@ -172,8 +275,13 @@ def _build_schedule(config: Config, steps_per_epoch: int):
 
 
 def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Path | None = None,
-              progress: bool = False, data: Dataset | None = None) -> Run:
-    """Build data, model, optimizer and an unfitted Trainer from ``config``."""
+              progress: bool = False, data: Dataset | TorchData | None = None) -> Run:
+    """Build data, model, optimizer and an unfitted Trainer from ``config``.
+
+    Callbacks the config asks for (early stopping, best checkpoint, loggers) come after the
+    transfer callbacks and before ``callbacks``, always in the same order: a resume matches
+    callback states by position.
+    """
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
     data = build_data(config) if data is None else data
@@ -182,9 +290,9 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
     if config.transfer.from_ is not None:
         model = apply_transfer(config, model, data)
         extra_callbacks = transfer_callbacks(config)
+    extra_callbacks += config_callbacks(config, run_dir)
     optimizer = build_optimizer(config, model.parameters())
-    steps = -(-len(data.train) // config.train.batch_size)
-    schedule = _build_schedule(config, steps)
+    schedule = _build_schedule(config, _steps_per_epoch(config, data))
     plateau = None
     if config.schedule.plateau is not None:
         p = config.schedule.plateau
@@ -293,25 +401,6 @@ def run_model_args(source: str | Path) -> dict[str, Any] | None:
         raise UserError(f"transfer.from: {cfg} is not valid TOML ({e})") from None
 
 
-def prepare_run_dir(out: Path, resume: bool) -> None:
-    """Make ``out`` ready: reuse it to resume, or clear a previous run's files from it.
-
-    A folder that holds files trainwell did not write is refused, never emptied.
-    """
-    if resume or not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder; choose another --out")
-    ours = set(_RUN_FILES) | {"checkpoints", "plots"}
-    foreign = [p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")]
-    if foreign:
-        raise UserError(f"--out {out}: holds files that are not a trainwell run ({foreign[0]}, ...); "
-                        "choose an empty or new folder")
-    for name in _RUN_FILES:
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-
-
 def versions() -> dict[str, str]:
     """Versions that decide whether two runs can be bit-identical."""
     return {"trainwell": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
@@ -334,16 +423,26 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
             if not saved.is_file():
                 raise UserError(f"--resume {out}: no config.toml there; give the folder of a run")
             built.trainer.restore()  # a checkpoint that does not fit fails before any write
-        prepare_run_dir(out, resume)
-        out.mkdir(parents=True, exist_ok=True)
+            clean_leftovers(out)  # .tmp and orphan tensor files of the killed run
+        else:
+            claim_run_dir(out)  # every check passed: the run's first file goes in now
         atomic_write_text(out / "config.toml", to_toml(config))
     t_fit = time.perf_counter()
-    history = built.trainer.fit(built.data, resume=resume)
+    try:
+        history = built.fit(resume=resume)
+    except BaseException:
+        if out is not None:  # keep a resumable folder, or remove only what this run wrote
+            print(f"note: {after_failure(out)}", file=sys.stderr)
+        raise
     fit_s = time.perf_counter() - t_fit
     trainer = built.trainer
-    final = {"train": trainer.evaluate(built.data.train), "val": trainer.evaluate(built.data.val),
-             "test": trainer.evaluate(built.data.test)}
-    samples = len(built.data.train) * len(history)
+    data = built.data
+    final = {name: trainer.evaluate(split) if split is not None else {}
+             for name, split in (("train", data.train), ("val", data.val), ("test", data.test))}
+    try:
+        samples: int | None = len(data.train) * len(history)
+    except TypeError:
+        samples = None
     train_s = sum(h["epoch_time_s"] for h in history)  # all epochs, also those before a resume
     summary = {
         "name": config.name,
@@ -357,10 +456,11 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
         "fit_time_s": fit_s,
         "wall_time_s": time.perf_counter() - started,
         "train_time_s": train_s,
-        "samples_per_s": samples / train_s if train_s > 0 else None,
+        "samples_per_s": samples / train_s if samples is not None and train_s > 0 else None,
         "threads": torch.get_num_threads(),
         "versions": versions(),
     }
     if out is not None:
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        record_created(out)
     return RunResult(history, final["test"], summary, out, built)

@@ -31,7 +31,9 @@ from ..train.checkpoint import atomic_write_text, save_checkpoint
 from ..transfer.pretrain import pretrain_layerwise, pretrain_stacked
 from .args import add_config_args
 from .fields import config_section
-from .runner import build_data, build_model, prepare_run_dir
+from .rundir import choose_run_dir, claim_run_dir
+from .runner import build_data, build_model
+from .targets import TorchData
 
 __all__ = [
     "PRETRAIN_DEFAULTS",
@@ -128,8 +130,13 @@ def run_pretrain(args: argparse.Namespace) -> int:
     s = pretrain_settings(config, args)
     data = build_data(config)
     model = build_model(config, data)
-    out = Path(args.out) if args.out else Path("runs") / f"{config.name}-pretrain"
-    prepare_run_dir(out, resume=False)
+    out, note = choose_run_dir(Path(args.out) if args.out else Path("runs") / f"{config.name}-pretrain",
+                               default=args.out is None)
+    if note:
+        print(note)
+    if isinstance(data, TorchData):
+        raise UserError("data.target: pretraining needs in-memory data (a trainwell Dataset)")
+    claim_run_dir(out)
     common = dict(
         lr=float(s["lr"]),
         batch_size=int(s["batch_size"]),

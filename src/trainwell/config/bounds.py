@@ -14,12 +14,13 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, Strict
 
-from ..nn import ACTIVATIONS, INITIALIZERS
+from ..nn import ACTIVATIONS
+from ..nn.init_policy import parse_init
 from ..optim import OPTIMIZERS
 from ..optim.schedule_registry import SCHEDULES
 
 __all__ = ["Bool", "Float", "Int", "Name", "Text", "OptionalActivation", "Activation",
-           "Initializer", "OptimizerName", "ScheduleName", "check_free_form", "check_model_size",
+           "Initializer", "BiasInitializer", "Target", "OptimizerName", "ScheduleName", "check_free_form", "check_model_size",
            "mlp_parameters", "cnn_parameters", "MAX_PARAMETERS", "MAX_UNITS", "MAX_LIST",
            "MAX_SAMPLES", "MAX_NAME", "MAX_TEXT"]
 
@@ -86,7 +87,29 @@ def _none_word(value: Any) -> Any:
 
 Activation = Annotated[Text, _registered("activation", ACTIVATIONS.keys)]
 OptionalActivation = Annotated[Activation | None, BeforeValidator(_none_word)]
-Initializer = Annotated[Text, _registered("initializer", INITIALIZERS.keys, ("auto",))]
+def _init_spec(allow_auto: bool):
+    def check(value: str) -> str:
+        try:
+            parse_init(value, argument="initializer", allow_auto=allow_auto)
+        except ValueError as e:  # "initializer: ..." -> pydantic prefixes the field path
+            raise ValueError(str(e).split(": ", 1)[-1]) from None
+        return value
+    return AfterValidator(check)
+
+
+# "he_normal", "auto", or a spec with a number: "constant:0.1", "uniform:0.05", "normal:0.5"
+Initializer = Annotated[Text, _init_spec(allow_auto=True)]
+BiasInitializer = Annotated[Text, _init_spec(allow_auto=False)]
+# "package.module:callable", importable; checked for importability when the run is built
+Target = Annotated[Text, AfterValidator(lambda v: _target_form(v))]
+
+
+def _target_form(value: str) -> str:
+    module, sep, attr = value.partition(":")
+    if not sep or not module or not attr or not all(
+            part.isidentifier() for part in [*module.split("."), *attr.split(".")]):
+        raise ValueError(f"expected \"package.module:callable\", got {value!r}")
+    return value
 OptimizerName = Annotated[Text, _registered("optimizer", OPTIMIZERS.keys)]
 ScheduleName = Annotated[Text, _registered("schedule", SCHEDULES.keys, ("performance",))]
 

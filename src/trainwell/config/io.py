@@ -105,9 +105,41 @@ def load_config(path: str | Path | None, overrides: Iterable[str] = ()) -> Confi
         p = Path(path)
         raw = _read_toml(p)
         where = f"{p}: "
+        _resolve_paths(raw, p.parent)
     for key, value in parse_overrides(overrides).items():
         _set_dotted(raw, key, value)
     return validate(raw, where)
+
+
+_FILE_SOURCES = ("idx:", "npz:", "cifar10:")
+
+
+def _resolve_paths(raw: dict[str, Any], folder: Path) -> None:
+    """Make a config file's relative paths relative to the file's folder, as users expect.
+
+    ``data.source = "npz:digits.npz"`` in ``cases/a.toml`` means ``cases/digits.npz`` from any
+    working directory; so does ``transfer.from``. ``~`` is expanded first. A config that names
+    a ``model.target``/``data.target`` gets ``root`` = its folder, where those modules are
+    looked up (unless it sets ``root`` itself). ``--set`` values stay relative to the working
+    directory, like every other command-line path.
+    """
+    def resolve(path: str) -> str:
+        expanded = Path(path).expanduser()
+        return str(expanded if expanded.is_absolute() else (folder / expanded))
+
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("source"), str):
+        source = data["source"]
+        for prefix in _FILE_SOURCES:
+            if source.startswith(prefix) and len(source) > len(prefix):
+                data["source"] = prefix + resolve(source[len(prefix):])
+    transfer = raw.get("transfer")
+    if isinstance(transfer, dict) and isinstance(transfer.get("from"), str):
+        transfer["from"] = resolve(transfer["from"])
+    wants_root = any(isinstance(raw.get(k), dict) and raw[k].get("target") is not None
+                     for k in ("model", "data"))
+    if wants_root and "root" not in raw:
+        raw["root"] = str(folder.resolve())
 
 
 _MAX_CONFIG_BYTES = 1 << 20  # a config is a few KB; a bigger "config" is the wrong file

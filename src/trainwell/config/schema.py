@@ -16,6 +16,7 @@ from .bounds import (
     MAX_SAMPLES,
     MAX_UNITS,
     Activation,
+    BiasInitializer,
     Bool,
     Float,
     Initializer,
@@ -24,6 +25,7 @@ from .bounds import (
     OptimizerName,
     OptionalActivation,
     ScheduleName,
+    Target,
     Text,
     check_free_form,
     check_model_size,
@@ -34,9 +36,12 @@ _Fraction = Annotated[Float, Field(ge=0, lt=1)]
 _MAX_EPOCHS = 100_000
 _MAX_BATCH = 10_000_000
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "OptimConfig", "ClipConfig",
+__all__ = ["Config", "DataConfig", "AugmentConfig", "ModelConfig", "OptimConfig", "ClipConfig",
            "ScheduleConfig", "PlateauConfig", "RegularizationConfig", "TrainConfig",
-           "TransferConfig", "PretrainConfig"]
+           "EarlyStoppingConfig", "BestConfig", "LogConfig", "TransferConfig", "PretrainConfig"]
+
+_Pool = Literal["max", "avg", "none"] | None
+_Padding = Annotated[Int, Field(ge=0, le=64)] | Literal["same"]
 
 
 class _Section(BaseModel):
@@ -62,35 +67,70 @@ class DataConfig(_Section):
                                       "0..k-1 in the order given")
     options: dict[str, Any] = Field(default_factory=dict, description="source-specific options, "
                                     "e.g. {kind = \"moons\", noise = 0.2} for synthetic")
+    target: Target | None = Field(None, description="your own data: \"package.module:make\", a "
+                                  "callable returning a trainwell Dataset, a (train, val[, test]) "
+                                  "pair/triple of torch Datasets or DataLoaders; replaces source")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for "
+                                   "data.target")
+    augment: AugmentConfig | None = Field(None, description="random crop + flip of image "
+                                          "batches on the device (training only)")
 
-    _free_form = field_validator("options")(classmethod(lambda cls, v: check_free_form(v)))
+    _free_form = field_validator("options", "kwargs")(
+        classmethod(lambda cls, v: check_free_form(v)))
+
+
+class AugmentConfig(_Section):
+    """Standard image augmentation, drawn per batch from the run's seed (exact resume)."""
+
+    crop_padding: Int = Field(4, ge=0, le=16, description="zero padding of the random crop, "
+                              "pixels; 0 = no crop")
+    flip: Bool = Field(True, description="random horizontal flip with probability 0.5")
 
 
 class ModelConfig(_Section):
-    """The network: an MLP or a small CNN built by trainwell.nn."""
+    """The network: an MLP, a CNN or a ResNet built by trainwell.nn, or your own (target)."""
 
-    kind: Literal["mlp", "cnn"] = Field("mlp", description="mlp or cnn")
+    kind: Literal["mlp", "cnn", "resnet"] = Field("mlp", description="mlp, cnn (1-D or 2-D "
+                                                  "from the data's shape) or resnet (images)")
+    target: Target | None = Field(None, description="your own model: \"package.module:build\", a "
+                                  "callable returning an nn.Module; replaces kind")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for "
+                                   "model.target")
     depth: Int = Field(8, ge=0, le=MAX_LIST, description="hidden layers of the MLP")
     width: _Units = Field(256, description="units per hidden layer")
     hidden: list[_Units] | None = Field(None, max_length=MAX_LIST, description="explicit hidden sizes; overrides "
                                      "depth × width")
     activation: Activation = Field("relu", description="hidden activation (trainwell.nn.ACTIVATIONS)")
-    init: Initializer = Field("auto", description="initializer name, or auto = by activation "
-                      "(Glorot/He/LeCun)")
+    init: Initializer = Field("auto", description="initializer name, constant:V, uniform:A, "
+                      "normal:S, or auto = by activation (Glorot/He/LeCun)")
+    bias_init: BiasInitializer = Field("zeros", description="hidden-layer biases: zeros, "
+                                       "constant:V, uniform:A or normal:S")
+    head_init: Initializer | None = Field(None, description="the output layer's initializer; "
+                                          "none = Glorot under init = auto, else as init")
     dropout: Float = Field(0.0, ge=0, lt=1, description="dropout rate after each hidden layer")
     batch_norm: Bool = Field(False, description="batch normalization before each activation")
     output_activation: OptionalActivation = Field(None, description="activation on the output layer; "
                                           "none = logits")
     out_features: _Units | None = Field(None, description="output units; none = from the data")
-    channels: list[_Units] = Field([16, 32], max_length=MAX_LIST, description="conv channels per block (cnn)")
-    kernel_size: Int = Field(3, gt=0, le=64, description="conv kernel size (cnn)")
+    channels: list[_Units] = Field([16, 32], max_length=MAX_LIST, description="conv channels per "
+                                   "block (cnn), or widths per stage (resnet)")
+    kernel_size: Annotated[Int, Field(gt=0, le=64)] | list[Annotated[Int, Field(gt=0, le=64)]] = Field(
+        3, description="conv kernel size (cnn): one for all blocks or one per block")
+    stride: Annotated[Int, Field(gt=0, le=64)] | list[Annotated[Int, Field(gt=0, le=64)]] = Field(
+        1, description="conv stride (cnn): one for all blocks or one per block")
+    padding: _Padding | list[_Padding] = Field("same", description="conv padding (cnn): an int "
+                                               "or same (= kernel // 2), one or one per block")
+    pool: _Pool | list[Literal["max", "avg", "none"]] = Field("max", description="2x pooling after a conv block (cnn): "
+                                      "max, avg or none, one or one per block")
+    blocks: list[Annotated[Int, Field(gt=0, le=64)]] | None = Field(
+        None, max_length=MAX_LIST, description="residual blocks per stage (resnet); none = 1 each")
 
     @model_validator(mode="after")
     def _fits_in_memory(self) -> ModelConfig:
         hidden = list(self.hidden) if self.hidden is not None else [self.width] * self.depth
         try:
-            check_model_size(self.kind, hidden, list(self.channels), self.kernel_size,
-                             self.batch_norm)
+            kernel = max(self.kernel_size) if isinstance(self.kernel_size, list) else self.kernel_size
+            check_model_size(self.kind, hidden, list(self.channels), kernel, self.batch_norm)
         except ValueError as e:
             field = "model.kind" if self.kind == "cnn" else (
                 "model.hidden" if self.hidden is not None else "model.width")
@@ -157,8 +197,9 @@ class TrainConfig(_Section):
 
     epochs: Int = Field(20, gt=0, le=_MAX_EPOCHS, description="passes over the training split")
     batch_size: Int = Field(128, gt=0, le=_MAX_BATCH, description="samples per step")
-    loss: Literal["auto", "cross_entropy", "nll", "bce", "mse"] = Field(
-        "auto", description="auto = cross_entropy for classes, mse for regression")
+    loss: Literal["auto", "cross_entropy", "nll", "bce", "bce_logits", "mse", "mae", "huber"] = Field(
+        "auto", description="auto = cross_entropy for classes, mse for regression; nll takes "
+        "log-probabilities (as in torch)")
     checkpoint_every: Int = Field(1, gt=0, le=_MAX_EPOCHS, description="epochs between checkpoints")
     log_grad_norm: Bool = Field(False, description="log the global gradient norm without clipping")
     threads: Int | None = Field(None, gt=0, le=256, description="CPU threads for torch; none = torch's default")
@@ -169,6 +210,43 @@ class TrainConfig(_Section):
                             "optimizer step: the gradient of one batch of accumulate × batch_size")
     compile: Bool = Field(False, description="run the model through torch.compile; falls back "
                           "to the plain model with one warning where compile is unavailable")
+    early_stopping: EarlyStoppingConfig | None = Field(None, description="stop when the monitored "
+                                                       "metric stops improving")
+    best: BestConfig | None = Field(None, description="keep checkpoints/best.* of the best epoch")
+    log: LogConfig = Field(default_factory=lambda: LogConfig(), description="CSV and TensorBoard logs")
+
+
+_Monitor = Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"]
+
+
+class EarlyStoppingConfig(_Section):
+    """Early stopping on a monitored metric (trainwell.train.EarlyStopping)."""
+
+    patience: Int = Field(5, ge=1, le=_MAX_EPOCHS, description="epochs without improvement")
+    restore_best: Bool = Field(True, description="put the best epoch's weights back at the end")
+    monitor: _Monitor = Field("val_loss", description="the metric watched")
+    mode: Literal["min", "max"] = Field("min", description="min for losses, max for accuracies")
+    min_delta: Float = Field(0.0, ge=0, le=1e6, description="smallest change that counts")
+
+
+class BestConfig(_Section):
+    """Best-model checkpointing (trainwell.train.BestCheckpoint)."""
+
+    monitor: _Monitor = Field("val_loss", description="the metric watched")
+    mode: Literal["min", "max"] = Field("min", description="min for losses, max for accuracies")
+    min_delta: Float = Field(0.0, ge=0, le=1e6, description="smallest change that counts")
+
+
+class LogConfig(_Section):
+    """Loggers beside metrics.jsonl."""
+
+    csv: Bool = Field(False, description="metrics.csv, one row per epoch")
+    csv_steps: Bool = Field(False, description="also steps.csv, one row per step")
+    tensorboard: Bool = Field(False, description="TensorBoard event files in tensorboard/ "
+                              "(pip install 'trainwell[tensorboard]')")
+    tensorboard_steps: Bool = Field(True, description="per-step scalars in TensorBoard")
+    tensorboard_doctor: Bool = Field(False, description="the doctor's per-layer gradient norms "
+                                     "as TensorBoard scalars and histograms")
 
 
 class TransferConfig(_Section):
@@ -206,6 +284,8 @@ class Config(_Section):
     name: Name = Field("mnist1d-mlp", description="run name: the folder under runs/")
     seed: Int = Field(0, ge=0, le=2**32 - 1, description="seeds data splits, initialization, shuffling, dropout")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when present")
+    root: Text | None = Field(None, description="folder where model.target / data.target "
+                              "modules are looked up; set to the config file's folder")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -230,6 +310,22 @@ class Config(_Section):
                 raise ValueError(f"schedule.params.total_steps: {steps} epochs but train.epochs = "
                                  f"{self.train.epochs}; remove total_steps to fit the run")
         t = self.transfer
+        if m.kind == "resnet" and (m.dropout or m.output_activation is not None):
+            raise ValueError("model.kind: a resnet has no dropout or output_activation; remove "
+                             "them (batch norm is built in)")
+        for key in ("kernel_size", "stride", "padding", "pool"):
+            value = getattr(m, key)
+            if isinstance(value, list) and len(value) != len(m.channels):
+                raise ValueError(f"model.{key}: {len(value)} entries for {len(m.channels)} conv "
+                                 "blocks; give one value or one per entry of model.channels")
+        if m.blocks is not None and len(m.blocks) != len(m.channels):
+            raise ValueError(f"model.blocks: {len(m.blocks)} entries for {len(m.channels)} "
+                             "stages; give one per entry of model.channels")
+        monitors = [x.monitor for x in (self.train.early_stopping, self.train.best) if x]
+        if any(mon.startswith("val_") for mon in monitors) and self.data.val_fraction == 0 \
+                and self.data.target is None:
+            raise ValueError("train.early_stopping: a val_* monitor needs a validation split; "
+                             "set data.val_fraction > 0 or monitor train_loss")
         if t.from_ is None and (t.n_layers is not None or t.freeze_epochs):
             raise ValueError("transfer.from: n_layers / freeze_epochs need a source; set "
                              "transfer.from = \"runs/NAME\" or remove them")

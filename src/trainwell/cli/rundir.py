@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from .config import Config, load_config, to_dict
-from .errors import UserError
-from .train.checkpoint import atomic_write_text, clean_leftovers, latest_checkpoint
+from ..config import Config, load_config, to_dict
+from ..errors import UserError
+from ..train.checkpoint import atomic_write_text, clean_leftovers, latest_checkpoint
 
 __all__ = ["MANIFEST", "choose_run_dir", "claim_run_dir", "record_created", "created_files", "remove_created",
            "after_failure", "changed_fields", "check_resume_config", "resume_config",
