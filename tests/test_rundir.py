@@ -6,8 +6,6 @@ import io
 
 import pytest
 
-from trainwell.config import load_config, to_toml
-from trainwell.errors import UserError
 from trainwell.cli.rundir import (
     MANIFEST,
     after_failure,
@@ -20,6 +18,8 @@ from trainwell.cli.rundir import (
     resume_config,
     run_guarded,
 )
+from trainwell.config import load_config, to_toml
+from trainwell.errors import UserError
 
 
 def fake_run(folder, checkpoint=False):

@@ -122,10 +122,11 @@ class _Session:
         t0 = time.perf_counter()
         # The trainer keeps the run's full length, so a schedule built for the full budget
         # (1cycle, cosine, …) stays valid and continuing later equals one uninterrupted run.
-        history = trainer.fit(self.built.data, until=epochs)
+        history = self.built.fit(until=epochs)
         self.seconds += time.perf_counter() - t0
         last = history[-1] if history else {}
-        test = trainer.evaluate(self.built.data.test)
+        split = self.built.data.test
+        test = trainer.evaluate(split) if split is not None else {}
         return {
             "val_accuracy": last.get("val_accuracy"),
             "val_loss": last.get("val_loss"),
@@ -145,7 +146,8 @@ def _session(config) -> _Session:
 
     data = build_data(config)
     steps = diagnostic_epochs(config) * -(-len(data.train) // config.train.batch_size)
-    cb = DoctorCallback(every=max(1, steps // DIAG_PROBES), num_classes=data.num_classes)
+    cb = DoctorCallback(every=max(1, steps // DIAG_PROBES),
+                        num_classes=getattr(data, "num_classes", None))  # None: user's torch data
     return _Session(config, build_run(config, callbacks=[cb], data=data), cb)
 
 

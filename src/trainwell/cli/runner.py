@@ -326,7 +326,11 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
                       checkpoint_every=config.train.checkpoint_every, progress=progress)
     # The schema bounds the Trainer's arguments; check() names its own (loss, ...) for the front.
     with config_section("train"):
-        trainer.check(data)  # a schedule that does not fit the run fails here, before any file
+        # a schedule that does not fit the run fails here, before any file
+        if isinstance(data, TorchData):
+            trainer.check(data.train, val=data.val)
+        else:
+            trainer.check(data)
     return Run(config, data, model, optimizer, trainer)
 
 
