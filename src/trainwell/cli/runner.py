@@ -443,9 +443,10 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
     data = built.data
     final = {name: trainer.evaluate(split) if split is not None else {}
              for name, split in (("train", data.train), ("val", data.val), ("test", data.test))}
+    train_set = getattr(data.train, "dataset", data.train)  # a DataLoader counts batches
     try:
-        samples: int | None = len(data.train) * len(history)
-    except TypeError:
+        samples: int | None = len(train_set) * len(history)
+    except TypeError:  # an iterable dataset of unknown length
         samples = None
     train_s = sum(h["epoch_time_s"] for h in history)  # all epochs, also those before a resume
     summary = {
