@@ -28,7 +28,7 @@ from .npy import MAX_DATA_BYTES, read_npz
 __all__ = ["read_idx", "load_idx", "load_npz", "IDX_NAMES", "MAX_DATA_BYTES"]
 
 # type code -> big-endian NumPy dtype
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),

@@ -282,4 +282,5 @@ def _finish(
         info["mean"], info["std"] = mean.tolist(), std.tolist()
     if task != "classification":
         num_classes = None
-    return Dataset(*splits, task=task, num_classes=num_classes, name=name, info=info)
+    train, val, test = splits
+    return Dataset(train, val, test, task=task, num_classes=num_classes, name=name, info=info)

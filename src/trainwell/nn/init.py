@@ -121,6 +121,7 @@ def glorot_normal(
 
 def _he_var(tensor: torch.Tensor, mode: str, negative_slope: float) -> float:
     n_in, n_out = fans(tensor)
+    fan: float
     if mode == "fan_in":
         fan = n_in
     elif mode == "fan_avg":
