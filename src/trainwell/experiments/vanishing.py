@@ -48,10 +48,11 @@ def first_step_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tens
 
     model.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(x), y).backward()
-    norms = [
-        float(torch.linalg.vector_norm(i.module.weight.grad.double()))
-        for i in describe_layers(model)
-    ]
+    norms = []
+    for info in describe_layers(model):
+        grad = info.weight.grad
+        assert grad is not None, f"{info.name}'s weight gets no gradient"
+        norms.append(float(torch.linalg.vector_norm(grad.double())))
     model.zero_grad(set_to_none=True)
     return norms
 
