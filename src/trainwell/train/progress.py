@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -54,9 +55,14 @@ class Progress:
                                             epoch=f"0/{self.epochs}", stats="")
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._bar is not None:
-            self._bar.__exit__(*exc)
+            self._bar.__exit__(exc_type, exc, tb)
 
     def start_epoch(self, epoch: int) -> None:
         """Mark the start of epoch ``epoch`` (0-based)."""
