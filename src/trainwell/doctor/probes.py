@@ -28,6 +28,7 @@ probed forward pass and removed right after it, so other steps pay nothing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,7 +221,7 @@ class Probe:
             "std": float(x.std()) if x.numel() > 1 else 0.0,
         }
 
-    def _make_act_hook(self, info: LayerInfo):
+    def _make_act_hook(self, info: LayerInfo) -> Callable[[nn.Module, tuple, Any], None]:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if not module.training or self._stats[info.name] or not torch.is_tensor(output):
                 return
@@ -228,14 +229,14 @@ class Probe:
 
         return hook
 
-    def _make_z_hook(self, info: LayerInfo):
+    def _make_z_hook(self, info: LayerInfo) -> Callable[[nn.Module, tuple, Any], None]:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if module.training and torch.is_tensor(output) and info.name not in self._z:
                 self._z[info.name] = output.detach()
 
         return hook
 
-    def _make_post_hook(self, info: LayerInfo):
+    def _make_post_hook(self, info: LayerInfo) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, inputs: tuple) -> None:
             z = self._z.pop(info.name, None)
             if not module.training or self._stats[info.name] or z is None or not inputs:
@@ -246,7 +247,7 @@ class Probe:
 
         return hook
 
-    def _make_head_hook(self, info: LayerInfo):
+    def _make_head_hook(self, info: LayerInfo) -> Callable[[nn.Module, tuple, Any], None]:
         def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
             z = self._z.pop(info.name, None)
             out = output if torch.is_tensor(output) else None

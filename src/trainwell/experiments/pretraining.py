@@ -76,7 +76,7 @@ QUICK_BUDGET = Budget(
 )
 
 
-def _data(budget: Budget):
+def _data(budget: Budget) -> Dataset:
     # val_fraction 0: every training input is unlabelled material; no model selection here.
     return load("mnist1d", num_samples=budget.num_samples, seed=0, val_fraction=0.0)
 
@@ -96,11 +96,11 @@ class _PretrainArgs(TypedDict):
     seed: int
 
 
-def _run_seed(seed: int, data, budget: Budget) -> dict[tuple[float, str], float]:
+def _run_seed(seed: int, data: Dataset, budget: Budget) -> dict[tuple[float, str], float]:
     init = MLP(
         data.in_features,
         list(budget.hidden),
-        data.num_classes,
+        data.out_features,  # the number of classes (MNIST-1D is a classification task)
         generator=torch.Generator().manual_seed(seed * 1_000 + 1),
     )
     shared = _PretrainArgs(

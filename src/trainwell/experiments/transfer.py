@@ -90,7 +90,7 @@ def _trainer(model, data, *, epochs, batch_size, lr, seed, **kw):
     return trainer
 
 
-def _tasks(budget: Budget):
+def _tasks(budget: Budget) -> tuple[Dataset, Dataset]:
     data = load("mnist1d", num_samples=budget.num_samples, seed=0)
     task_a = select_classes(data, list(range(8)))
     b = select_classes(data, [8, 9])
@@ -107,7 +107,7 @@ class _FineTuneArgs(TypedDict):
     device: str  # to the Trainer
 
 
-def _run_seed(seed: int, task_a, task_b, budget: Budget) -> dict[str, float]:
+def _run_seed(seed: int, task_a: Dataset, task_b: Dataset, budget: Budget) -> dict[str, float]:
     gen = lambda k: torch.Generator().manual_seed(seed * 1_000 + k)  # noqa: E731
     model_a = MLP(task_a.in_features, list(budget.hidden), 8, generator=gen(1))
     acc_a = _trainer(

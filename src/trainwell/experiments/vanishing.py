@@ -151,7 +151,17 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(out: Path, rows, seeds, depth, width, epochs, optimizer, lr, source) -> None:
+def _write(
+    out: Path,
+    rows: list[dict[str, Any]],
+    seeds: int,
+    depth: int,
+    width: int,
+    epochs: int,
+    optimizer: str,
+    lr: float,
+    source: str,
+) -> None:
     # Imported here: pyplot is slow to import and only the written report needs it.
     import matplotlib
 

@@ -22,6 +22,7 @@ import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -222,7 +223,11 @@ def reuse(
 
 
 def _from_module(
-    source: nn.Module, n: int, new_head, share: bool, generator: torch.Generator | None
+    source: nn.Module,
+    n: int,
+    new_head: int | nn.Module | None,
+    share: bool,
+    generator: torch.Generator | None,
 ) -> nn.Module:
     blocks = _blocks_of(source, "source")
     if n < len(blocks) and type(source).__name__ != "MLP":
@@ -252,7 +257,15 @@ def _from_module(
     return new
 
 
-def _from_state(state, settings: dict, label: str, n: int, new_head, available: int, generator):
+def _from_state(
+    state: dict[str, torch.Tensor],
+    settings: Mapping[str, Any],
+    label: str,
+    n: int,
+    new_head: int | nn.Module | None,
+    available: int,
+    generator: torch.Generator | None,
+) -> MLP:
     if not settings:
         raise UserError(
             f"reuse: {label} does not record how its model was built; pass "
@@ -326,7 +339,7 @@ def _input_width(model: nn.Module) -> int:
     return linear.in_features
 
 
-def _make_head(new_head, in_features: int, generator: torch.Generator | None) -> nn.Module:
+def _make_head(new_head: int | nn.Module, in_features: int, generator: torch.Generator | None) -> nn.Module:
     if isinstance(new_head, nn.Module):
         return new_head
     if isinstance(new_head, bool) or not isinstance(new_head, int) or new_head < 1:
