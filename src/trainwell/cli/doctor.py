@@ -16,12 +16,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..config import apply_patch, load_config
+from ..config import Config, apply_patch, load_config
 from ..doctor.causes import format_findings  # primary first, then "because of it:"
 from ..doctor.report import write_report
 from ..errors import UserError
 from .args import add_config_args
-from .repair_loop import diagnose, repair
+from .repair_loop import DoctorResult, diagnose, repair
 
 __all__ = [
     "add_arguments",
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _print_findings(result) -> None:
+def _print_findings(result: DoctorResult) -> None:
 
     print("\n".join(format_findings(result.findings)))
 
@@ -95,7 +95,7 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _print_before_after(result) -> None:
+def _print_before_after(result: DoctorResult) -> None:
     print(f"\n{'trial':<22} {'val_accuracy':>12} {'val_loss':>10}  findings")
     rows = [("(diagnostic)", result.diagnostic)] + [(t.repair, t) for t in result.trials]
     for name, t in rows:
@@ -137,7 +137,7 @@ def load_cases(folder: Path) -> list[dict[str, Any]]:
     return cases
 
 
-def _case_config(folder: Path, case: dict[str, Any]):
+def _case_config(folder: Path, case: dict[str, Any]) -> Config:
     """Load a case's config; a relative ``npz:``/``idx:`` path is taken from the cases folder."""
 
     config = load_config(folder / case["config"])
@@ -147,7 +147,7 @@ def _case_config(folder: Path, case: dict[str, Any]):
     return config
 
 
-def case_outcome(case: dict[str, Any], result, full_epochs: int) -> dict[str, Any]:
+def case_outcome(case: dict[str, Any], result: DoctorResult, full_epochs: int) -> dict[str, Any]:
     """One case's row: detected, repaired (within tolerance of the reference), budgets."""
     kinds = [f.kind for f in result.findings]
     healthy = case["expected"] == "healthy"
@@ -247,7 +247,7 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``doctor`` and ``report`` subcommands to the CLI's subparsers."""
     p = subparsers.add_parser("doctor", help="diagnose a config's training and repair it")
     add_arguments(p)

@@ -70,7 +70,9 @@ Name = Annotated[str, Strict(), Field(max_length=MAX_NAME), AfterValidator(_text
                  AfterValidator(_name)]
 
 
-def _registered(kind: str, names: Callable[[], Iterable[str]], extra: tuple[str, ...] = ()):
+def _registered(
+    kind: str, names: Callable[[], Iterable[str]], extra: tuple[str, ...] = ()
+) -> AfterValidator:
     def check(value: str) -> str:
         known = sorted({*names(), *extra})
         if value.lower() not in known and value not in known:

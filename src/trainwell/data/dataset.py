@@ -112,7 +112,9 @@ def iterate_batches(
         yield x[start : start + batch_size], y[start : start + batch_size]
 
 
-def standardize(train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-8):
+def standardize(
+    train: torch.Tensor, *others: torch.Tensor, eps: float = 1e-8
+) -> tuple[torch.Tensor, ...]:
     """Standardize features by the training split's per-feature mean and std.
 
     z = (x − μ_train) / (σ_train + eps) (σ_train ≤ 1e-6: divide by 1), with μ and σ computed over the training samples

@@ -15,8 +15,10 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 
@@ -118,7 +120,7 @@ def fetch(
     *,
     download: bool,
     remote: Remote | None = None,
-    opener: Callable[..., object] | None = None,
+    opener: Callable[..., AbstractContextManager[Any]] | None = None,
 ) -> Path:
     """Make sure ``root/name/`` holds every file of ``name``'s remote; return that folder.
 
@@ -161,7 +163,9 @@ def fetch(
     return folder
 
 
-def _download_one(url: str, target: Path, expected: str, open_url: Callable[..., object]) -> None:
+def _download_one(
+    url: str, target: Path, expected: str, open_url: Callable[..., AbstractContextManager[Any]]
+) -> None:
     """Stream ``url`` to a temp file beside ``target``, verify SHA-256, rename into place."""
     digest = hashlib.sha256()
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -170,7 +174,7 @@ def _download_one(url: str, target: Path, expected: str, open_url: Callable[...,
         with os.fdopen(fd, "wb") as out:
             try:
                 response = open_url(url, timeout=60)
-                with response as stream:  # type: ignore[attr-defined]
+                with response as stream:
                     while chunk := stream.read(_CHUNK):
                         digest.update(chunk)
                         out.write(chunk)

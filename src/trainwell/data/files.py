@@ -18,6 +18,7 @@ import math
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from .npy import MAX_DATA_BYTES, read_npz
 __all__ = ["read_idx", "load_idx", "load_npz", "IDX_NAMES", "MAX_DATA_BYTES"]
 
 # type code -> big-endian NumPy dtype
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),
@@ -55,7 +56,13 @@ def _idx_error(path: Path, what: str) -> UserError:
     return UserError(f"data.source: file {path} {what}; re-download it")
 
 
-def _read_exact(handle, n: int) -> bytes:
+class _Reader(Protocol):
+    """An open binary file or gzip stream."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _read_exact(handle: _Reader, n: int) -> bytes:
     """Up to ``n`` bytes; gzip streams return short reads, so loop until EOF or ``n``."""
     parts, got = [], 0
     while got < n:
@@ -98,7 +105,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         ) from exc
 
 
-def _parse_idx(path: Path, handle, size: int, gz: bool) -> np.ndarray:
+def _parse_idx(path: Path, handle: _Reader, size: int, gz: bool) -> np.ndarray:
     raw = _read_exact(handle, 4)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         head = raw[:4].hex() or "empty"

@@ -108,7 +108,9 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
         return  # an unwritable cache only costs regeneration next time
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
+            # numpy >= 2.1's stub checks **kwds against `allow_pickle: bool`; passing
+            # allow_pickle explicitly would instead save an array of that name on numpy 1.26
+            np.savez(handle, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except OSError:
         pass

@@ -125,7 +125,9 @@ def _check_finite(values: np.ndarray, key: str, where: str) -> None:
         )
 
 
-def _standardize_splits(train: torch.Tensor, others: list[torch.Tensor]):
+def _standardize_splits(
+    train: torch.Tensor, others: list[torch.Tensor]
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
     """Standardize by train statistics; tabular per feature, images (≥3-D) per channel.
 
     z = (x − μ_train) / (σ_train + 1e-8). Per channel, μ and σ pool axis 0 and every axis
@@ -282,4 +284,5 @@ def _finish(
         info["mean"], info["std"] = mean.tolist(), std.tolist()
     if task != "classification":
         num_classes = None
-    return Dataset(*splits, task=task, num_classes=num_classes, name=name, info=info)
+    train, val, test = splits
+    return Dataset(train, val, test, task=task, num_classes=num_classes, name=name, info=info)

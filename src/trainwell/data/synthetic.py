@@ -27,6 +27,7 @@ kinds pass ``random_state=seed``. The returned x, y are then split into train/te
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -154,7 +155,10 @@ def load_synthetic(
     return _raw(x, y.astype(np.int64), "classification", k, test_fraction, info)
 
 
-def _raw(x, y, task, num_classes, test_fraction, info) -> dict:
+def _raw(
+    x: np.ndarray, y: np.ndarray, task: str, num_classes: int | None, test_fraction: float,
+    info: dict[str, Any],
+) -> dict[str, Any]:
     return {
         "x": np.ascontiguousarray(x, dtype=np.float32),
         "y": y,

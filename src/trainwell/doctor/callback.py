@@ -93,20 +93,24 @@ class DoctorCallback(Callback):
 
     def on_after_backward(self, trainer: Trainer, step: int) -> None:
         """On a probe step: gradient statistics and the weight snapshot."""
-        self._probed = self.probe is not None and self.probe.armed
-        if self._probed:
-            self.probe.grads()
+        probe = self.probe
+        self._probed = probe is not None and probe.armed
+        if probe is not None and self._probed:
+            probe.grads()
 
     def on_step_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
         """Keep the loss (no sync); finish a probe step; arm the next one."""
         self._losses.append(loss)
+        probe = self.probe
         if self._probed:
-            self.probe.update()
-            rec = self.probe.record(step, float(loss), self._epoch)
+            assert probe is not None, "a probe step is set by on_after_backward's probe"
+            probe.update()
+            rec = probe.record(step, float(loss), self._epoch)
             self.health.probes.append(rec)
             self._probed = False
         if probe_schedule(step + 1, self.every):
-            self.probe.arm()
+            assert probe is not None, "on_fit_start makes the probe"
+            probe.arm()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         """Move the epoch's losses to floats (one sync per epoch) and append to the log."""

@@ -58,9 +58,9 @@ def confidence(value: float | None, threshold: float, *, above: bool = True) -> 
         threshold: the rule's threshold.
         above: the rule fires above the threshold (False: below it).
     """
-    if not finite(value) or threshold <= 0 or value <= 0:  # type: ignore[operator]
+    if value is None or not finite(value) or threshold <= 0 or value <= 0:
         return 1.0
-    ratio = value / threshold if above else threshold / value  # type: ignore[operator]
+    ratio = value / threshold if above else threshold / value
     return round(0.5 + 0.5 * min(1.0, max(0.0, math.log10(ratio))), 3)
 
 

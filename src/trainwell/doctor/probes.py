@@ -28,6 +28,7 @@ probed forward pass and removed right after it, so other steps pay nothing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,13 @@ class LayerInfo:
     activation: str | None
     module: nn.Module
     act_module: nn.Module | None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The layer's ``weight`` parameter (:func:`describe_layers` keeps only such layers)."""
+        w = self.module.weight
+        assert isinstance(w, torch.Tensor), f"{self.name} has no weight tensor"
+        return w
 
     def meta(self) -> dict[str, Any]:
         """JSON-ready description (no modules)."""
@@ -213,7 +221,7 @@ class Probe:
             "std": float(x.std()) if x.numel() > 1 else 0.0,
         }
 
-    def _make_act_hook(self, info: LayerInfo):
+    def _make_act_hook(self, info: LayerInfo) -> Callable[[nn.Module, tuple, Any], None]:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if not module.training or self._stats[info.name] or not torch.is_tensor(output):
                 return
@@ -221,14 +229,14 @@ class Probe:
 
         return hook
 
-    def _make_z_hook(self, info: LayerInfo):
+    def _make_z_hook(self, info: LayerInfo) -> Callable[[nn.Module, tuple, Any], None]:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if module.training and torch.is_tensor(output) and info.name not in self._z:
                 self._z[info.name] = output.detach()
 
         return hook
 
-    def _make_post_hook(self, info: LayerInfo):
+    def _make_post_hook(self, info: LayerInfo) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, inputs: tuple) -> None:
             z = self._z.pop(info.name, None)
             if not module.training or self._stats[info.name] or z is None or not inputs:
@@ -239,7 +247,7 @@ class Probe:
 
         return hook
 
-    def _make_head_hook(self, info: LayerInfo):
+    def _make_head_hook(self, info: LayerInfo) -> Callable[[nn.Module, tuple, Any], None]:
         def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
             z = self._z.pop(info.name, None)
             out = output if torch.is_tensor(output) else None
@@ -254,7 +262,7 @@ class Probe:
     # ---- backward / step side -----------------------------------------------------
     def snapshot(self) -> None:
         """Copy the weights now, for the update ratio of the next optimizer step."""
-        self._snap = {info.name: info.module.weight.detach().clone() for info in self.layers}
+        self._snap = {info.name: info.weight.detach().clone() for info in self.layers}
 
     def grads(self) -> None:
         """Record gradient statistics (and snapshot the weights unless :meth:`snapshot` did)."""
@@ -262,7 +270,7 @@ class Probe:
         finite = True
         first = self.records == 0
         for info in self.layers:
-            w = info.module.weight
+            w = info.weight
             st = self._stats.setdefault(info.name, {})
             st["weight_norm"] = _safe_norm(w)
             if first:  # units stay identical under gradient descent: the start decides symmetry
@@ -284,7 +292,7 @@ class Probe:
             )
             st["grad_zero_share"] = 1.0 - int(torch.count_nonzero(g)) / n if n else 0.0
             finite = finite and math.isfinite(norm)
-        seen = {id(info.module.weight) for info in self.layers}
+        seen = {id(info.weight) for info in self.layers}
         total = sum((self._stats[i.name].get("grad_norm") or 0.0) ** 2 for i in self.layers)
         for p in self.model.parameters():
             if p.grad is not None and id(p) not in seen:
@@ -301,7 +309,7 @@ class Probe:
             if before is None:
                 continue
             w_norm = _safe_norm(before)
-            delta = _safe_norm(info.module.weight.detach() - before)
+            delta = _safe_norm(info.weight.detach() - before)
             ratio = delta / w_norm if w_norm > 0 else (math.inf if delta > 0 else 0.0)
             self._stats[info.name]["update_ratio"] = ratio
         self._snap = {}

@@ -161,14 +161,20 @@ def _replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
         setattr(parent, name, new)
 
 
-def _set_lr(model, optimizer, value, values, gen) -> None:
+def _set_lr(
+    model: nn.Module, optimizer: torch.optim.Optimizer, value: Any, values: Mapping[str, Any],
+    gen: torch.Generator | None,
+) -> None:
     if "optim.name" in values:
         return None  # a new optimizer takes the rate (see _new_optimizer)
     tw_optim.schedules.set_base_lr(optimizer, value)  # apply() derives each step's lr from it
     return None
 
 
-def _new_optimizer(model, optimizer, value, values, gen) -> dict[str, Any]:
+def _new_optimizer(
+    model: nn.Module, optimizer: torch.optim.Optimizer, value: Any, values: Mapping[str, Any],
+    gen: torch.Generator | None,
+) -> dict[str, Any]:
     decay = optimizer.param_groups[0].get("weight_decay", 0.0)
     return {
         "optimizer": tw_optim.build(
@@ -177,7 +183,10 @@ def _new_optimizer(model, optimizer, value, values, gen) -> dict[str, Any]:
     }
 
 
-def _init(model, optimizer, value, values, gen) -> None:
+def _init(
+    model: nn.Module, optimizer: torch.optim.Optimizer, value: Any, values: Mapping[str, Any],
+    gen: torch.Generator | None,
+) -> None:
     act = values.get("model.activation")
     if act is None:
         acts = [i.activation for i in describe_layers(model)[:-1] if i.activation]
@@ -185,14 +194,20 @@ def _init(model, optimizer, value, values, gen) -> None:
     tw_nn.apply_init(model, value, generator=gen, activation=act)
 
 
-def _activation(model, optimizer, value, values, gen) -> None:
+def _activation(
+    model: nn.Module, optimizer: torch.optim.Optimizer, value: Any, values: Mapping[str, Any],
+    gen: torch.Generator | None,
+) -> None:
     head = describe_layers(model)[-1].act_module if describe_layers(model) else None
     for info in describe_layers(model)[:-1]:
         if info.act_module is not None and info.act_module is not head:
             _replace_module(model, info.act_module, tw_nn.activation(value))
 
 
-def _batch_norm(model, optimizer, value, values, gen) -> None:
+def _batch_norm(
+    model: nn.Module, optimizer: torch.optim.Optimizer, value: Any, values: Mapping[str, Any],
+    gen: torch.Generator | None,
+) -> None:
     # Wrap each hidden Linear as Linear → BatchNorm1d; new parameters join the optimizer.
     new: list[nn.Parameter] = []
     for info in describe_layers(model)[:-1]:
@@ -204,7 +219,10 @@ def _batch_norm(model, optimizer, value, values, gen) -> None:
         optimizer.add_param_group({"params": new})
 
 
-def _dropout(model, optimizer, value, values, gen) -> None:
+def _dropout(
+    model: nn.Module, optimizer: torch.optim.Optimizer, value: Any, values: Mapping[str, Any],
+    gen: torch.Generator | None,
+) -> None:
     for info in describe_layers(model)[:-1]:
         if info.act_module is not None:
             _replace_module(
@@ -212,7 +230,10 @@ def _dropout(model, optimizer, value, values, gen) -> None:
             )
 
 
-def _head(model, optimizer, value, values, gen) -> None:
+def _head(
+    model: nn.Module, optimizer: torch.optim.Optimizer, value: Any, values: Mapping[str, Any],
+    gen: torch.Generator | None,
+) -> None:
     layers = describe_layers(model)
     act = layers[-1].act_module if layers else None
     if value is None and act is not None:

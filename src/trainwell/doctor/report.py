@@ -15,7 +15,11 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # matplotlib is imported when a report is written (start-up time)
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 from ..train.checkpoint import atomic_write_text
 from .findings import Finding, Health
@@ -24,7 +28,7 @@ from .rules import diagnose_health
 __all__ = ["render_report", "write_report"]
 
 
-def _png(fig) -> str:
+def _png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -37,7 +41,7 @@ def _ok(v: Any) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
 
 
-def _legend(ax, size: int) -> None:
+def _legend(ax: Axes, size: int) -> None:
     """A legend only when the axis has labelled artists (matplotlib warns otherwise)."""
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=size)

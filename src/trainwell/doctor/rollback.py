@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..train.callbacks import Callback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..train.trainer import Trainer
 
 __all__ = ["RollbackGuard"]
 
@@ -23,7 +26,7 @@ class RollbackGuard(Callback):
         self.every, self.rollbacks = every, 0
         self._state: tuple[dict[str, Any], dict[str, Any]] | None = None
 
-    def on_step_end(self, trainer, step: int, loss: torch.Tensor) -> None:
+    def on_step_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
         """Save on healthy steps, restore after a non-finite one."""
         if not bool(torch.isfinite(loss)):
             if self._state is not None:

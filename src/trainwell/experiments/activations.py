@@ -81,9 +81,11 @@ def dead_units(model: torch.nn.Module, x: torch.Tensor) -> list[float]:
         One share in [0, 1] per hidden layer, first to last.
     """
     outputs: list[torch.Tensor] = []
+    blocks = model.get_submodule("blocks")
+    assert isinstance(blocks, torch.nn.ModuleList | torch.nn.Sequential), "an MLP's blocks"
     handles = [
-        block.act.register_forward_hook(lambda _m, _i, out: outputs.append(out))
-        for block in model.blocks
+        block.get_submodule("act").register_forward_hook(lambda _m, _i, out: outputs.append(out))
+        for block in blocks
     ]
     was_training = model.training
     try:

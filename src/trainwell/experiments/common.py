@@ -161,17 +161,27 @@ def pm(stat: dict[str, Any], digits: int = 3, scale: float = 1.0) -> str:
     return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
 
 
+def _getter(*keys: str) -> Callable[[dict[str, Any]], Any]:
+    """``r -> r[keys[0]][keys[1]]…``: one value of a run's nested result dict."""
+
+    def get(run: dict[str, Any]) -> Any:
+        value: Any = run
+        for key in keys:
+            value = value[key]
+        return value
+
+    return get
+
+
 def _aggregate(variant: Variant, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Reduce per-seed results to a row: mean/std of every scalar, curves kept per seed."""
     getters: dict[str, Callable[[dict[str, Any]], Any]] = {
-        k: (lambda r, k=k: r[k])
-        for k, v in runs[0].items()
-        if isinstance(v, int | float) and k != "seed"
+        k: _getter(k) for k, v in runs[0].items() if isinstance(v, int | float) and k != "seed"
     }
     for group in ("init", "final"):
         for k, v in runs[0][group].items():
             if isinstance(v, int | float):
-                getters[f"{group}_{k}"] = lambda r, g=group, k=k: r[g][k]
+                getters[f"{group}_{k}"] = _getter(group, k)
     metrics = {key: stat([get(r) for r in runs]) for key, get in getters.items()}
     return {
         "name": variant.name,

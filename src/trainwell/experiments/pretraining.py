@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -35,6 +35,7 @@ from ..data.dataset import Dataset, Split
 from ..nn import MLP
 from ..train import Trainer
 from ..transfer import pretrain_layerwise, pretrain_stacked
+from ..transfer.pretrain import Noise
 from . import common
 from .common import seed_list, torch_threads
 from .transfer import markdown_table
@@ -54,7 +55,7 @@ class Budget:
     hidden: tuple[int, ...] = (128, 128, 128)  # ReLU MLP
     layerwise_epochs: int = 3  # per block, over all unlabelled inputs
     stacked_epochs: int = 6  # whole autoencoder, over all unlabelled inputs
-    noise: str = "mask"  # denoising autoencoders: zero inputs with probability noise_level
+    noise: Noise = "mask"  # denoising autoencoders: zero inputs with probability noise_level
     noise_level: float = 0.2
     pretrain_lr: float = 1e-3
     steps: int = 1_200  # supervised steps per model (epochs = steps / batches per epoch)
@@ -75,7 +76,7 @@ QUICK_BUDGET = Budget(
 )
 
 
-def _data(budget: Budget):
+def _data(budget: Budget) -> Dataset:
     # val_fraction 0: every training input is unlabelled material; no model selection here.
     return load("mnist1d", num_samples=budget.num_samples, seed=0, val_fraction=0.0)
 
@@ -85,14 +86,24 @@ def _epochs(n: int, budget: Budget) -> int:
     return max(1, min(budget.max_epochs, math.ceil(budget.steps / batches)))
 
 
-def _run_seed(seed: int, data, budget: Budget) -> dict[tuple[float, str], float]:
+class _PretrainArgs(TypedDict):
+    """The keyword arguments both pretraining methods share in :func:`_run_seed`."""
+
+    lr: float
+    batch_size: int
+    noise: Noise
+    noise_level: float
+    seed: int
+
+
+def _run_seed(seed: int, data: Dataset, budget: Budget) -> dict[tuple[float, str], float]:
     init = MLP(
         data.in_features,
         list(budget.hidden),
-        data.num_classes,
+        data.out_features,  # the number of classes (MNIST-1D is a classification task)
         generator=torch.Generator().manual_seed(seed * 1_000 + 1),
     )
-    shared = dict(
+    shared = _PretrainArgs(
         lr=budget.pretrain_lr,
         batch_size=128,
         noise=budget.noise,

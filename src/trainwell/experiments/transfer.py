@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 
@@ -90,7 +90,7 @@ def _trainer(model, data, *, epochs, batch_size, lr, seed, **kw):
     return trainer
 
 
-def _tasks(budget: Budget):
+def _tasks(budget: Budget) -> tuple[Dataset, Dataset]:
     data = load("mnist1d", num_samples=budget.num_samples, seed=0)
     task_a = select_classes(data, list(range(8)))
     b = select_classes(data, [8, 9])
@@ -98,7 +98,16 @@ def _tasks(budget: Budget):
     return task_a, Dataset(b.train, empty, b.test, b.task, b.num_classes, "mnist1d-8v9", b.info)
 
 
-def _run_seed(seed: int, task_a, task_b, budget: Budget) -> dict[str, float]:
+class _FineTuneArgs(TypedDict):
+    """The keyword arguments both :func:`fine_tune` runs share in :func:`_run_seed`."""
+
+    lr: float
+    batch_size: int
+    seed: int
+    device: str  # to the Trainer
+
+
+def _run_seed(seed: int, task_a: Dataset, task_b: Dataset, budget: Budget) -> dict[str, float]:
     gen = lambda k: torch.Generator().manual_seed(seed * 1_000 + k)  # noqa: E731
     model_a = MLP(task_a.in_features, list(budget.hidden), 8, generator=gen(1))
     acc_a = _trainer(
@@ -118,7 +127,7 @@ def _run_seed(seed: int, task_a, task_b, budget: Budget) -> dict[str, float]:
     acc["scratch"] = _trainer(
         scratch, small, epochs=budget.epochs_b, batch_size=budget.batch_b, lr=budget.lr, seed=seed
     ).evaluate(small.test)["accuracy"]
-    shared = dict(lr=budget.lr, batch_size=budget.batch_b, seed=seed, device="cpu")
+    shared = _FineTuneArgs(lr=budget.lr, batch_size=budget.batch_b, seed=seed, device="cpu")
     frozen = reuse(model_a, new_head=2, generator=gen(4))
     acc["reuse A, frozen"] = fine_tune(
         frozen, small, freeze_epochs=budget.epochs_b, epochs=0, **shared

@@ -48,10 +48,11 @@ def first_step_grad_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tens
 
     model.zero_grad(set_to_none=True)
     torch.nn.functional.cross_entropy(model(x), y).backward()
-    norms = [
-        float(torch.linalg.vector_norm(i.module.weight.grad.double()))
-        for i in describe_layers(model)
-    ]
+    norms = []
+    for info in describe_layers(model):
+        grad = info.weight.grad
+        assert grad is not None, f"{info.name}'s weight gets no gradient"
+        norms.append(float(torch.linalg.vector_norm(grad.double())))
     model.zero_grad(set_to_none=True)
     return norms
 
@@ -150,7 +151,17 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(out: Path, rows, seeds, depth, width, epochs, optimizer, lr, source) -> None:
+def _write(
+    out: Path,
+    rows: list[dict[str, Any]],
+    seeds: int,
+    depth: int,
+    width: int,
+    epochs: int,
+    optimizer: str,
+    lr: float,
+    source: str,
+) -> None:
     # Imported here: pyplot is slow to import and only the written report needs it.
     import matplotlib
 

@@ -30,7 +30,13 @@ try:
     from lightning.pytorch import Callback, LightningModule, Trainer
 except ImportError:  # pragma: no cover - depends on what is installed
     try:
-        from pytorch_lightning import Callback, LightningModule, Trainer  # type: ignore[assignment]
+        # mypy: the same names from a second package are an [assignment] error where both
+        # packages are installed, and the ignore is unused where they are not
+        from pytorch_lightning import (  # type: ignore[assignment, unused-ignore]
+            Callback,
+            LightningModule,
+            Trainer,
+        )
     except ImportError:
         raise ImportError(
             "trainwell.integrations.lightning needs PyTorch Lightning: "

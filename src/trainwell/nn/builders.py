@@ -127,7 +127,8 @@ class MLP(nn.Module):
             _dense_block(a, b, self.activation_name, kwargs, rate, batch_norm)
             for a, b in zip(sizes[:-1], sizes[1:])
         )
-        self.head = nn.Linear(sizes[-1], out_features)
+        # a Linear; transfer.reuse may swap in any module (new_head=)
+        self.head: nn.Module = nn.Linear(sizes[-1], out_features)
         self.output_act = None if output_activation is None else make_activation(output_activation)
         apply_init(self, init, generator=generator, activation=self.activation_name,
                    bias_init=bias_init, head_init=head_init)

@@ -74,13 +74,17 @@ def fans(tensor: torch.Tensor) -> tuple[int, int]:
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
 
-def _uniform_var(tensor: torch.Tensor, var: float, generator: torch.Generator | None):
+def _uniform_var(
+    tensor: torch.Tensor, var: float, generator: torch.Generator | None
+) -> torch.Tensor:
     bound = math.sqrt(3.0 * var)  # U(−a, a) has variance a²/3
     with torch.no_grad():
         return tensor.uniform_(-bound, bound, generator=generator)
 
 
-def _normal_var(tensor: torch.Tensor, var: float, generator: torch.Generator | None):
+def _normal_var(
+    tensor: torch.Tensor, var: float, generator: torch.Generator | None
+) -> torch.Tensor:
     with torch.no_grad():
         return tensor.normal_(0.0, math.sqrt(var), generator=generator)
 
@@ -121,6 +125,7 @@ def glorot_normal(
 
 def _he_var(tensor: torch.Tensor, mode: str, negative_slope: float) -> float:
     n_in, n_out = fans(tensor)
+    fan: float
     if mode == "fan_in":
         fan = n_in
     elif mode == "fan_avg":

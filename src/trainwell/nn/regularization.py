@@ -90,8 +90,8 @@ def mc_predict(
                 torch.manual_seed(seed)
             samples = torch.stack([_transform(model(x), output) for _ in range(n_samples)])
     finally:
-        for m, training in modes:
-            m.training = training
+        for module, training in modes:
+            module.training = training
     mean = samples.mean(dim=0)
     std = samples.std(dim=0, correction=0)
     return mean, std

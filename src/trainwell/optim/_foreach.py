@@ -111,7 +111,8 @@ def decay_many(
     if decoupled:
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
         return grads
-    return torch._foreach_add(grads, params, alpha=weight_decay)
+    # a list already at run time; torch's stubs declare a tuple
+    return list(torch._foreach_add(grads, params, alpha=weight_decay))
 
 
 def use_foreach(foreach: bool | None, params: list[torch.Tensor]) -> bool:

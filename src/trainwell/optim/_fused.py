@@ -48,8 +48,10 @@ def step_tensors(steps: list[int], device: torch.device) -> list[torch.Tensor]:
     return [cache[t] for t in steps]
 
 
-def fused_adam(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr: float, betas, eps: float,
-               weight_decay: float, decoupled: bool, convention: str) -> bool:
+def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
+               exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor], steps: list[int],
+               *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float,
+               decoupled: bool, convention: str) -> bool:
     """Adam/AdamW with torch's fused kernel; returns False where it cannot express the math.
 
     torch convention: the kernel's own formula. keras convention: θ ← θ − η_t m / (√s + ε̂)
@@ -69,7 +71,8 @@ def fused_adam(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr: float, betas,
     return True
 
 
-def fused_sgd(params, grads, bufs, *, lr: float, momentum: float, weight_decay: float,
+def fused_sgd(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor],
+              *, lr: float, momentum: float, weight_decay: float,
               nesterov: bool, convention: str) -> bool:
     """SGD (torch convention) with torch's fused kernel: b ← μ b + g; θ ← θ − η b.
 
@@ -84,7 +87,8 @@ def fused_sgd(params, grads, bufs, *, lr: float, momentum: float, weight_decay: 
     return True
 
 
-def fused_adagrad(params, grads, sums, *, lr: float, eps: float, weight_decay: float,
+def fused_adagrad(params: list[torch.Tensor], grads: list[torch.Tensor],
+                  sums: list[torch.Tensor], *, lr: float, eps: float, weight_decay: float,
                   convention: str) -> bool:
     """AdaGrad (torch convention, ε outside the root) with torch's fused kernel.
 

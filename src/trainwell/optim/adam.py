@@ -91,7 +91,7 @@ class Adam(ExactOptimizer):
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state[self._second] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
-    def _common(self, group, states) -> dict[str, Any]:
+    def _common(self, group: dict[str, Any], states: list[dict[str, Any]]) -> dict[str, Any]:
         for s in states:
             s["step"] += 1
         decoupled = self._decoupled or group["convention"] == "keras"

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 Params = Iterable[torch.Tensor] | torch.Tensor
+ClipKind = Literal["none", "value", "global_norm", "tensor_norm", "adaptive"]
 _EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s guard against division by a zero norm
 
 
@@ -164,8 +165,9 @@ def adaptive(params: Params, clipping: float = 0.01, eps: float = 1e-3) -> torch
     """
     if isinstance(params, torch.Tensor):
         params = [params]
-    params = [p for p in params if p.grad is not None]
-    grads = [p.grad for p in params]
+    pairs = [(p, p.grad) for p in params if p.grad is not None]
+    params = [p for p, _ in pairs]
+    grads = [g for _, g in pairs]
     norm = _total(_norms64(grads), grads)
     with torch.no_grad():
         for p, g in zip(params, grads):
@@ -193,7 +195,7 @@ class Clipper:
         UserError: ``"kind: ..."`` or ``"threshold: ..."``.
     """
 
-    kind: Literal["none", "value", "global_norm", "tensor_norm", "adaptive"] = "none"
+    kind: ClipKind = "none"
     threshold: float | None = None
 
     def __post_init__(self) -> None:
@@ -222,6 +224,6 @@ class Clipper:
         return grad_norm(params)
 
 
-def build(kind: str | None, threshold: float | None = None) -> Clipper:
+def build(kind: ClipKind | None, threshold: float | None = None) -> Clipper:
     """The :class:`Clipper` for a config's ``optim.clip`` (``None`` means ``"none"``)."""
     return Clipper("none" if kind is None else kind, threshold)

@@ -112,7 +112,9 @@ class Penalty:
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
         """P(θ) for ``model`` as a 0-d tensor (on the first weight's device and dtype)."""
-        ws = weight_parameters(model, self.include_bias, self.include_norm)
+        # list[Tensor], not list[Parameter]: torch's stubs type _foreach_norm's argument as an
+        # (invariant) list of Tensor
+        ws: list[torch.Tensor] = list(weight_parameters(model, self.include_bias, self.include_norm))
         if not ws or not self.active:
             p = next(model.parameters(), None)
             return torch.zeros((), device=p.device if p is not None else None)

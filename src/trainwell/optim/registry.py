@@ -41,12 +41,13 @@ class OptimizerSpec:
 
 def _signature_defaults(cls: type, convention: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, p in inspect.signature(cls.__init__).parameters.items():
+    per_convention: dict[str, dict[str, Any]] = getattr(cls, "DEFAULTS", {})
+    for name, p in inspect.signature(cls).parameters.items():
         if name in _NOT_HYPER or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         value = p.default
-        if value is None and name in getattr(cls, "DEFAULTS", {}).get(convention, {}):
-            value = cls.DEFAULTS[convention][name]
+        if value is None and name in per_convention.get(convention, {}):
+            value = per_convention[convention][name]
         out[name] = value
     if "convention" in out:
         out["convention"] = convention

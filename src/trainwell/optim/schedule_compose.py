@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ._checks import _ArgError, _int, _num, _step
 from .plateau import Performance
@@ -125,7 +125,7 @@ def performance(
     patience: int = 5,
     min_lr: float = 0.0,
     schedule: Schedule | None = None,
-    **options,
+    **options: Any,
 ) -> Performance:
     """The performance (reduce-on-plateau) controller, fed a validation metric per epoch.
 

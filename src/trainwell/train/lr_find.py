@@ -58,7 +58,9 @@ def _check(field: str, ok: bool, rule: str, value: object) -> None:
         raise UserError(f"lr_find.{field}: must be {rule}, got {value!r}")
 
 
-def _cycle(split: Split, batch_size: int, generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _cycle(
+    split: Split, batch_size: int, generator: torch.Generator | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     while True:  # a new shuffled epoch each time the split is used up
         yield from iterate_batches(split, batch_size, shuffle=True, generator=generator)
 

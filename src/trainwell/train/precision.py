@@ -52,6 +52,8 @@ def compile_model(model: nn.Module) -> nn.Module:
     first call raises; see ``Trainer``.
     """
     try:
+        # torch's stub types compile's result as a Callable; for a Module it is an
+        # OptimizedModule, a Module
         return torch.compile(model)  # type: ignore[return-value]
     except Exception as e:  # any failure means: train uncompiled, say so once
         warn_compile_fallback(e)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:  # rich is imported on entry only, to keep `import trainwell` fast
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
 __all__ = ["Progress"]
 
@@ -20,8 +26,9 @@ class Progress:
         self._every = max(1, steps_per_epoch // _UPDATES_PER_EPOCH)
         self._pending = 0
         self._seen = 0
-        self._bar = None
-        self._console = None
+        self._bar: RichProgress | None = None
+        self._console: Console | None = None
+        self._task: TaskID
 
     def __enter__(self) -> Progress:
         if self.enabled:
@@ -48,9 +55,14 @@ class Progress:
                                             epoch=f"0/{self.epochs}", stats="")
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._bar is not None:
-            self._bar.__exit__(*exc)
+            self._bar.__exit__(exc_type, exc, tb)
 
     def start_epoch(self, epoch: int) -> None:
         """Mark the start of epoch ``epoch`` (0-based)."""
@@ -80,6 +92,7 @@ class Progress:
             parts.append(f"val_acc {metrics['val_accuracy']:.3f}")
         line = f"epoch {metrics['epoch']:>3}/{self.epochs}  " + "  ".join(parts)
         if self._bar is None:
+            assert self._console is not None, "Progress is used outside its `with` block"
             self._console.print(line, highlight=False)
             return
         self._bar.advance(self._task, self._pending)

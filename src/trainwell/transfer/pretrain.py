@@ -60,9 +60,9 @@ class PretrainResult:
     losses: list[list[float]] = field(default_factory=list)
 
     @property
-    def encoder(self) -> nn.ModuleList:
+    def encoder(self) -> nn.ModuleList | nn.Sequential:
         """The pretrained hidden blocks."""
-        return self.model.blocks
+        return _blocks(self.model)
 
 
 class _Decoder(nn.Module):
@@ -81,12 +81,42 @@ class _Decoder(nn.Module):
         self.bias = nn.Parameter(torch.zeros(n_in))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        weight = self.tied_to.weight.t() if self.tied_to is not None else self.weight
+        if self.tied_to is not None:
+            weight = self.tied_to.weight.t()
+        else:
+            assert self.weight is not None, "an untied decoder owns its weight"
+            weight = self.weight
         return F.linear(h, weight, self.bias)
 
     def own_parameters(self) -> list[nn.Parameter]:
         """Parameters that belong to the decoder alone (not the tied encoder weight)."""
         return [p for p in (self.weight, self.bias) if p is not None]
+
+
+def _blocks(model: nn.Module) -> nn.ModuleList | nn.Sequential:
+    """``model.blocks``, the hidden blocks to pretrain; a UserError when there are none."""
+    blocks = getattr(model, "blocks", None)
+    if not isinstance(blocks, (nn.ModuleList, nn.Sequential)) or len(blocks) == 0:
+        raise UserError(
+            "pretrain: the model has no hidden blocks; build it with trainwell.nn.MLP(hidden=[...])"
+        )
+    return blocks
+
+
+def _linear(block: nn.Module) -> nn.Linear:
+    """A block's ``linear`` layer (:func:`_check` has made sure each block has one)."""
+    linear = getattr(block, "linear", None)
+    assert isinstance(linear, nn.Linear), "pretrain: a block without a linear layer"
+    return linear
+
+
+def _act(block: nn.Module) -> nn.Module:
+    """A copy of a block's activation module ``act``, the identity when it has none."""
+    act = getattr(block, "act", None)
+    if act is None:
+        return nn.Identity()
+    assert isinstance(act, nn.Module), "a block's `act` is a module"
+    return copy.deepcopy(act)
 
 
 def _check(
@@ -97,11 +127,7 @@ def _check(
     noise: Noise,
     noise_level: float,
 ) -> torch.Tensor:
-    blocks = getattr(model, "blocks", None)
-    if not isinstance(blocks, (nn.ModuleList, nn.Sequential)) or len(blocks) == 0:
-        raise UserError(
-            "pretrain: the model has no hidden blocks; build it with trainwell.nn.MLP(hidden=[...])"
-        )
+    blocks = _blocks(model)
     for i, b in enumerate(blocks):
         if not isinstance(getattr(b, "linear", None), nn.Linear):
             raise UserError(
@@ -124,10 +150,11 @@ def _check(
     x = x.detach().float()
     if x.dim() > 2:
         x = x.flatten(1)
-    if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] != blocks[0].linear.in_features:
+    in_features = _linear(blocks[0]).in_features
+    if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] != in_features:
         raise UserError(
             f"pretrain: inputs of shape {tuple(x.shape)} do not fit the model's "
-            f"{blocks[0].linear.in_features} input features; pass the unlabelled training features"
+            f"{in_features} input features; pass the unlabelled training features"
         )
     return x
 
@@ -227,8 +254,8 @@ def pretrain_layerwise(
     new = copy.deepcopy(model)
     losses = []
     h = x.to(_device(new))
-    for i, block in enumerate(new.blocks):
-        decoder = _Decoder(block.linear, tied, gen).to(h.device)
+    for i, block in enumerate(_blocks(new)):
+        decoder = _Decoder(_linear(block), tied, gen).to(h.device)
         params = list(block.parameters()) + decoder.own_parameters()
         with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
             torch.manual_seed(seed * 1_000_003 + i)  # dropout inside the block
@@ -296,9 +323,9 @@ def pretrain_stacked(
     gen = torch.Generator().manual_seed(seed)
     new = copy.deepcopy(model)
     x = x.to(_device(new))
-    blocks = list(new.blocks)
-    decoders = [_Decoder(b.linear, tied, gen).to(x.device) for b in blocks]
-    acts = [copy.deepcopy(b.act) if hasattr(b, "act") else nn.Identity() for b in blocks]
+    blocks = list(_blocks(new))
+    decoders = [_Decoder(_linear(b), tied, gen).to(x.device) for b in blocks]
+    acts = [_act(b) for b in blocks]
 
     def encode(h: torch.Tensor) -> torch.Tensor:
         for b in blocks:
@@ -312,7 +339,7 @@ def pretrain_stacked(
                 h = acts[i - 1](h)  # back in block i-1's output space
         return h
 
-    params = list(new.blocks.parameters()) + [p for d in decoders for p in d.own_parameters()]
+    params = list(_blocks(new).parameters()) + [p for d in decoders for p in d.own_parameters()]
     params += [p for a in acts for p in a.parameters()]
     with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left alone
         torch.manual_seed(seed * 1_000_003)  # dropout inside the blocks

@@ -22,6 +22,7 @@ import copy
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -222,7 +223,11 @@ def reuse(
 
 
 def _from_module(
-    source: nn.Module, n: int, new_head, share: bool, generator: torch.Generator | None
+    source: nn.Module,
+    n: int,
+    new_head: int | nn.Module | None,
+    share: bool,
+    generator: torch.Generator | None,
 ) -> nn.Module:
     blocks = _blocks_of(source, "source")
     if n < len(blocks) and type(source).__name__ != "MLP":
@@ -233,7 +238,7 @@ def _from_module(
     # Deepcopy everything but, when sharing, map the reused blocks to themselves.
     memo = {id(b): b for b in list(blocks)[:n]} if share else {}
     new = copy.deepcopy(source, memo)
-    new.blocks = nn.ModuleList(list(new.blocks)[:n])
+    new.blocks = nn.ModuleList(list(_blocks_of(new, "source"))[:n])
     if new_head is None:
         if n < len(blocks):
             raise UserError(
@@ -252,7 +257,15 @@ def _from_module(
     return new
 
 
-def _from_state(state, settings: dict, label: str, n: int, new_head, available: int, generator):
+def _from_state(
+    state: dict[str, torch.Tensor],
+    settings: Mapping[str, Any],
+    label: str,
+    n: int,
+    new_head: int | nn.Module | None,
+    available: int,
+    generator: torch.Generator | None,
+) -> MLP:
     if not settings:
         raise UserError(
             f"reuse: {label} does not record how its model was built; pass "
@@ -275,8 +288,9 @@ def _from_state(state, settings: dict, label: str, n: int, new_head, available: 
         out_features = int(state["head.weight"].shape[0])
     else:
         out_features = new_head if isinstance(new_head, int) else 1
+    width_in = in_features if in_features is not None else int(state["head.weight"].shape[1])
     model = MLP(
-        in_features=in_features if in_features is not None else int(state["head.weight"].shape[1]),
+        in_features=width_in,
         hidden=hidden,
         out_features=out_features,
         activation=settings.get("activation", "relu"),
@@ -288,23 +302,25 @@ def _from_state(state, settings: dict, label: str, n: int, new_head, available: 
     )
     copy_blocks(state, model, n, label)
     if new_head is None:
+        head = model.head
+        assert isinstance(head, nn.Linear), "MLP builds a Linear head"
         with torch.no_grad():
-            model.head.weight.copy_(state["head.weight"])
+            head.weight.copy_(state["head.weight"])
             if "head.bias" in state:
-                model.head.bias.copy_(state["head.bias"])
+                head.bias.copy_(state["head.bias"])
     elif not isinstance(new_head, int):
-        model.head = _make_head(new_head, hidden[-1] if hidden else in_features, generator)
+        model.head = _make_head(new_head, hidden[-1] if hidden else width_in, generator)
     return model
 
 
-def _blocks_of(model: nn.Module, who: str) -> nn.ModuleList:
+def _blocks_of(model: nn.Module, who: str) -> nn.ModuleList | nn.Sequential:
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, (nn.ModuleList, nn.Sequential)):
         raise UserError(f"reuse: the {who} model has no `blocks`; use trainwell.nn.MLP models")
     return blocks
 
 
-def _width_after(blocks: nn.ModuleList, fallback: int) -> int:
+def _width_after(blocks: nn.ModuleList | nn.Sequential, fallback: int) -> int:
     """Width feeding the head: the last block's linear output, or ``fallback`` without blocks."""
     if len(blocks) == 0:
         return fallback
@@ -323,7 +339,7 @@ def _input_width(model: nn.Module) -> int:
     return linear.in_features
 
 
-def _make_head(new_head, in_features: int, generator: torch.Generator | None) -> nn.Module:
+def _make_head(new_head: int | nn.Module, in_features: int, generator: torch.Generator | None) -> nn.Module:
     if isinstance(new_head, nn.Module):
         return new_head
     if isinstance(new_head, bool) or not isinstance(new_head, int) or new_head < 1:
