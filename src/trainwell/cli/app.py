@@ -16,6 +16,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from .._version import __version__
 from ..config import load_config, to_toml
@@ -121,7 +122,8 @@ def _extensions() -> list[Callable]:
     return list(REGISTRARS)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
     """Warnings on the command line are one line each, like errors: no source excerpt."""
     print(f"warning: {message}", file=sys.stderr if file is None else file)
 

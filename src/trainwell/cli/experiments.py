@@ -18,6 +18,7 @@ from typing import Any
 
 from ..config import Config, apply_patch, load_config
 from ..data.dataset import Dataset
+from ..errors import UserError
 from ..experiments import (
     activations,
     optimizers,
@@ -29,6 +30,7 @@ from ..experiments import (
 )
 from ..experiments.common import seed_list
 from .runner import Run, build_data, build_run
+from .targets import TorchData
 
 __all__ = ["EXPERIMENTS", "ConfigBuild", "Experiment", "add_arguments", "add_vanishing_arguments",
            "register", "run_command", "run_vanishing"]
@@ -53,7 +55,10 @@ class ConfigBuild:
         config = self.config(base, patch)
         key = json.dumps([config.data.model_dump(mode="json"), config.seed], sort_keys=True)
         if key not in self._data:
-            self._data[key] = build_data(config)
+            data = build_data(config)
+            if isinstance(data, TorchData):
+                raise UserError("data.target: the experiments need in-memory data")
+            self._data[key] = data
         return build_run(config, data=self._data[key], progress=False)
 
 

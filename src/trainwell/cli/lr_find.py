@@ -9,11 +9,13 @@ from pathlib import Path
 import torch
 
 from ..config import load_config
+from ..errors import UserError
 from ..train.checkpoint import atomic_write_text
 from ..train.losses import resolve_loss
 from ..train.lr_find import lr_find, plot
 from .fields import config_section
 from .runner import build_run
+from .targets import TorchData
 
 __all__ = ["run_lr_find"]
 
@@ -22,6 +24,9 @@ def run_lr_find(args: argparse.Namespace) -> int:
     """Run the sweep of ``args.config``; write ``lr_find.png`` and ``lr_find.json``."""
     config = load_config(args.config, args.overrides)
     run = build_run(config, progress=False)
+    if isinstance(run.data, TorchData):
+        raise UserError("data.target: lr-find needs in-memory data (a trainwell Dataset); "
+                        "use the Trainer's own loop with your loaders instead")
     with config_section("train"):
         _, loss_fn = resolve_loss(config.train.loss, run.data.task)
     gen = torch.Generator().manual_seed(config.seed)

@@ -17,7 +17,7 @@ import platform
 import sys
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,9 +119,9 @@ def build_model(config: Config, data: Dataset | TorchData) -> torch.nn.Module:
     m = config.model
     if m.target is not None:
         with search_path(Path(config.root) if config.root else None):
-            model = build_target_model(m.target, dict(m.kwargs), config.seed)
-        _check_fits(model, data, config)
-        return model
+            user_model = build_target_model(m.target, dict(m.kwargs), config.seed)
+        _check_fits(user_model, data, config)
+        return user_model
     if isinstance(data, TorchData):
         shape = tuple(first_inputs(data).shape[1:])
         if m.out_features is None:
@@ -205,7 +205,7 @@ def _check_fits(model: torch.nn.Module, data: Dataset | TorchData, config: Confi
                         f"have {data.num_classes} classes; leave out_features unset")
 
 
-def build_optimizer(config: Config, params) -> torch.optim.Optimizer:
+def build_optimizer(config: Config, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """The optimizer of ``config.optim`` over ``params`` (fields left unset take defaults)."""
     o = config.optim
     hyper: dict[str, Any] = {"lr": o.lr, "weight_decay": o.weight_decay}
@@ -259,7 +259,7 @@ def config_callbacks(config: Config, run_dir: Path | None) -> list[Callback]:
     return out
 
 
-def _build_schedule(config: Config, steps_per_epoch: int | None):
+def _build_schedule(config: Config, steps_per_epoch: int | None) -> Any:
     s = config.schedule
     # A peak or starting LR left out of schedule.params stays unset: schedules.apply takes it
     # from the optimizer's groups, whose lr is optim.lr, so one field sets the LR.
@@ -288,7 +288,7 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
     model = build_model(config, data)
     extra_callbacks: list[Callback] = []
     if config.transfer.from_ is not None:
-        model = apply_transfer(config, model, data)
+        model = apply_transfer(config, model)
         extra_callbacks = transfer_callbacks(config)
     extra_callbacks += config_callbacks(config, run_dir)
     optimizer = build_optimizer(config, model.parameters())

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +51,7 @@ _added: list[str] = []
 
 
 @contextmanager
-def search_path(folder: Path | None):
+def search_path(folder: Path | None) -> Iterator[None]:
     """Let targets import modules that sit beside the config file (for the duration)."""
     if folder is None:
         yield

@@ -89,7 +89,7 @@ def _none_word(value: Any) -> Any:
 
 Activation = Annotated[Text, _registered("activation", ACTIVATIONS.keys)]
 OptionalActivation = Annotated[Activation | None, BeforeValidator(_none_word)]
-def _init_spec(allow_auto: bool):
+def _init_spec(allow_auto: bool) -> AfterValidator:
     def check(value: str) -> str:
         try:
             parse_init(value, argument="initializer", allow_auto=allow_auto)
