@@ -170,7 +170,7 @@ def test_learning_rate_far_too_high_is_the_primary_finding(tmp_path, capsys):
     assert out.startswith("trainwell doctor: lr_too_high")
     assert out.endswith(f"[report: {tmp_path / 'run' / 'report.html'}]")
     report = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
-    assert "<td>lr_too_high</td>" in report
+    assert "<td>lr_too_high (primary, confidence " in report  # the primary cause first
     probes = [r for r in _records(tmp_path / "run" / "health.jsonl") if r["type"] == "probe"]
     assert len(probes) == math.ceil(3 * N_TRAIN // BATCH / 4)
 
