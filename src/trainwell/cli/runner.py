@@ -31,6 +31,7 @@ from .. import optim as tw_optim
 from .._version import __version__
 from ..config import Config, to_toml
 from ..data.dataset import Dataset, Split, select_classes
+from ..doctor.rollback import RollbackGuard
 from ..errors import UserError
 from ..train import (
     BestCheckpoint,
@@ -238,6 +239,8 @@ def config_callbacks(config: Config, run_dir: Path | None) -> list[Callback]:
     """The Trainer callbacks that ``config.train`` asks for, in a fixed order."""
     t = config.train
     out: list[Callback] = []
+    if t.rollback_every is not None:
+        out.append(RollbackGuard(every=t.rollback_every))
     with config_section("train"):
         if t.early_stopping is not None:
             es = t.early_stopping

@@ -210,6 +210,9 @@ class TrainConfig(_Section):
                             "optimizer step: the gradient of one batch of accumulate × batch_size")
     compile: Bool = Field(False, description="run the model through torch.compile; falls back "
                           "to the plain model with one warning where compile is unavailable")
+    rollback_every: Int | None = Field(None, gt=0, le=1_000_000, description="keep a copy of the "
+                                       "weights every this many steps and restore it after a "
+                                       "non-finite loss (the doctor's rollback repair)")
     early_stopping: EarlyStoppingConfig | None = Field(None, description="stop when the monitored "
                                                        "metric stops improving")
     best: BestConfig | None = Field(None, description="keep checkpoints/best.* of the best epoch")
