@@ -84,6 +84,13 @@ PRECISIONS = ("fp32", "bf16")
 SEED = 0
 
 
+def precisions(device: torch.device) -> tuple[str, ...]:
+    """fp32, and bf16 where the device computes it (every CPU; CUDA from Ampere on)."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return ("fp32",)
+    return PRECISIONS
+
+
 def sync(device: torch.device) -> None:
     """Wait for the device (around timed regions only)."""
     if device.type == "cuda":
@@ -259,7 +266,7 @@ def bench_mlp(cfg: dict, device: torch.device, rounds: int, optimizer: str) -> d
         "setup": f"MLP 8x256 relu (40 in, 10 out), {len(x)} generated samples, batch "
                  f"{cfg['mlp_batch']}, {optimizer} fused, same weights and batches",
     }
-    for precision in PRECISIONS:
+    for precision in precisions(device):
         out[precision] = paired(mlp_model, x, y, cfg["mlp_batch"], precision, device, None,
                                 rounds, cfg["epochs"], optimizer)
     return out
@@ -282,7 +289,7 @@ def bench_resnet(cfg: dict, device: torch.device, rounds: int,
                  f"parameters), {len(x)} generated 3x32x32 images, batch "
                  f"{cfg['resnet_batch']}, {augment!r} on the device, {optimizer} fused",
     }
-    for precision in PRECISIONS:
+    for precision in precisions(device):
         out[precision] = paired(make, x, y, cfg["resnet_batch"], precision, device, augment,
                                 rounds, cfg["epochs"], optimizer)
     return out
