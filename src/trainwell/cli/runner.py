@@ -328,15 +328,17 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
     started = time.perf_counter() if started is None else started
     out = Path(out_dir) if out_dir is not None else None
     built = build_run(config, callbacks=callbacks, run_dir=out, progress=progress)
+    main = built.trainer.dist.is_main  # under torchrun only rank 0 writes the folder
     if out is not None:
         if resume:
             saved = out / "config.toml"
             if not saved.is_file():
                 raise UserError(f"--resume {out}: no config.toml there; give the folder of a run")
             built.trainer.restore()  # a checkpoint that does not fit fails before any write
-        prepare_run_dir(out, resume)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.toml", to_toml(config))
+        if main:
+            prepare_run_dir(out, resume)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / "config.toml", to_toml(config))
     t_fit = time.perf_counter()
     history = built.trainer.fit(built.data, resume=resume)
     fit_s = time.perf_counter() - t_fit
@@ -359,8 +361,9 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
         "train_time_s": train_s,
         "samples_per_s": samples / train_s if train_s > 0 else None,
         "threads": torch.get_num_threads(),
+        "world_size": trainer.dist.world_size,  # processes under torchrun (1 without)
         "versions": versions(),
     }
-    if out is not None:
+    if out is not None and main:
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return RunResult(history, final["test"], summary, out, built)
