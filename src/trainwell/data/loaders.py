@@ -298,7 +298,8 @@ def as_source(data: Any, *, batch_size: int, seed: int, device: torch.device,
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(
             isinstance(t, torch.Tensor) for t in data):
         return as_source(Split(data[0], data[1]), batch_size=batch_size, seed=seed,
-                         device=device, merge_single=merge_single, rank=rank, world_size=world_size)
+                         device=device, merge_single=merge_single, rank=rank,
+                         world_size=world_size)
     if isinstance(data, DataLoader):
         return BatchSource(loader=data, batch_size=data.batch_size or batch_size, seed=seed)
     if isinstance(data, torch.utils.data.Dataset):
@@ -321,7 +322,8 @@ def as_source(data: Any, *, batch_size: int, seed: int, device: torch.device,
                 sampler = EpochSampler(n, seed) if shuffle else None
                 loader = DataLoader(data, batch_size=batch_size, sampler=sampler,
                                     num_workers=num_workers, pin_memory=pin, drop_last=drop)
-        source = BatchSource(loader=loader, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size)
+        source = BatchSource(loader=loader, batch_size=batch_size, seed=seed, rank=rank,
+                             world_size=world_size)
         source.dropped = bool(loader.drop_last) or (sizes is not None and drop)
         source.global_sizes = sizes
         source.slice_loader_batches = world_size > 1 and isinstance(data, IterableDataset)
