@@ -27,6 +27,8 @@ from safetensors.torch import load_file
 import trainwell as tw
 from trainwell.cli import main
 from trainwell.data.loaders import ShardedBatchSampler, as_source, shard
+from trainwell.doctor.findings import Health
+from trainwell.doctor.rules import diagnose_health
 from trainwell.train import epoch_log
 from trainwell.train.distributed import Distributed
 from trainwell.train.epoch_log import EpochLog
@@ -155,6 +157,21 @@ def test_two_processes_give_the_one_process_weights_and_one_run_folder(runs):
     summary = json.loads((runs["two"] / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == EPOCHS * 8
     assert runs["log"].count("run folder:") == 1  # only rank 0 prints
+
+
+def test_the_doctor_on_rank_zero_sees_the_one_process_losses_and_gradients(runs):
+    # Rank 0 probes the unwrapped model after DDP's all-reduce: per-step losses (averaged
+    # over ranks) and gradient norms are the global batch's; activation statistics are of
+    # rank 0's shard, so only the former are compared.
+    one, two = Health.read(runs["one"] / "health.jsonl"), Health.read(runs["two"] / "health.jsonl")
+    assert len(two.losses) == EPOCHS * 8
+    assert two.losses == pytest.approx(one.losses, rel=1e-5)
+    assert [p["step"] for p in two.probes] == [p["step"] for p in one.probes] == [0]
+    for p, q in zip(two.probes, one.probes):
+        assert p["grad_norm"] == pytest.approx(q["grad_norm"], rel=1e-5)
+        for name, layer in p["layers"].items():
+            assert layer["grad_norm"] == pytest.approx(q["layers"][name]["grad_norm"], rel=1e-5)
+    assert [f.kind for f in diagnose_health(two)] == [f.kind for f in diagnose_health(one)]
 
 
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_weights(runs):
