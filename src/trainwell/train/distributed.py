@@ -45,7 +45,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.loaders import shard  # the data layer cuts the shards; re-exported here
 
 __all__ = ["Distributed", "all_reduce_sum", "barrier", "from_env", "is_main_process",
-           "loss_weight", "mean_over_ranks", "shard", "shutdown", "wrap"]
+           "loss_weight", "mean_over_ranks", "shard", "shutdown", "weight_rank_loss", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,21 @@ def loss_weight(local_n: int, global_n: int, world_size: int) -> float:
     if global_n < 1:
         raise ValueError(f"loss_weight: global_n must be >= 1, got {global_n}")
     return local_n * world_size / global_n
+
+
+def weight_rank_loss(loss: torch.Tensor, local_n: int, global_n: int,
+                     info: Distributed) -> torch.Tensor:
+    """This rank's mean ``loss`` of ``local_n`` samples, weighted by :func:`loss_weight`.
+
+    One process: ``loss`` itself. An empty shard (a last global batch smaller than the world)
+    gives a zero loss instead of its NaN mean; its backward must still run, because DDP's
+    gradient all-reduce waits for every rank.
+    """
+    if not info.active:
+        return loss
+    if local_n == 0:
+        return loss.nan_to_num(0.0) * 0.0
+    return loss * loss_weight(local_n, global_n, info.world_size)
 
 
 def all_reduce_sum(tensor: torch.Tensor, info: Distributed) -> torch.Tensor:

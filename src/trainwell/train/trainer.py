@@ -34,10 +34,10 @@ from ..data.loaders import BatchSource, as_source, batch_size_of, epoch_seed
 from ..errors import UserError
 from ..optim import schedules as _schedules
 from ..optim.clip import grad_norm
-from .batch import default_forward, infer_task, targets
+from .batch import default_forward, infer_task, map_inputs, targets
 from .callbacks import Callback
 from .checkpoint import atomic_write_text, save_checkpoint
-from .distributed import barrier, from_env, loss_weight, mean_over_ranks, wrap
+from .distributed import barrier, from_env, mean_over_ranks, weight_rank_loss, wrap
 from .epoch_log import EpochLog
 from .guard import NonFiniteGuard, has_batch_norm, run_failure
 from .losses import predict_classes, resolve_loss
@@ -358,10 +358,7 @@ class Trainer:
         # Dropout, augmentation and a user DataLoader's own shuffling draw from torch's global
         # RNG: seeding it per epoch makes them a function of (seed, epoch), hence resumable.
         torch.manual_seed(epoch_seed(self.seed, epoch) + 1)
-        gen = None
-        if self.augment is not None:  # on the device: the draws cost no copy
-            gen = torch.Generator(device=self.device)
-            gen.manual_seed(epoch_seed(self.seed, epoch) + 2 + self.dist.rank)
+        augment = self._epoch_augment(epoch)
         self.model.train()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         log = EpochLog()  # per-step values stay on the device until the epoch's end
@@ -373,18 +370,14 @@ class Trainer:
         for i, (batch, n) in enumerate(self._batches(epoch)):
             if i % k == 0:
                 self._guard.save_buffers()  # BN statistics, restored if the step is skipped
-            if gen is not None:
-                batch = _with_inputs(batch, self.augment, gen)
+            if augment is not None:
+                batch = map_inputs(batch, augment)
             local = batch_size_of(batch)  # n: the global batch (this rank's shard: local)
             out, loss = self._forward_loss(batch)
             # Each micro-batch weighs n / (k·n₀) so that k full micro-batches give the mean
             # over all k·n₀ samples; a short last group is rescaled in _optimizer_step.
             weighted = loss if k == 1 else loss * (n / (k * (group[0][1] if group else n)))
-            if self.dist.active:  # and n_r·W/n, so DDP's average is the global batch's gradient
-                # An empty shard (a last batch smaller than the world) adds a zero loss, not
-                # its NaN mean; its backward still runs, as DDP's all-reduce needs every rank.
-                weighted = (weighted * loss_weight(local, n, self.dist.world_size) if local
-                            else weighted.nan_to_num(0.0) * 0.0)
+            weighted = weight_rank_loss(weighted, local, n, self.dist)  # DDP: × n_r·W/n
             total = weighted
             if i % k == 0:
                 self.optimizer.zero_grad(set_to_none=True)
@@ -476,6 +469,15 @@ class Trainer:
             cb.on_epoch_end(self, epoch, metrics)
         bar.end_epoch(metrics)
         return metrics
+
+    def _epoch_augment(self, epoch: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The epoch's augmentation with its generator: a function of (seed, epoch, rank)."""
+        augment = self.augment
+        if augment is None:
+            return None
+        gen = torch.Generator(device=self.device)  # on the device: the draws cost no copy
+        gen.manual_seed(epoch_seed(self.seed, epoch) + 2 + self.dist.rank)
+        return lambda x: augment(x, gen)
 
     def _batches(self, epoch: int) -> Iterator[tuple[Any, int]]:
         """``(batch, samples of its global batch)`` of ``epoch``; no one-sample BN batches.
@@ -574,11 +576,3 @@ class Trainer:
             raise UserError("--resume: the trainer has no run folder to resume from")
         self._restored = restore_state(self, self._resume_dir) or self._restored
 
-
-def _with_inputs(batch: Any, augment: Any, gen: torch.Generator) -> Any:
-    """``batch`` with its inputs (``batch[0]`` or ``batch["x"]``) replaced by ``augment``'s."""
-    if isinstance(batch, dict):
-        return {**batch, "x": augment(batch["x"], gen)}
-    if isinstance(batch, (tuple, list)):
-        return type(batch)([augment(batch[0], gen), *batch[1:]])
-    return augment(batch, gen)
