@@ -297,3 +297,22 @@ def test_augment_runs_on_training_batches_only_seeded_per_epoch(tmp_path):
     assert seen == first
     for a, b in zip(full.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter([(torch.tensor([float(i)]), torch.tensor(i)) for i in range(7)])
+
+
+def test_a_stream_is_sliced_per_rank_and_reports_each_global_batch_size():
+    cut, whole = [], []
+    for r in range(2):
+        src = as_source(_Stream(), batch_size=4, seed=0, device=torch.device("cpu"), rank=r,
+                        world_size=2)
+        batches = []
+        for b in src.epoch(0, torch.device("cpu")):
+            batches.append(b[1].tolist())
+            whole.append(src.current_global_size)
+        cut.append(batches)
+    assert cut == [[[0, 1], [4, 5]], [[2, 3], [6]]]
+    assert whole == [4, 3, 4, 3]  # what weights rank 1's one sample by 1·2/3, not 1

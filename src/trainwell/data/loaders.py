@@ -178,6 +178,9 @@ class BatchSource:
         # Samples per global batch, in order, when known (else each rank's batch counts as
         # 1/world_size of its step: a user's DataLoader).
         self.global_sizes: list[int] | None = None
+        # The global size of the batch ``epoch`` yielded last, when known (also for a sliced
+        # stream, whose batch sizes are known only as they come).
+        self.current_global_size: int | None = None
         if split is not None:
             n = len(split)
             self.num_samples: int | None = n
@@ -234,9 +237,12 @@ class BatchSource:
         torch.set_rng_state(state)
         if first is None:
             return
+        sizes = iter(self.global_sizes or ())
         for batch in chain([first], batches):
+            self.current_global_size = next(sizes, None)
             if self.slice_loader_batches:
-                lo, hi = shard(batch_size_of(batch), self.rank, self.world_size)
+                self.current_global_size = batch_size_of(batch)
+                lo, hi = shard(self.current_global_size, self.rank, self.world_size)
                 batch = _slice(batch, lo, hi)
             yield to_device(batch, device, non_blocking=True)
 
@@ -254,7 +260,8 @@ class BatchSource:
         local = torch.cat(pieces).to(self.split.x.device)
         x, y = self.split.x[local], self.split.y[local]
         start = 0
-        for size in sizes:
+        for size, whole in zip(sizes, self.global_sizes):
+            self.current_global_size = whole
             yield x[start:start + size], y[start:start + size]
             start += size
 

@@ -489,15 +489,15 @@ class Trainer:
         assert self._train_src is not None, "call check() or fit() first"
         src = self._train_src
         in_memory = src.split is not None
-        sizes = src.global_sizes if self.dist.active else None
         world = self.dist.world_size
-        for i, batch in enumerate(src.epoch(epoch, self.device)):
+        for batch in src.epoch(epoch, self.device):
             n = batch_size_of(batch)
             if self._has_bn and not in_memory and n == 1 and not self.dist.active:
                 self._warn_once("bn", "a batch of one sample, which batch norm cannot train on, "
                                 "was dropped (this warning is shown once)")
                 continue
-            yield batch, (sizes[i] if sizes is not None else n * world)
+            whole = src.current_global_size if self.dist.active else None
+            yield batch, (whole if whole is not None else n * world)
 
     def _forward_loss(self, batch: Any, train: bool = True) -> tuple[Any, torch.Tensor]:
         """Outputs and loss of ``batch`` under the run's precision (``train``: through DDP)."""
