@@ -15,7 +15,9 @@ The split is defined so that N processes train *the same run* as one process:
   ``n_r · W / N`` (:func:`loss_weight`), so the average of the ranks' gradients equals the
   gradient of the mean loss over the global batch, also for a smaller last batch.
 - Per-epoch sums (loss, correct predictions, samples) are summed over ranks once per
-  epoch (:func:`all_reduce_sum`); only rank 0 writes files.
+  epoch (:func:`all_reduce_sum`); so are the validation sums, each rank evaluating its
+  shard of in-memory validation data (torch validation data: every rank evaluates all of
+  it). Only rank 0 writes files.
 - Each optimizer step's loss is summed over ranks (one scalar all-reduce, no host sync on
   CUDA): every rank then holds the global batch's loss, and since DDP has already made the
   gradients identical, the non-finite guard's flag — a function of that loss and the

@@ -37,7 +37,7 @@ from ..optim.clip import grad_norm
 from .batch import default_forward, infer_task, map_inputs, targets
 from .callbacks import Callback
 from .checkpoint import atomic_write_text, save_checkpoint
-from .distributed import barrier, from_env, mean_over_ranks, weight_rank_loss, wrap
+from .distributed import all_reduce_sum, barrier, from_env, mean_over_ranks, weight_rank_loss, wrap
 from .epoch_log import EpochLog
 from .guard import NonFiniteGuard, has_batch_norm, run_failure
 from .losses import predict_classes, resolve_loss
@@ -117,8 +117,9 @@ class Trainer:
     Trainer joins the process group (:func:`~trainwell.train.distributed.from_env`), wraps
     the model in ``DistributedDataParallel`` and treats ``batch_size`` as the global batch.
     Callbacks run on every rank; only rank 0 keeps ``run_dir`` (on other ranks it is None, so
-    nothing writes there), while every rank reads the checkpoint on resume. Validation runs
-    on the full validation data on every rank (no communication; the weights are the same).
+    nothing writes there), while every rank reads the checkpoint on resume. In-memory
+    validation data are sharded like training and their sums all-reduced; torch validation
+    data are evaluated whole on every rank (the weights are the same everywhere).
 
     Attributes:
         failure: after ``fit``, None, or one line saying why the run failed (most steps
@@ -283,9 +284,13 @@ class Trainer:
                         num_workers=self.num_workers, merge_single=self._has_bn,
                         rank=self.dist.rank, world_size=self.dist.world_size)
         self._train_src = src
+        # Under DDP in-memory validation is sharded like training and summed in evaluate():
+        # a rank validating everything would spend twice the share of its epoch on it.
+        in_memory_val = val is not None and self._eval_batch(val) == _EVAL_BATCH
         self._val_src = None if val is None else as_source(
             val, batch_size=self._eval_batch(val), seed=self.seed, device=self.device,
-            num_workers=self.num_workers, shuffle=False)
+            num_workers=self.num_workers, shuffle=False, rank=self.dist.rank,
+            world_size=self.dist.world_size if in_memory_val else 1)
         if task is None and src.split is not None:
             task = infer_task(self.loss_name, src.split.y)
         if task is not None:  # else the first batch's targets tell (see _train_epoch)
@@ -307,7 +312,9 @@ class Trainer:
     def evaluate(self, data: Any) -> dict[str, float]:
         """Mean loss (and accuracy for classification) of the model on ``data``.
 
-        ``data``: a Split, an ``(x, y)`` pair, a torch Dataset or a DataLoader.
+        ``data``: a Split, an ``(x, y)`` pair, a torch Dataset or a DataLoader; or a
+        :class:`BatchSource` sharded over ranks (the Trainer's in-memory validation under
+        DDP), whose sums are all-reduced, so every rank must call this together.
         """
         src = data if isinstance(data, BatchSource) else as_source(
             data, batch_size=self._eval_batch(data), seed=self.seed, device=self.device,
@@ -323,14 +330,20 @@ class Trainer:
         n = 0
         classify = self.task == "classification" and self.user_loss is None
         for batch in src.epoch(0, self.device, shuffle=False):
-            out, loss = self._forward_loss(batch, train=False)
             size = batch_size_of(batch)
+            if size == 0:  # a rank's empty shard of a short batch
+                continue
+            out, loss = self._forward_loss(batch, train=False)
             loss_sum += loss.double() * size
             n += size
             if classify:
                 y = targets(batch)
                 correct += (predict_classes(self.loss_name, out) == y.reshape(-1)).sum()
         self.model.train(was_training)
+        if src.world_size > 1:
+            sums = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(float(n))])
+            loss_sum, correct, total = all_reduce_sum(sums, self.dist)
+            n = int(total)
         result = {"loss": float(loss_sum) / max(n, 1)}
         if classify:
             result["accuracy"] = int(correct) / max(n, 1)
