@@ -32,6 +32,13 @@ would) unless ``sync_batch_norm`` converts it to ``SyncBatchNorm``. A user's own
 ``DataLoader`` is iterated as given on every rank (give it a ``DistributedSampler``); its
 batches are weighted equally (DDP's plain average), exact when the ranks' batches have equal
 sizes, and every rank must yield the same number of batches or DDP waits forever.
+
+Several machines: run the same ``torchrun`` on each node with a shared rendezvous, e.g.
+``torchrun --nnodes=2 --nproc_per_node=4 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400
+--rdzv-id=JOB -m trainwell train CONFIG --out RUN`` (Slurm: one ``srun`` task per node, HOST
+the first node of ``$SLURM_JOB_NODELIST``; Kubernetes: one pod per node, HOST a headless
+service of pod 0, or the PyTorchJob operator which sets these). ``--out`` must be a folder
+rank 0 can write and every node can read, for ``--resume``.
 """
 
 from __future__ import annotations

@@ -119,7 +119,9 @@ class Trainer:
     Callbacks run on every rank; only rank 0 keeps ``run_dir`` (on other ranks it is None, so
     nothing writes there), while every rank reads the checkpoint on resume. In-memory
     validation data are sharded like training and their sums all-reduced; torch validation
-    data are evaluated whole on every rank (the weights are the same everywhere).
+    data are evaluated whole on every rank (the weights are the same everywhere). Dropout
+    draws from the same per-epoch seed on every rank and augmentation from a per-rank one:
+    with either, the weights match a one-process run in distribution, not in value.
 
     Attributes:
         failure: after ``fit``, None, or one line saying why the run failed (most steps
@@ -177,12 +179,12 @@ class Trainer:
         self.log_grad_norm = log_grad_norm
         self.precision, self.accumulate, self.num_workers = precision, int(accumulate), num_workers
         self.scaler = make_scaler(precision, self.device)
-        # DDP only adds the gradient all-reduce: evaluation, checkpoints and the doctor's hooks
-        # use self.model, so nothing outside the training step waits for other ranks.
         if self.dist.active and penalty is not None and self.accumulate > 1:
             # Its gradient is added by a backward outside DDP's forward, which DDP refuses.
             raise ValueError("penalty: with accumulate > 1 it cannot run under torchrun; "
                              "use accumulate = 1 or a larger global batch")
+        # DDP only adds the gradient all-reduce: evaluation, checkpoints and the doctor's hooks
+        # use self.model, so nothing outside the training step waits for other ranks.
         self._ddp = wrap(self.model, self.dist, self.device, sync_batch_norm)
         self.augment = augment
         self._net = compile_model(self._ddp) if compile else self._ddp
@@ -255,8 +257,9 @@ class Trainer:
                     if self.run_dir is not None:
                         save_checkpoint(self.run_dir, self.epoch, self.model, self.optimizer,
                                         trainer_state(self))
-                    # A rank that ran ahead and was killed with the job must not have
-                    # trained past the newest checkpoint the folder holds.
+                    # Every rank waits for rank 0's checkpoint to be on disk: a killed job
+                    # resumes from an epoch all ranks finished, and no rank leaves fit() (and
+                    # tears the group down) while rank 0 is still writing.
                     barrier(self.dist)
         self.failure = run_failure(self.history, self.skipped_steps, self.step)
         for cb in self.callbacks:
