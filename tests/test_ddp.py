@@ -316,3 +316,12 @@ def test_a_stream_is_sliced_per_rank_and_reports_each_global_batch_size():
         cut.append(batches)
     assert cut == [[[0, 1], [4, 5]], [[2, 3], [6]]]
     assert whole == [4, 3, 4, 3]  # what weights rank 1's one sample by 1·2/3, not 1
+
+
+def test_sync_batch_norm_on_the_cpu_is_one_clear_error():
+    from trainwell.train.distributed import wrap
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    with pytest.raises(ValueError, match="sync_batch_norm: SyncBatchNorm runs only on CUDA"):
+        wrap(model, Distributed(rank=0, world_size=2), torch.device("cpu"), sync_batch_norm=True)
+    assert wrap(model, Distributed(), torch.device("cpu"), sync_batch_norm=True) is model

@@ -174,10 +174,16 @@ def wrap(model: nn.Module, info: Distributed, device: torch.device,
         device: the training device (CUDA: DDP's ``device_ids``).
         sync_batch_norm: convert batch-norm layers to ``SyncBatchNorm`` first, in place
             (statistics over the global batch; one all-reduce per layer per forward).
+
+    Raises:
+        ValueError: ``sync_batch_norm`` on a device other than CUDA.
     """
     if not info.active:
         return model
     if sync_batch_norm:
+        if device.type != "cuda":  # torch's SyncBatchNorm has no CPU kernels
+            raise ValueError("sync_batch_norm: SyncBatchNorm runs only on CUDA; train on GPUs "
+                             "or leave it off (each rank's batch norm then sees its shard)")
         nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index if device.index is not None else info.local_rank] \
         if device.type == "cuda" else None

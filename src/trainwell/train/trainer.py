@@ -110,7 +110,7 @@ class Trainer:
             never in :meth:`evaluate`. Its generator lives on the device and is seeded per
             epoch from ``epoch_seed(seed, epoch) + 2`` (plus the rank under torchrun), so a
             resumed run draws the same augmentations.
-        sync_batch_norm: under torchrun, convert batch norm to ``SyncBatchNorm`` (statistics
+        sync_batch_norm: under torchrun on CUDA, convert batch norm to ``SyncBatchNorm`` (statistics
             over the global batch); by default each rank's batch norm sees only its shard.
 
     Data parallel: started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), the
