@@ -1,18 +1,22 @@
 """Engine overhead: tw.Trainer vs a minimal hand-written PyTorch loop, same work.
 
 Both train the same 8×256 ReLU MLP (He init, same seed) on 20,000-sample MNIST-1D with the
-same optimizer (torch.optim.Adam, lr 1e-3), batch 128, reshuffled per epoch. Two cases:
+same optimizer (torch.optim.Adam, lr 1e-3), batch 128, reshuffled per epoch. Four cases:
 ``mlp`` feeds the in-memory tensors (trainwell's fast path vs permutation + slicing);
 ``dataloader`` feeds both sides the same ``DataLoader(TensorDataset, batch_size=128,
 shuffle=True)``. ``resnet`` trains ``trainwell.nn.resnet`` (widths (16, 32, 64), blocks
 (1, 1, 1), 77,850 parameters) on 2,048 generated 3×32×32 images held in memory, batch 128,
 torch.optim.SGD (lr 0.05, momentum 0.9), both sides on the same tensors, no validation
-split on either side. Time: the two
+split on either side. ``ddp`` runs 2 CPU processes (gloo on loopback, started by
+``torch.multiprocessing``), global batch 128 = 64 a rank, tw.Trainer under DDP vs the same job
+hand-written with ``DistributedDataParallel`` (the same per-epoch permutation on both ranks,
+each slicing its half of every global batch). Time: the two
 alternate epoch by epoch in one process (the machine is noisy, so we compare the median of
 paired per-epoch ratios); trainwell's epochs include its validation pass and metrics. Peak memory: each variant runs once in a fresh subprocess and reports
 its peak resident set size (ru_maxrss), so neither inherits the other's high-water mark.
 
-    python benchmarks/engine.py [--epochs 2] [--rounds 10] [--quick] [--case mlp|dataloader|all]
+    python benchmarks/engine.py [--epochs 2] [--rounds 10] [--quick]
+                                [--case mlp|dataloader|resnet|ddp|all]
 
 Prints one JSON object; the targets are time ratio ≤ 1.05 and memory ratio ≤ 1.10.
 """
@@ -21,14 +25,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
 import time
 
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 
 import trainwell as tw
@@ -121,7 +130,50 @@ class TrainwellLoaderLoop(TrainwellLoop):
         return time.perf_counter() - t0
 
 
-CASES = {"mlp": (PlainLoop, TrainwellLoop), "dataloader": (PlainLoaderLoop, TrainwellLoaderLoop)}
+class PlainDDPLoop(PlainLoop):
+    """Hand-written DDP: every rank draws the epoch's permutation, slices its half of each
+    global batch of 128, and DDP averages the gradients (equal halves: the global mean)."""
+
+    def __init__(self, data, seed: int) -> None:
+        super().__init__(data, seed)
+        self.model = DistributedDataParallel(self.model)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+
+    def epoch(self, epoch: int) -> float:
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(epoch)
+        order = torch.randperm(len(self.x), generator=g)
+        xs, ys = self.x[order], self.y[order]
+        half = 128 // self.world
+        for s in range(0, len(xs), 128):
+            lo = s + self.rank * half
+            loss = nn.functional.cross_entropy(self.model(xs[lo:lo + half]), ys[lo:lo + half])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        return time.perf_counter() - t0
+
+
+class TrainwellDDPLoop(TrainwellLoop):
+    """tw.Trainer under DDP: like the hand-written side, one DDP wrapper for the whole run
+    (a fresh one per epoch would pay DDP's first-iteration bucket rebuild every epoch);
+    ``fit(until=...)`` trains one more epoch per call."""
+
+    def __init__(self, data, seed: int) -> None:
+        super().__init__(data, seed)
+        # The Trainer joins the process group the way it does under torchrun (from_env).
+        self.trainer = tw.Trainer(self.model, self.opt, epochs=10_000, batch_size=128,
+                                  seed=seed, progress=False, device="cpu")
+
+    def epoch(self, epoch: int) -> float:
+        t0 = time.perf_counter()
+        self.trainer.fit(self.data, until=self.trainer.epoch + 1)
+        return time.perf_counter() - t0
+
+
+CASES = {"mlp": (PlainLoop, TrainwellLoop), "dataloader": (PlainLoaderLoop, TrainwellLoaderLoop),
+         "ddp": (PlainDDPLoop, TrainwellDDPLoop)}
 
 
 def run_plain(data, epochs: int, seed: int) -> float:
@@ -223,6 +275,35 @@ def resnet_model(seed: int) -> nn.Module:
 CASES["resnet"] = (PlainResNetLoop, TrainwellResNetLoop)
 
 
+def _ddp_worker(rank: int, world: int, port: int, epochs: int, rounds: int, queue) -> None:
+    """One rank of the ``ddp`` case; rank 0 puts the paired timings on ``queue``."""
+    # What torchrun sets: the Trainer's from_env() finds the group already joined.
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        data = tw.data.load("mnist1d", num_samples=20000, seed=0)
+        result = paired(data, "ddp", epochs, rounds)
+        if rank == 0:
+            queue.put(result)
+    finally:
+        dist.destroy_process_group()
+
+
+def ddp_case(epochs: int, rounds: int, world: int = 2) -> dict:
+    """The ``ddp`` case in ``world`` fresh CPU processes (both ranks time the same epochs)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    mp.start_processes(_ddp_worker, args=(world, port, epochs, rounds, queue), nprocs=world,
+                       start_method="spawn")
+    return {"processes": world, "threads_per_process": 1, **queue.get()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=2, help="epochs per round")
@@ -239,7 +320,8 @@ def main() -> None:
         "model": "MLP 8x256 relu, Adam lr 1e-3, batch 128, MNIST-1D 20k (14,400 train)",
     }
     for case in CASES if args.case == "all" else [args.case]:
-        out[case] = paired(data, case, args.epochs, args.rounds)
+        out[case] = (ddp_case(args.epochs, args.rounds) if case == "ddp"
+                     else paired(data, case, args.epochs, args.rounds))
     if not args.no_memory:
         mem_plain = peak_rss_mb("plain", 1)
         mem_ours = peak_rss_mb("trainwell", 1)

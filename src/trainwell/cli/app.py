@@ -22,6 +22,7 @@ from .._version import __version__
 from ..config import load_config, to_toml
 from ..doctor import DoctorCallback
 from ..errors import UserError
+from ..train.distributed import is_main_process, shutdown
 from .args import add_config_args
 from .extensions import REGISTRARS
 from .lr_find import run_lr_find
@@ -57,8 +58,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             print(note)
 
     doctor = DoctorCallback(report=True)
-    result = run(config, out, progress=not args.quiet, resume=args.resume is not None,
-                 started=_STARTED, callbacks=[doctor])
+    main = is_main_process()  # under torchrun: the doctor probes and rank 0 prints, alone
+    try:
+        result = run(config, out, progress=not args.quiet, resume=args.resume is not None,
+                     started=_STARTED, callbacks=[doctor] if main else [])
+    finally:
+        shutdown()
+    if not main:
+        return 0
     print_run_summary(result)
     findings = doctor.findings()
     if findings:

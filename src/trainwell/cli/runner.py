@@ -30,6 +30,7 @@ from .. import nn as tw_nn
 from .. import optim as tw_optim
 from .._version import __version__
 from ..config import Config, to_toml
+from ..data.augment import Augment
 from ..data.dataset import Dataset, Split, select_classes
 from ..doctor.rollback import RollbackGuard
 from ..errors import UserError
@@ -324,6 +325,9 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
                       log_grad_norm=config.train.log_grad_norm,
                       precision=config.train.precision, accumulate=config.train.accumulate,
                       compile=config.train.compile,
+                      augment=None if config.data.augment is None else Augment(
+                          crop_padding=config.data.augment.crop_padding,
+                          flip=config.data.augment.flip),
                       callbacks=[*extra_callbacks, *callbacks],
                       device=config.device, run_dir=run_dir,
                       checkpoint_every=config.train.checkpoint_every, progress=progress)
@@ -424,21 +428,24 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
     started = time.perf_counter() if started is None else started
     out = Path(out_dir) if out_dir is not None else None
     built = build_run(config, callbacks=callbacks, run_dir=out, progress=progress)
+    main = built.trainer.dist.is_main  # under torchrun only rank 0 writes the folder
     if out is not None:
         if resume:
             saved = out / "config.toml"
             if not saved.is_file():
                 raise UserError(f"--resume {out}: no config.toml there; give the folder of a run")
             built.trainer.restore()  # a checkpoint that does not fit fails before any write
-            clean_leftovers(out)  # .tmp and orphan tensor files of the killed run
-        else:
+            if main:
+                clean_leftovers(out)  # .tmp and orphan tensor files of the killed run
+        elif main:
             claim_run_dir(out)  # every check passed: the run's first file goes in now
-        atomic_write_text(out / "config.toml", to_toml(config))
+        if main:
+            atomic_write_text(out / "config.toml", to_toml(config))
     t_fit = time.perf_counter()
     try:
         history = built.fit(resume=resume)
     except BaseException:
-        if out is not None:  # keep a resumable folder, or remove only what this run wrote
+        if out is not None and main:  # keep a resumable folder, or remove only what it wrote
             print(f"note: {after_failure(out)}", file=sys.stderr)
         raise
     fit_s = time.perf_counter() - t_fit
@@ -466,9 +473,10 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
         "train_time_s": train_s,
         "samples_per_s": samples / train_s if samples is not None and train_s > 0 else None,
         "threads": torch.get_num_threads(),
+        "world_size": trainer.dist.world_size,  # processes under torchrun (1 without)
         "versions": versions(),
     }
-    if out is not None:
+    if out is not None and main:
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         record_created(out)
     return RunResult(history, final["test"], summary, out, built)

@@ -22,6 +22,7 @@ Order and resume:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sized
+from itertools import chain
 from typing import Any
 
 import torch
@@ -29,8 +30,8 @@ from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from .dataset import Split
 
-__all__ = ["BatchSource", "EpochSampler", "as_source", "batch_size_of", "epoch_seed",
-           "to_device"]
+__all__ = ["BatchSource", "EpochSampler", "ShardedBatchSampler", "as_source", "batch_size_of",
+           "epoch_seed", "shard", "to_device"]
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -63,6 +64,73 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+def shard(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The slice ``[lo, hi)`` of a global batch of ``n`` samples that ``rank`` trains on.
+
+    Contiguous and near-equal: the first ``n mod W`` ranks take one sample more. A rank may
+    get an empty slice when ``n < W`` (the last batch of an epoch).
+
+    Example:
+        >>> [shard(10, r, 4) for r in range(4)]
+        [(0, 3), (3, 6), (6, 8), (8, 10)]
+    """
+    if world_size < 1 or not 0 <= rank < world_size or n < 0:
+        raise ValueError(f"shard: need 0 <= rank < world_size and n >= 0, got n={n}, "
+                         f"rank={rank}, world_size={world_size}")
+    base, extra = divmod(n, world_size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
+def _bounds(n: int, batch_size: int, merged: bool) -> list[int]:
+    """Start of each global batch, then ``n``; a merged one-sample tail joins the batch before."""
+    bounds = list(range(0, n, batch_size)) + [n]
+    if merged:
+        del bounds[-2]
+    return bounds
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """The indices of one rank's shard of each global batch of :func:`epoch_order`.
+
+    Like ``DistributedSampler`` but exact: the global batches are those one process draws
+    (``batch_size`` consecutive indices of the epoch's permutation), and rank ``r`` yields its
+    contiguous :func:`~trainwell.train.distributed.shard` of each, so no sample is padded or
+    repeated. Call ``set_epoch`` before iterating.
+
+    Raises:
+        ValueError: a last global batch smaller than ``world_size`` (a rank would get an empty
+            batch, which a DataLoader cannot collate); choose another batch size.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int, world_size: int,
+                 shuffle: bool = True, drop_last: bool = False) -> None:
+        self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
+        self.rank, self.world_size, self.shuffle, self.epoch = rank, world_size, shuffle, 0
+        self.bounds = _bounds(self.n, self.batch_size, False)
+        if drop_last and self.n % self.batch_size:
+            del self.bounds[-1]
+        tail = self.bounds[-1] - self.bounds[-2] if len(self.bounds) > 1 else 0
+        if 0 < tail < world_size:
+            raise ValueError(f"batch_size: the last batch of {n} samples holds {tail}, fewer "
+                             f"than the {world_size} processes; choose a batch size with "
+                             f"{n} mod batch_size = 0 or >= {world_size}")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = epoch_order(self.n, self.seed, self.epoch) if self.shuffle else \
+            torch.arange(self.n)
+        for a, b in zip(self.bounds[:-1], self.bounds[1:]):
+            lo, hi = shard(b - a, self.rank, self.world_size)
+            yield order[a + lo:a + hi].tolist()
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
 
 
 def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
@@ -98,10 +166,21 @@ class BatchSource:
     """
 
     def __init__(self, *, split: Split | None = None, loader: DataLoader | None = None,
-                 batch_size: int = 1, seed: int = 0, merge_single: bool = False) -> None:
+                 batch_size: int = 1, seed: int = 0, merge_single: bool = False,
+                 rank: int = 0, world_size: int = 1) -> None:
         self.split, self.loader = split, loader
         self.dropped = False  # a last batch of one sample is dropped (a wrapped torch Dataset)
         self.batch_size, self.seed = batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        # Global batches the loader yields whole, for this source to slice (an iterable
+        # Dataset trainwell batches); a map-style one is sharded by its batch sampler.
+        self.slice_loader_batches = False
+        # Samples per global batch, in order, when known (else each rank's batch counts as
+        # 1/world_size of its step: a user's DataLoader).
+        self.global_sizes: list[int] | None = None
+        # The global size of the batch ``epoch`` yielded last, when known (also for a sliced
+        # stream, whose batch sizes are known only as they come).
+        self.current_global_size: int | None = None
         if split is not None:
             n = len(split)
             self.num_samples: int | None = n
@@ -109,6 +188,8 @@ class BatchSource:
             # batch before (the caller says so once); batch boundaries stay a pure function of n.
             self.merged = merge_single and n > batch_size and n % batch_size == 1
             self.num_batches: int | None = -(-n // batch_size) - int(self.merged)
+            bounds = _bounds(n, batch_size, self.merged)
+            self.global_sizes = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
         else:
             assert loader is not None
             self.merged = False
@@ -127,6 +208,9 @@ class BatchSource:
         are already on ``device``). Loaders: each batch is copied with ``non_blocking=True``,
         which overlaps the copy with compute when the loader pins memory.
         """
+        if self.split is not None and self.world_size > 1:
+            yield from self._local_slices(epoch, shuffle)
+            return
         if self.split is not None:
             x, y = self.split.x, self.split.y
             if shuffle:
@@ -139,9 +223,10 @@ class BatchSource:
                 yield x[a:b], y[a:b]
             return
         assert self.loader is not None
-        set_epoch = getattr(getattr(self.loader, "sampler", None), "set_epoch", None)
-        if set_epoch is not None:  # EpochSampler, DistributedSampler
-            set_epoch(epoch)
+        for sampler in (self.loader.sampler, self.loader.batch_sampler):
+            set_epoch = getattr(sampler, "set_epoch", None)
+            if set_epoch is not None:  # EpochSampler, ShardedBatchSampler, DistributedSampler
+                set_epoch(epoch)
         # The loader draws its workers' seed and a shuffling sampler's seed from torch's
         # global RNG, in iter() or at the first batch depending on num_workers: both happen
         # here, from the state the Trainer seeded for this epoch, which is then restored so
@@ -152,14 +237,49 @@ class BatchSource:
         torch.set_rng_state(state)
         if first is None:
             return
-        yield to_device(first, device, non_blocking=True)
-        for batch in batches:
+        sizes = iter(self.global_sizes or ())
+        for batch in chain([first], batches):
+            self.current_global_size = next(sizes, None)
+            if self.slice_loader_batches:
+                self.current_global_size = batch_size_of(batch)
+                lo, hi = shard(self.current_global_size, self.rank, self.world_size)
+                batch = _slice(batch, lo, hi)
             yield to_device(batch, device, non_blocking=True)
+
+    def _local_slices(self, epoch: int, shuffle: bool) -> Iterator[Any]:
+        """This rank's shard of each in-memory global batch: one gather of its indices."""
+        assert self.split is not None and self.global_sizes is not None
+        n = len(self.split)
+        order = epoch_order(n, self.seed, epoch) if shuffle else torch.arange(n)
+        pieces, sizes, a = [], [], 0
+        for size in self.global_sizes:
+            lo, hi = shard(size, self.rank, self.world_size)
+            pieces.append(order[a + lo:a + hi])
+            sizes.append(hi - lo)
+            a += size
+        local = torch.cat(pieces).to(self.split.x.device)
+        x, y = self.split.x[local], self.split.y[local]
+        start = 0
+        for size, whole in zip(sizes, self.global_sizes):
+            self.current_global_size = whole
+            yield x[start:start + size], y[start:start + size]
+            start += size
+
+
+def _slice(batch: Any, lo: int, hi: int) -> Any:
+    """Samples ``[lo, hi)`` of every tensor in a batch (tuples, lists, dicts)."""
+    if isinstance(batch, torch.Tensor):
+        return batch[lo:hi]
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_slice(b, lo, hi) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _slice(v, lo, hi) for k, v in batch.items()}
+    return batch
 
 
 def as_source(data: Any, *, batch_size: int, seed: int, device: torch.device,
-              num_workers: int = 0, merge_single: bool = False, shuffle: bool = True
-              ) -> BatchSource:
+              num_workers: int = 0, merge_single: bool = False, shuffle: bool = True,
+              rank: int = 0, world_size: int = 1) -> BatchSource:
     """Wrap ``data`` (a Split, ``(x, y)`` tensors, a torch Dataset or a DataLoader).
 
     Args:
@@ -171,32 +291,49 @@ def as_source(data: Any, *, batch_size: int, seed: int, device: torch.device,
         merge_single: a last batch of one sample is merged (in memory) or dropped (a torch
             Dataset trainwell wraps), for models with batch norm.
         shuffle: shuffle map-style data (training); False keeps the order (evaluation).
+        rank, world_size: this process's shard of each global batch of ``batch_size``
+            (see the module docstring); a user's DataLoader is not sharded.
 
     Raises:
         TypeError: ``data`` is none of the accepted kinds.
+        ValueError: a map-style Dataset whose last global batch is smaller than
+            ``world_size``.
     """
     if isinstance(data, Split):
         return BatchSource(split=data.to(device), batch_size=batch_size, seed=seed,
-                           merge_single=merge_single)
+                           merge_single=merge_single, rank=rank, world_size=world_size)
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(
             isinstance(t, torch.Tensor) for t in data):
         return as_source(Split(data[0], data[1]), batch_size=batch_size, seed=seed,
-                         device=device, merge_single=merge_single)
+                         device=device, merge_single=merge_single, rank=rank,
+                         world_size=world_size)
     if isinstance(data, DataLoader):
         return BatchSource(loader=data, batch_size=data.batch_size or batch_size, seed=seed)
     if isinstance(data, torch.utils.data.Dataset):
         pin = device.type == "cuda"  # page-locked memory lets the copy run asynchronously
+        sizes = None
         if isinstance(data, IterableDataset):
             loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers,
                                 pin_memory=pin)
         else:
             n = len(data)  # type: ignore[arg-type]
-            sampler = EpochSampler(n, seed) if shuffle else None
-            loader = DataLoader(data, batch_size=batch_size, sampler=sampler,
-                                num_workers=num_workers, pin_memory=pin,
-                                drop_last=merge_single and n > batch_size and n % batch_size == 1)
-        source = BatchSource(loader=loader, batch_size=batch_size, seed=seed)
-        source.dropped = bool(loader.drop_last)
+            drop = merge_single and n > batch_size and n % batch_size == 1
+            if world_size > 1:
+                batches = ShardedBatchSampler(n, batch_size, seed, rank, world_size,
+                                              shuffle=shuffle, drop_last=drop)
+                b = batches.bounds
+                sizes = [hi - lo for lo, hi in zip(b[:-1], b[1:])]
+                loader = DataLoader(data, batch_sampler=batches, num_workers=num_workers,
+                                    pin_memory=pin)
+            else:
+                sampler = EpochSampler(n, seed) if shuffle else None
+                loader = DataLoader(data, batch_size=batch_size, sampler=sampler,
+                                    num_workers=num_workers, pin_memory=pin, drop_last=drop)
+        source = BatchSource(loader=loader, batch_size=batch_size, seed=seed, rank=rank,
+                             world_size=world_size)
+        source.dropped = bool(loader.drop_last) or (sizes is not None and drop)
+        source.global_sizes = sizes
+        source.slice_loader_batches = world_size > 1 and isinstance(data, IterableDataset)
         return source
     raise TypeError(f"data: expected a trainwell Dataset, a torch Dataset or DataLoader, or an "
                     f"(x, y) pair of tensors; got {type(data).__name__}")

@@ -6,11 +6,12 @@ user's ``forward(model, batch)`` and ``loss_fn(outputs, batch)`` understand.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-__all__ = ["default_forward", "infer_task", "targets"]
+__all__ = ["default_forward", "infer_task", "map_inputs", "targets"]
 
 
 def targets(batch: Any) -> Any:
@@ -36,3 +37,15 @@ def infer_task(loss_name: str, y: Any) -> str:
     if loss_name == "mse" or (isinstance(y, torch.Tensor) and y.is_floating_point()):
         return "regression"
     return "classification"
+
+
+def map_inputs(batch: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``batch`` with its inputs (``batch[0]``, ``batch["x"]`` or the tensor) replaced by ``fn``'s.
+
+    The Trainer's augmentation uses it; the batch passed in is left unchanged.
+    """
+    if isinstance(batch, dict):
+        return {**batch, "x": fn(batch["x"])}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)([fn(batch[0]), *batch[1:]])
+    return fn(batch)

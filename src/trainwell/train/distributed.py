@@ -14,8 +14,31 @@ The split is defined so that N processes train *the same run* as one process:
 - DDP averages gradients over ranks. A rank's mean loss is weighted by
   ``n_r · W / N`` (:func:`loss_weight`), so the average of the ranks' gradients equals the
   gradient of the mean loss over the global batch, also for a smaller last batch.
-- Per-epoch sums (loss, correct predictions, skipped steps) are summed over ranks once per
-  epoch (:func:`all_reduce_sum`); only rank 0 writes files.
+- Per-epoch sums (loss, correct predictions, samples) are summed over ranks once per
+  epoch (:func:`all_reduce_sum`); so are the validation sums, each rank evaluating its
+  shard of in-memory validation data (torch validation data: every rank evaluates all of
+  it). Only rank 0 writes files.
+- Each optimizer step's loss is summed over ranks (one scalar all-reduce, no host sync on
+  CUDA): every rank then holds the global batch's loss, and since DDP has already made the
+  gradients identical, the non-finite guard's flag — a function of that loss and the
+  gradients — is the same on every rank, so all ranks skip the same steps (the skipped-step
+  count needs no reduction).
+
+What is exact: for in-memory data and map-style torch Datasets that trainwell batches, the
+ranks together see exactly the single-process global batches, so for models without batch
+norm the weights equal a one-process run's up to float rounding of the sums. Batch norm
+normalizes each rank's shard with its own statistics (as one process with a smaller batch
+would) unless ``sync_batch_norm`` converts it to ``SyncBatchNorm``. A user's own
+``DataLoader`` is iterated as given on every rank (give it a ``DistributedSampler``); its
+batches are weighted equally (DDP's plain average), exact when the ranks' batches have equal
+sizes, and every rank must yield the same number of batches or DDP waits forever.
+
+Several machines: run the same ``torchrun`` on each node with a shared rendezvous, e.g.
+``torchrun --nnodes=2 --nproc_per_node=4 --rdzv-backend=c10d --rdzv-endpoint=HOST:29400
+--rdzv-id=JOB -m trainwell train CONFIG --out RUN`` (Slurm: one ``srun`` task per node, HOST
+the first node of ``$SLURM_JOB_NODELIST``; Kubernetes: one pod per node, HOST a headless
+service of pod 0, or the PyTorchJob operator which sets these). ``--out`` must be a folder
+rank 0 can write and every node can read, for ``--resume``.
 """
 
 from __future__ import annotations
@@ -25,8 +48,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["Distributed", "all_reduce_sum", "from_env", "loss_weight", "shard"]
+from ..data.loaders import shard  # the data layer cuts the shards; re-exported here
+
+__all__ = ["Distributed", "all_reduce_sum", "barrier", "from_env", "is_main_process",
+           "loss_weight", "mean_over_ranks", "shard", "shutdown", "weight_rank_loss", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -83,24 +111,6 @@ def from_env(device: torch.device) -> Distributed:
     return Distributed(rank=rank, world_size=world, local_rank=local)
 
 
-def shard(n: int, rank: int, world_size: int) -> tuple[int, int]:
-    """The slice ``[lo, hi)`` of a global batch of ``n`` samples that ``rank`` trains on.
-
-    Contiguous and near-equal: the first ``n mod W`` ranks take one sample more. A rank may
-    get an empty slice when ``n < W`` (the last batch of an epoch).
-
-    Example:
-        >>> [shard(10, r, 4) for r in range(4)]
-        [(0, 3), (3, 6), (6, 8), (8, 10)]
-    """
-    if world_size < 1 or not 0 <= rank < world_size or n < 0:
-        raise ValueError(f"shard: need 0 <= rank < world_size and n >= 0, got n={n}, "
-                         f"rank={rank}, world_size={world_size}")
-    base, extra = divmod(n, world_size)
-    lo = rank * base + min(rank, extra)
-    return lo, lo + base + (1 if rank < extra else 0)
-
-
 def loss_weight(local_n: int, global_n: int, world_size: int) -> float:
     """Factor on a rank's *mean* loss so DDP's gradient average is the global mean's gradient.
 
@@ -112,8 +122,80 @@ def loss_weight(local_n: int, global_n: int, world_size: int) -> float:
     return local_n * world_size / global_n
 
 
+def weight_rank_loss(loss: torch.Tensor, local_n: int, global_n: int,
+                     info: Distributed) -> torch.Tensor:
+    """This rank's mean ``loss`` of ``local_n`` samples, weighted by :func:`loss_weight`.
+
+    One process: ``loss`` itself. An empty shard (a last global batch smaller than the world)
+    gives a zero loss instead of its NaN mean; its backward must still run, because DDP's
+    gradient all-reduce waits for every rank.
+    """
+    if not info.active:
+        return loss
+    if local_n == 0:
+        return loss.nan_to_num(0.0) * 0.0
+    return loss * loss_weight(local_n, global_n, info.world_size)
+
+
 def all_reduce_sum(tensor: torch.Tensor, info: Distributed) -> torch.Tensor:
     """Sum ``tensor`` over ranks in place (a no-op for one process); returns it."""
     if info.active:
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+def mean_over_ranks(tensor: torch.Tensor, info: Distributed) -> torch.Tensor:
+    """``(1/W) Σ_r tensor_r``, a new tensor (``tensor`` itself for one process).
+
+    Used on each step's loss: a rank's weighted loss is ``w_r · mean_r`` (:func:`loss_weight`),
+    so the mean over ranks is the global batch's mean loss.
+    """
+    if not info.active:
+        return tensor
+    out = tensor.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / info.world_size
+
+
+def barrier(info: Distributed) -> None:
+    """Wait until every rank is here (a no-op for one process)."""
+    if info.active:
+        dist.barrier()
+
+
+def wrap(model: nn.Module, info: Distributed, device: torch.device,
+         sync_batch_norm: bool = False) -> nn.Module:
+    """``model`` in ``DistributedDataParallel`` when several processes train, else itself.
+
+    Args:
+        model: the module on ``device``; it stays the one the optimizer, checkpoints, the
+            doctor's hooks and evaluation use (DDP only adds the gradient all-reduce).
+        info: this process's place in the job.
+        device: the training device (CUDA: DDP's ``device_ids``).
+        sync_batch_norm: convert batch-norm layers to ``SyncBatchNorm`` first, in place
+            (statistics over the global batch; one all-reduce per layer per forward).
+
+    Raises:
+        ValueError: ``sync_batch_norm`` on a device other than CUDA.
+    """
+    if not info.active:
+        return model
+    if sync_batch_norm:
+        if device.type != "cuda":  # torch's SyncBatchNorm has no CPU kernels
+            raise ValueError("sync_batch_norm: SyncBatchNorm runs only on CUDA; train on GPUs "
+                             "or leave it off (each rank's batch norm then sees its shard)")
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index if device.index is not None else info.local_rank] \
+        if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def is_main_process() -> bool:
+    """Whether this process is rank 0 by torchrun's ``RANK`` (True outside torchrun)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def shutdown() -> None:
+    """Leave the process group if this process joined one (at the end of a command)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -9,6 +9,11 @@ unfreezing) listens through :class:`Callback` events.
 Nothing in the hot loop reads a device value on the host: per-step losses, predictions,
 gradient norms and the non-finite flags stay on the device and are reduced once per epoch
 (see :mod:`trainwell.train.guard` for how a flag makes a step a no-op).
+
+Under ``torchrun`` the same loop trains data-parallel (see :mod:`trainwell.train.distributed`):
+the model runs inside ``DistributedDataParallel``, each rank trains on its shard of every
+global batch with its loss weighted so that DDP's gradient average is the global batch's
+gradient, each step's loss is averaged over ranks, and only rank 0 writes and prints.
 """
 
 from __future__ import annotations
@@ -29,21 +34,16 @@ from ..data.loaders import BatchSource, as_source, batch_size_of, epoch_seed
 from ..errors import UserError
 from ..optim import schedules as _schedules
 from ..optim.clip import grad_norm
-from .batch import default_forward, infer_task, targets
+from .batch import default_forward, infer_task, map_inputs, targets
 from .callbacks import Callback
-from .checkpoint import (
-    apply_model_state,
-    apply_optimizer_state,
-    atomic_write_text,
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from .checkpoint import atomic_write_text, save_checkpoint
+from .distributed import all_reduce_sum, barrier, from_env, mean_over_ranks, weight_rank_loss, wrap
 from .epoch_log import EpochLog
 from .guard import NonFiniteGuard, has_batch_norm, run_failure
 from .losses import predict_classes, resolve_loss
 from .precision import autocast, check_precision, compile_model, make_scaler, warn_compile_fallback
 from .progress import Progress
+from .state import restore_state, trainer_state
 
 __all__ = ["Trainer", "resolve_device", "epoch_seed"]
 
@@ -105,6 +105,23 @@ class Trainer:
         run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go; None writes nothing.
         checkpoint_every: write a checkpoint every this many epochs (and at the end).
         progress: show a progress bar.
+        augment: ``augment(x, generator) -> x`` applied on the device to each training
+            batch's inputs before the forward pass (e.g. :class:`trainwell.data.augment.Augment`),
+            never in :meth:`evaluate`. Its generator lives on the device and is seeded per
+            epoch from ``epoch_seed(seed, epoch) + 2`` (plus the rank under torchrun), so a
+            resumed run draws the same augmentations.
+        sync_batch_norm: under torchrun on CUDA, convert batch norm to ``SyncBatchNorm`` (statistics
+            over the global batch); by default each rank's batch norm sees only its shard.
+
+    Data parallel: started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), the
+    Trainer joins the process group (:func:`~trainwell.train.distributed.from_env`), wraps
+    the model in ``DistributedDataParallel`` and treats ``batch_size`` as the global batch.
+    Callbacks run on every rank; only rank 0 keeps ``run_dir`` (on other ranks it is None, so
+    nothing writes there), while every rank reads the checkpoint on resume. In-memory
+    validation data are sharded like training and their sums all-reduced; torch validation
+    data are evaluated whole on every rank (the weights are the same everywhere). Dropout
+    draws from the same per-epoch seed on every rank and augmentation from a per-rank one:
+    with either, the weights match a one-process run in distribution, not in value.
 
     Attributes:
         failure: after ``fit``, None, or one line saying why the run failed (most steps
@@ -135,7 +152,9 @@ class Trainer:
                  num_workers: int = 0,
                  callbacks: Sequence[Callback] = (), device: str | torch.device = "auto",
                  run_dir: str | Path | None = None, checkpoint_every: int = 1,
-                 progress: bool = True) -> None:
+                 progress: bool = True,
+                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+                 sync_batch_norm: bool = False) -> None:
         if epochs < 1:
             raise UserError(f"epochs: must be >= 1, got {epochs}")
         if batch_size < 1:
@@ -146,6 +165,9 @@ class Trainer:
         if int(accumulate) < 1:
             raise ValueError(f"accumulate: must be >= 1, got {accumulate}")
         self.device = resolve_device(device)
+        self.dist = from_env(self.device)
+        if self.dist.active and self.device.type == "cuda":  # one GPU per process
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.model = model.to(self.device)
         self.optimizer = optimizer
         self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
@@ -157,12 +179,21 @@ class Trainer:
         self.log_grad_norm = log_grad_norm
         self.precision, self.accumulate, self.num_workers = precision, int(accumulate), num_workers
         self.scaler = make_scaler(precision, self.device)
-        self._net = compile_model(self.model) if compile else self.model
+        if self.dist.active and penalty is not None and self.accumulate > 1:
+            # Its gradient is added by a backward outside DDP's forward, which DDP refuses.
+            raise ValueError("penalty: with accumulate > 1 it cannot run under torchrun; "
+                             "use accumulate = 1 or a larger global batch")
+        # DDP only adds the gradient all-reduce: evaluation, checkpoints and the doctor's hooks
+        # use self.model, so nothing outside the training step waits for other ranks.
+        self._ddp = wrap(self.model, self.dist, self.device, sync_batch_norm)
+        self.augment = augment
+        self._net = compile_model(self._ddp) if compile else self._ddp
         self._compile_pending = self._net is not self.model  # a lazy compile may fail at call 1
         self.callbacks = list(callbacks)
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self._resume_dir = Path(run_dir) if run_dir is not None else None  # read by every rank
+        self.run_dir = self._resume_dir if self.dist.is_main else None  # written by rank 0
         self.checkpoint_every = max(1, int(checkpoint_every))
-        self.show_progress = progress
+        self.show_progress = progress and self.dist.is_main
         self.epoch = 0  # completed epochs
         self.step = 0  # completed optimizer steps (global step index)
         self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient (any cause)
@@ -212,6 +243,7 @@ class Trainer:
             cb.on_fit_start(self)
         stop = self.epochs if until is None else min(int(until), self.epochs)
         bar = Progress(self.epochs, steps_per_epoch or 0, enabled=self.show_progress)
+        checkpoints = self._resume_dir is not None  # every rank waits for rank 0's checkpoint
         with bar:
             while self.epoch < stop and not self.stop_training:
                 metrics = self._train_epoch(bar)
@@ -220,11 +252,15 @@ class Trainer:
                 if metrics_path is not None:
                     with open(metrics_path, "a", encoding="utf-8") as f:
                         f.write(json.dumps(metrics) + "\n")
-                if self.run_dir is not None and (self.epoch % self.checkpoint_every == 0
-                                                 or self.epoch in (stop, self.epochs)
-                                                 or self.stop_training):
-                    save_checkpoint(self.run_dir, self.epoch, self.model, self.optimizer,
-                                    self._trainer_state())
+                if checkpoints and (self.epoch % self.checkpoint_every == 0
+                                    or self.epoch in (stop, self.epochs) or self.stop_training):
+                    if self.run_dir is not None:
+                        save_checkpoint(self.run_dir, self.epoch, self.model, self.optimizer,
+                                        trainer_state(self))
+                    # Every rank waits for rank 0's checkpoint to be on disk: a killed job
+                    # resumes from an epoch all ranks finished, and no rank leaves fit() (and
+                    # tears the group down) while rank 0 is still writing.
+                    barrier(self.dist)
         self.failure = run_failure(self.history, self.skipped_steps, self.step)
         for cb in self.callbacks:
             cb.on_fit_end(self, self.history)
@@ -248,11 +284,16 @@ class Trainer:
         else:
             train = data
         src = as_source(train, batch_size=self.batch_size, seed=self.seed, device=self.device,
-                        num_workers=self.num_workers, merge_single=self._has_bn)
+                        num_workers=self.num_workers, merge_single=self._has_bn,
+                        rank=self.dist.rank, world_size=self.dist.world_size)
         self._train_src = src
+        # Under DDP in-memory validation is sharded like training and summed in evaluate():
+        # a rank validating everything would spend twice the share of its epoch on it.
+        in_memory_val = val is not None and self._eval_batch(val) == _EVAL_BATCH
         self._val_src = None if val is None else as_source(
             val, batch_size=self._eval_batch(val), seed=self.seed, device=self.device,
-            num_workers=self.num_workers, shuffle=False)
+            num_workers=self.num_workers, shuffle=False, rank=self.dist.rank,
+            world_size=self.dist.world_size if in_memory_val else 1)
         if task is None and src.split is not None:
             task = infer_task(self.loss_name, src.split.y)
         if task is not None:  # else the first batch's targets tell (see _train_epoch)
@@ -274,7 +315,9 @@ class Trainer:
     def evaluate(self, data: Any) -> dict[str, float]:
         """Mean loss (and accuracy for classification) of the model on ``data``.
 
-        ``data``: a Split, an ``(x, y)`` pair, a torch Dataset or a DataLoader.
+        ``data``: a Split, an ``(x, y)`` pair, a torch Dataset or a DataLoader; or a
+        :class:`BatchSource` sharded over ranks (the Trainer's in-memory validation under
+        DDP), whose sums are all-reduced, so every rank must call this together.
         """
         src = data if isinstance(data, BatchSource) else as_source(
             data, batch_size=self._eval_batch(data), seed=self.seed, device=self.device,
@@ -290,14 +333,20 @@ class Trainer:
         n = 0
         classify = self.task == "classification" and self.user_loss is None
         for batch in src.epoch(0, self.device, shuffle=False):
-            out, loss = self._forward_loss(batch)
             size = batch_size_of(batch)
+            if size == 0:  # a rank's empty shard of a short batch
+                continue
+            out, loss = self._forward_loss(batch, train=False)
             loss_sum += loss.double() * size
             n += size
             if classify:
                 y = targets(batch)
                 correct += (predict_classes(self.loss_name, out) == y.reshape(-1)).sum()
         self.model.train(was_training)
+        if src.world_size > 1:
+            sums = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(float(n))])
+            loss_sum, correct, total = all_reduce_sum(sums, self.dist)
+            n = int(total)
         result = {"loss": float(loss_sum) / max(n, 1)}
         if classify:
             result["accuracy"] = int(correct) / max(n, 1)
@@ -311,7 +360,8 @@ class Trainer:
         outs = []
         for s in range(0, len(x), _EVAL_BATCH):
             with autocast(self.precision, self.device):
-                out = self._run(methodcaller("__call__", x[s:s + _EVAL_BATCH].to(self.device)))
+                out = self._run(methodcaller("__call__", x[s:s + _EVAL_BATCH].to(self.device)),
+                                train=False)
             outs.append((out.float() if self.precision != "fp32" else out).cpu())
         self.model.train(was_training)
         return torch.cat(outs) if outs else torch.empty(0)
@@ -324,6 +374,7 @@ class Trainer:
         # Dropout, augmentation and a user DataLoader's own shuffling draw from torch's global
         # RNG: seeding it per epoch makes them a function of (seed, epoch), hence resumable.
         torch.manual_seed(epoch_seed(self.seed, epoch) + 1)
+        augment = self._epoch_augment(epoch)
         self.model.train()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         log = EpochLog()  # per-step values stay on the device until the epoch's end
@@ -332,14 +383,17 @@ class Trainer:
         lr = self._apply_schedule(epoch) if self.schedule_unit == "epoch" else None
         k = self.accumulate
         group: list[tuple[torch.Tensor, int]] = []  # (weighted loss, samples) of this step
-        for i, batch in enumerate(self._batches(epoch)):
+        for i, (batch, n) in enumerate(self._batches(epoch)):
             if i % k == 0:
                 self._guard.save_buffers()  # BN statistics, restored if the step is skipped
-            n = batch_size_of(batch)
+            if augment is not None:
+                batch = map_inputs(batch, augment)
+            local = batch_size_of(batch)  # n: the global batch (this rank's shard: local)
             out, loss = self._forward_loss(batch)
             # Each micro-batch weighs n / (k·n₀) so that k full micro-batches give the mean
             # over all k·n₀ samples; a short last group is rescaled in _optimizer_step.
             weighted = loss if k == 1 else loss * (n / (k * (group[0][1] if group else n)))
+            weighted = weight_rank_loss(weighted, local, n, self.dist)  # DDP: × n_r·W/n
             total = weighted
             if i % k == 0:
                 self.optimizer.zero_grad(set_to_none=True)
@@ -349,11 +403,12 @@ class Trainer:
                     log.penalties.append(pen.detach())
             (self.scaler.scale(total) if self.scaler is not None else total).backward()
             group.append((weighted.detach(), n))
-            log.losses.append(loss.detach())
-            log.sizes.append(n)
-            if self.task == "classification" and self.user_loss is None:
-                log.predictions.append(predict_classes(self.loss_name, out.detach()))
-                log.targets.append(targets(batch))
+            if local:  # the log keeps this rank's mean losses and counts (summed at epoch end)
+                log.losses.append(loss.detach())
+                log.sizes.append(local)
+                if self.task == "classification" and self.user_loss is None:
+                    log.predictions.append(predict_classes(self.loss_name, out.detach()))
+                    log.targets.append(targets(batch))
             if len(group) == k:
                 lr = self._optimizer_step(params, group, log, lr, bar)
                 group = []
@@ -371,6 +426,9 @@ class Trainer:
         if samples != full:  # a short last group: make it the mean over its own samples
             torch._foreach_mul_([p.grad for p in params if p.grad is not None], full / samples)
             step_loss = step_loss * (full / samples)
+        # The global batch's loss on every rank: logged, given to callbacks, and checked by
+        # the guard with the (already averaged) gradients, so every rank skips alike.
+        step_loss = mean_over_ranks(step_loss, self.dist)
         if self.penalty is not None and self.accumulate > 1:
             # Once per optimizer step and after the rescale above, as with one big batch.
             pen = self.penalty(self.model)
@@ -405,7 +463,7 @@ class Trainer:
     def _epoch_metrics(self, epoch: int, log: EpochLog, lr: float | None, seconds: float,
                        bar: Progress) -> dict[str, Any]:
         """Reduce the epoch's device-side values once, validate, fire ``on_epoch_end``."""
-        metrics: dict[str, Any] = {"epoch": epoch + 1, **log.reduce(self.device)}
+        metrics: dict[str, Any] = {"epoch": epoch + 1, **log.reduce(self.device, self.dist)}
         if self._val_src is not None:
             for key, value in self.evaluate(self._val_src).items():
                 metrics[f"val_{key}"] = value
@@ -419,7 +477,7 @@ class Trainer:
         if self.scaler is not None:
             metrics["loss_scale"] = float(self.scaler.get_scale())
         metrics["epoch_time_s"] = seconds
-        n = log.samples
+        n = sum(log.step_sizes)  # the global batches' samples, on every rank
         metrics["samples_per_s"] = n / seconds if seconds > 0 else float("inf")
         if self.plateau is not None:
             self.plateau.update(metrics.get("val_loss", metrics.get("train_loss")))
@@ -428,21 +486,39 @@ class Trainer:
         bar.end_epoch(metrics)
         return metrics
 
-    def _batches(self, epoch: int) -> Iterator[Any]:
-        """The training batches of ``epoch``, without one-sample batches when the model has BN."""
+    def _epoch_augment(self, epoch: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The epoch's augmentation with its generator: a function of (seed, epoch, rank)."""
+        augment = self.augment
+        if augment is None:
+            return None
+        gen = torch.Generator(device=self.device)  # on the device: the draws cost no copy
+        gen.manual_seed(epoch_seed(self.seed, epoch) + 2 + self.dist.rank)
+        return lambda x: augment(x, gen)
+
+    def _batches(self, epoch: int) -> Iterator[tuple[Any, int]]:
+        """``(batch, samples of its global batch)`` of ``epoch``; no one-sample BN batches.
+
+        One process: the global batch is the batch. Under DDP it is the source's known global
+        size, or for a user's own DataLoader (whose ranks' batches DDP averages plainly)
+        world_size × the local size.
+        """
         assert self._train_src is not None, "call check() or fit() first"
-        in_memory = self._train_src.split is not None
-        for batch in self._train_src.epoch(epoch, self.device):
-            if self._has_bn and not in_memory and batch_size_of(batch) == 1:
+        src = self._train_src
+        in_memory = src.split is not None
+        world = self.dist.world_size
+        for batch in src.epoch(epoch, self.device):
+            n = batch_size_of(batch)
+            if self._has_bn and not in_memory and n == 1 and not self.dist.active:
                 self._warn_once("bn", "a batch of one sample, which batch norm cannot train on, "
                                 "was dropped (this warning is shown once)")
                 continue
-            yield batch
+            whole = src.current_global_size if self.dist.active else None
+            yield batch, (whole if whole is not None else n * world)
 
-    def _forward_loss(self, batch: Any) -> tuple[Any, torch.Tensor]:
-        """Outputs and loss of ``batch`` under the run's precision."""
+    def _forward_loss(self, batch: Any, train: bool = True) -> tuple[Any, torch.Tensor]:
+        """Outputs and loss of ``batch`` under the run's precision (``train``: through DDP)."""
         with autocast(self.precision, self.device):
-            out = self._run(lambda net: self.forward(net, batch))
+            out = self._run(lambda net: self.forward(net, batch), train)
             if self.user_loss is not None:
                 return out, self.user_loss(out, batch)
             y = targets(batch)
@@ -453,15 +529,21 @@ class Trainer:
             assert self.loss_fn is not None
             return out, self.loss_fn(out, y)
 
-    def _run(self, fn: Callable[[torch.nn.Module], Any]) -> Any:
-        """``fn(net)``; the first call of a compiled model falls back to eager if it fails."""
+    def _run(self, fn: Callable[[torch.nn.Module], Any], train: bool = True) -> Any:
+        """``fn(net)``; the first call of a compiled model falls back to eager if it fails.
+
+        Off the training step (``train=False``) under DDP the plain model runs: DDP's forward
+        may talk to other ranks, and evaluation on one rank must never wait for the others.
+        """
+        if not train and self.dist.active:
+            return fn(self.model)
         if self._compile_pending:
             self._compile_pending = False
             try:
                 return fn(self._net)
             except Exception as e:  # compile errors surface at the first call
                 warn_compile_fallback(e)
-                self._net = self.model
+                self._net = self._ddp
         return fn(self._net)
 
     def _set_task(self, task: str) -> None:
@@ -496,18 +578,6 @@ class Trainer:
             raise UserError(f"schedule.total_steps: the run has only {total} "
                             f"{self.schedule_unit}s ({e}); train longer") from None
 
-    def _trainer_state(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "step": self.step,
-            "skipped_steps": self.skipped_steps,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "seed": self.seed,
-            "history": self.history,
-            "plateau": self.plateau.state_dict() if self.plateau is not None else None,
-            "callbacks": [cb.state_dict() for cb in self.callbacks],
-        }
-
     def restore(self) -> None:
         """Load the newest checkpoint of ``run_dir`` (model, optimizer, scaler, counters, history).
 
@@ -518,25 +588,7 @@ class Trainer:
         Raises:
             UserError: a corrupt checkpoint, or one from another model or seed.
         """
-        if self.run_dir is None:
+        if self._resume_dir is None:
             raise UserError("--resume: the trainer has no run folder to resume from")
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
-            return  # killed before the first checkpoint: start from the beginning
-        tensors, meta = load_checkpoint(path)
-        apply_model_state(self.model, tensors, str(path))
-        apply_optimizer_state(self.optimizer, tensors, meta, str(path))
-        state = meta["trainer"]
-        if state.get("seed") != self.seed:
-            raise UserError(f"checkpoint {path}: made with seed {state.get('seed')} but this run "
-                            f"has seed {self.seed}; resume with the run's own config")
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        self.skipped_steps = int(state["skipped_steps"])
-        self.history = list(state["history"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        if self.plateau is not None and state.get("plateau") is not None:
-            self.plateau.load_state_dict(state["plateau"])
-        for cb, cb_state in zip(self.callbacks, state.get("callbacks", [])):
-            cb.load_state_dict(cb_state)
-        self._restored = True
+        self._restored = restore_state(self, self._resume_dir) or self._restored
+
