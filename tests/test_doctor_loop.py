@@ -93,9 +93,14 @@ def test_repair_one_unit_softmax_improves_accuracy(tmp_path):
     result = repair(config, out_dir=tmp_path)
     assert result.findings[0].kind == "bad_output_head"
     assert "dying_relu" not in [f.kind for f in result.findings]
-    assert result.chosen == "fix_output_head" and result.status == "repaired"
+    assert result.chosen == "fix_output_head"
     assert result.trials[0].val_accuracy >= result.before["val_accuracy"] + 0.02
-    assert result.after["val_accuracy"] > 0.8 and result.exit_code == 0
+    assert result.after["val_accuracy"] > 0.8
+    # The yardstick (same net, known-good recipe, same 3 epochs) ends one validation sample
+    # (of 32) higher: more than 2 points short, so "improved", not "repaired".
+    assert result.yardstick["epochs"] == 3
+    assert result.yardstick["val_accuracy"] > result.after["val_accuracy"] + 0.02
+    assert result.status == "improved" and result.exit_code == 1
     repaired = load_config(tmp_path / "repaired.toml")
     assert repaired.model.output_activation is None and repaired.train.loss == "auto"
     doc = json.loads((tmp_path / "doctor.json").read_text())
