@@ -159,7 +159,13 @@ def _session(config) -> _Session:
 
     data = build_data(config)
     steps = diagnostic_epochs(config) * -(-len(data.train) // config.train.batch_size)
-    cb = DoctorCallback(every=max(1, steps // DIAG_PROBES), num_classes=data.num_classes)
+    y = data.train.y
+    target_range = (
+        (float(y.min()), float(y.max())) if data.task == "regression" and y.numel() else None
+    )
+    cb = DoctorCallback(
+        every=max(1, steps // DIAG_PROBES), num_classes=data.num_classes, target_range=target_range
+    )
     return _Session(config, build_run(config, callbacks=[cb], data=data), cb)
 
 

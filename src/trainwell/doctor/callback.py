@@ -49,15 +49,23 @@ class DoctorCallback(Callback):
         every: probe period in steps (see :func:`~trainwell.doctor.probes.probe_schedule`).
         num_classes: number of classes of the data, if known (the head check uses it).
         report: also write ``report.html`` into the run directory when training ends.
+        target_range: (min, max) of the regression targets, if known (the head check
+            compares it with a bounded output activation's range).
 
     Attributes:
         health: the :class:`Health` collected so far.
     """
 
     def __init__(
-        self, every: int = DEFAULT_EVERY, *, num_classes: int | None = None, report: bool = False
+        self,
+        every: int = DEFAULT_EVERY,
+        *,
+        num_classes: int | None = None,
+        report: bool = False,
+        target_range: tuple[float, float] | None = None,
     ) -> None:
         self.every = int(every)
+        self.target_range = target_range
         self.num_classes = num_classes
         self.report = report
         self.health = Health()
@@ -81,6 +89,8 @@ class DoctorCallback(Callback):
             "every": self.every,
             "skipped_steps": 0,
         }
+        if self.target_range is not None:
+            self.health.context["target_range"] = list(self.target_range)
         self._epoch = int(trainer.epoch)
         self._resume(trainer)
         if probe_schedule(int(trainer.step), self.every):

@@ -25,6 +25,7 @@ from .causes import confidence, rank, share_confidence  # re-exported
 from .findings import Finding, Health
 from .signals import Signals, finite, signals, summarize  # summarize re-exported
 from .thresholds import (
+    BOUNDED_HEADS,
     DEAD_SHARE,
     EXPLODING_ABS,
     EXPLODING_RATIO,
@@ -34,8 +35,10 @@ from .thresholds import (
     LR_LOW_UPDATE,
     LR_PEAK_UPDATE,
     OSCILLATION_SHARE,
+    OVERFIT_RISE,
     SATURATED_SHARE,
     SYMMETRY_SPREAD,
+    TARGET_MARGIN,
     THRESHOLDS,
     VANISHING_ABS,
     VANISHING_RATIO,
@@ -95,12 +98,41 @@ def non_finite(s: Signals) -> Check | None:
     return list(s.non_finite_layers), ev, text, 1.0
 
 
+_DISTANCE_LOSSES = ("mse", "mae", "l1", "huber", "smooth_l1")
+
+
+def _unreachable_targets(s: Signals) -> str:
+    """A bounded output activation on regression targets outside its range ('' if none)."""
+    bounds = BOUNDED_HEADS.get(s.output_activation or "")
+    if bounds is None or s.target_range is None:
+        return ""
+    lo, hi = bounds
+    tmin, tmax = s.target_range
+    margin = TARGET_MARGIN * (hi - lo)
+    if tmin >= lo - margin and tmax <= hi + margin:
+        return ""
+    return (
+        f"a {s.output_activation} on the output can only give values in ({lo:g}, {hi:g}) but "
+        f"the regression targets range from {tmin:.3g} to {tmax:.3g}: the head cannot reach "
+        "them, so it saturates and the error stays large (this is the head, not saturation "
+        "inside the network)"
+    )
+
+
 def head_problem(s: Signals) -> str:
     """Why the output head cannot fit the labels ('' if it can)."""
     act, loss = s.output_activation, s.loss
     out, classes = s.out_features, s.num_classes
+    if loss in _DISTANCE_LOSSES and act in ("softmax", "sigmoid") and (
+        s.task == "classification" or classes
+    ):
+        return (
+            f"a {act} head under a {loss} loss on class labels: the distance between "
+            "probabilities and labels gives gradients that vanish as the outputs saturate "
+            "(and are 0 where a wrong class is sure); use logits with cross-entropy"
+        )
     if s.task == "regression":
-        return ""
+        return _unreachable_targets(s)
     if out == 1 and act == "softmax":
         return (
             "a softmax over one output unit is always 1: the loss is constant and every "
@@ -131,13 +163,15 @@ def bad_output_head(s: Signals) -> Check | None:
     text = head_problem(s)
     if not text:
         return None
-    ev = {
+    ev: dict[str, Any] = {
         "output_activation": s.output_activation,
         "loss": s.loss,
         "out_features": s.out_features,
         "num_classes": s.num_classes,
         "head_zero_grad_share": _g(s.head.zero),
     }
+    if s.task == "regression" and s.target_range is not None:
+        ev["target_min"], ev["target_max"] = (_g(v) for v in s.target_range)
     return [s.layer_names[-1] if s.layer_names else "head"], ev, text, 1.0
 
 
@@ -310,17 +344,23 @@ def lr_too_low(s: Signals) -> Check | None:
 
 
 def overfitting(s: Signals) -> Check | None:
-    """Validation loss rising while the training loss falls, with an accuracy gap."""
+    """Validation loss risen above its best for several epochs while the training loss falls."""
     over = s.overfitting
     if not over:
         return None
     ev = {k: _g(v) for k, v in over.items()}
+    drop = (
+        f", validation accuracy {ev['val_accuracy_drop']:+.1%} below its value there"
+        if "val_accuracy_drop" in ev and ev["val_accuracy_drop"] > 0
+        else ""
+    )
     text = (
         f"the validation loss rose from {ev['val_loss_best']:.3g} (epoch {ev['best_val_epoch']}) "
-        f"to {ev['val_loss_end']:.3g} while the training loss fell to {ev['train_loss_end']:.3g}"
-        f" (accuracy gap {ev['accuracy_gap']:.0%}): the network memorizes the training set"
+        f"to {ev['val_loss_end']:.3g} ({ev['val_loss_rise']:.0%} above its best, "
+        f"{ev['epochs_since_best']} epochs later{drop}) while the training loss fell to "
+        f"{ev['train_loss_end']:.3g}: the network memorizes the training set"
     )
-    return [], ev, text, confidence(over["val_loss_end"] / over["val_loss_best"], 1.0 + 0.1)
+    return [], ev, text, confidence(1.0 + over["val_loss_rise"], 1.0 + OVERFIT_RISE)
 
 
 RULES: tuple[Rule, ...] = (
@@ -359,7 +399,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("dying_relu", 8, ("swap_activation", "reinit_by_activation", "lr_down"), dying_relu),
     Rule("lr_too_low", 9, ("lr_up", "switch_optimizer"), lr_too_low),
-    Rule("overfitting", 10, ("add_l2", "add_dropout"), overfitting),
+    Rule("overfitting", 10, ("early_stopping", "add_l2", "add_dropout"), overfitting),
 )
 """The rule table: one row per finding kind (see :class:`Rule`)."""
 
