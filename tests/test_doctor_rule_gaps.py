@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from trainwell.cli.repair_loop import diagnose
+from trainwell.config import validate
 from trainwell.doctor import REPAIRS
 from trainwell.doctor.findings import Health
 from trainwell.doctor.rules import RULES, head_problem
@@ -71,6 +73,27 @@ def test_regression_target_range_reaches_the_signals():
     h = Health(context={"task": "regression", "loss": "mse", "target_range": [-1.5, 30.0]})
     assert signals(h).target_range == (-1.5, 30.0)
     assert signals(Health(context={"task": "regression"})).target_range is None
+
+
+def test_a_real_regression_run_with_a_sigmoid_head_blames_the_head():
+    before = torch.get_num_threads()
+    config = validate({
+        "name": "t", "seed": 0, "device": "cpu",
+        "data": {"source": "synthetic", "num_samples": 300, "options": {"task": "regression"}},
+        "model": {"depth": 2, "width": 16, "output_activation": "sigmoid"},
+        "optim": {"name": "adam", "lr": 3e-3}, "schedule": {"name": "constant"},
+        "train": {"epochs": 3, "batch_size": 32, "checkpoint_every": 100, "threads": 1},
+    })  # fmt: skip
+    try:
+        result = diagnose(config)
+    finally:
+        torch.set_num_threads(before)
+    head = result.findings[0]
+    assert head.kind == "bad_output_head" and "fix_output_head" in head.repairs
+    assert head.evidence["target_min"] < -1.0 and head.evidence["target_max"] > 1.0
+    assert result.yardstick["epochs"] == 3 and result.yardstick["val_loss"] < result.before[
+        "val_loss"
+    ]  # the same net with a logits head already fits better at the same budget
 
 
 # ---- overfitting -------------------------------------------------------------------------

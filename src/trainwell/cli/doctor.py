@@ -22,6 +22,7 @@ from ..doctor.report import write_report
 from ..errors import UserError
 from .args import add_config_args
 from .repair_loop import diagnose, repair
+from .yardstick import WITHIN_LOSS
 
 __all__ = [
     "add_arguments",
@@ -104,20 +105,23 @@ def _print_before_after(result) -> None:
         )
     print(f"\nchosen: {result.chosen or 'none'} -> status {result.status}")
     if result.after or result.yardstick:
-        print(f"{'':<10} {'val_accuracy':>12} {'test_accuracy':>13}")
+        print(f"{'':<10} {'val_accuracy':>12} {'test_accuracy':>13} {'val_loss':>10}")
         print(
             f"{'before':<10} {_fmt(result.before.get('val_accuracy')):>12} "
-            f"{_fmt(result.before.get('test_accuracy')):>13}  ({result.before.get('epochs')} epochs)"
+            f"{_fmt(result.before.get('test_accuracy')):>13} {_fmt(result.before.get('val_loss')):>10}"
+            f"  ({result.before.get('epochs')} epochs)"
         )
         print(
             f"{'after':<10} {_fmt(result.after.get('val_accuracy')):>12} "
-            f"{_fmt(result.after.get('test_accuracy')):>13}  ({result.after.get('epochs')} epochs)"
+            f"{_fmt(result.after.get('test_accuracy')):>13} {_fmt(result.after.get('val_loss')):>10}"
+            f"  ({result.after.get('epochs')} epochs)"
         )
         y = result.yardstick
         if y:
             print(
                 f"{'yardstick':<10} {_fmt(y.get('val_accuracy')):>12} "
-                f"{_fmt(y.get('test_accuracy')):>13}  ({y.get('epochs')} epochs; "
+                f"{_fmt(y.get('test_accuracy')):>13} {_fmt(y.get('val_loss')):>10}  "
+                f"({y.get('epochs')} epochs; "
                 "auto init, standardized inputs, logits head, Adam + 1cycle)"
             )
 
@@ -174,17 +178,25 @@ def case_outcome(case: dict[str, Any], result, full_epochs: int) -> dict[str, An
     yard_epochs = int(result.yardstick.get("epochs") or 0)
     epochs = short * (1 + len(result.trials)) + max(0, (result.after.get("epochs") or 0) - short)
     epochs += 0 if result.yardstick.get("reused") else yard_epochs
-    ok_final = (
-        result.status == "repaired"
-        and isinstance(final, float)
-        and final >= case["reference"] - REFERENCE_TOLERANCE
-    )
+    final_loss = (result.after or result.before).get("test_loss")
+    if final is None and isinstance(final_loss, float):  # regression: reference is a test loss
+        ok_final = result.status == "repaired" and final_loss <= case["reference"] * (
+            1 + WITHIN_LOSS
+        )
+    else:
+        ok_final = (
+            result.status == "repaired"
+            and isinstance(final, float)
+            and final >= case["reference"] - REFERENCE_TOLERANCE
+        )
     one_run = result.diagnostic.seconds / short * full_epochs if short else 0.0
     return {
         "case": case["name"], "expected": case["expected"], "found": kinds, "detected": detected,
         "chosen": result.chosen, "status": result.status,
         "accuracy_before": result.before.get("test_accuracy"), "accuracy_after": final,
         "yardstick": result.yardstick.get("test_accuracy"),
+        "loss_before": result.before.get("test_loss"), "loss_after": final_loss,
+        "yardstick_loss": result.yardstick.get("test_loss"),
         "yardstick_epochs": yard_epochs or None,
         "reference": case["reference"], "within_reference": bool(ok_final) if not healthy else None,
         "epochs_ratio": round(epochs / full_epochs, 3),
