@@ -152,8 +152,11 @@ def test_cases_cover_every_kind_and_validate():
     assert sum(1 for c in cases if "cnn" in c["name"] and c["expected"] != "healthy") >= 3
     assert any(c.get("fast") for c in cases)
     for c in cases:
-        load_config(CASES / c["config"])  # every config is valid
-        assert 0.5 <= c["reference"] <= 1.0, c["name"]
+        config = load_config(CASES / c["config"])  # every config is valid
+        if config.data.options.get("task") == "regression":
+            assert 0.0 < c["reference"] < 10.0, c["name"]  # a healthy test MSE
+        else:
+            assert 0.5 <= c["reference"] <= 1.0, c["name"]  # a healthy test accuracy
 
 
 def test_load_cases_errors(tmp_path):
