@@ -23,9 +23,9 @@ from typing import Any
 
 from .causes import confidence, rank, share_confidence  # re-exported
 from .findings import Finding, Health
+from .heads import head_problem  # re-exported
 from .signals import Signals, finite, signals, summarize  # summarize re-exported
 from .thresholds import (
-    BOUNDED_HEADS,
     DEAD_SHARE,
     EXPLODING_ABS,
     EXPLODING_RATIO,
@@ -38,7 +38,6 @@ from .thresholds import (
     OVERFIT_RISE,
     SATURATED_SHARE,
     SYMMETRY_SPREAD,
-    TARGET_MARGIN,
     THRESHOLDS,
     VANISHING_ABS,
     VANISHING_RATIO,
@@ -96,66 +95,6 @@ def non_finite(s: Signals) -> Check | None:
         "the steps are far too large or the numbers overflow"
     )
     return list(s.non_finite_layers), ev, text, 1.0
-
-
-_DISTANCE_LOSSES = ("mse", "mae", "l1", "huber", "smooth_l1")
-
-
-def _unreachable_targets(s: Signals) -> str:
-    """A bounded output activation on regression targets outside its range ('' if none)."""
-    bounds = BOUNDED_HEADS.get(s.output_activation or "")
-    if bounds is None or s.target_range is None:
-        return ""
-    lo, hi = bounds
-    tmin, tmax = s.target_range
-    margin = TARGET_MARGIN * (hi - lo)
-    if tmin >= lo - margin and tmax <= hi + margin:
-        return ""
-    return (
-        f"a {s.output_activation} on the output can only give values in ({lo:g}, {hi:g}) but "
-        f"the regression targets range from {tmin:.3g} to {tmax:.3g}: the head cannot reach "
-        "them, so it saturates and the error stays large (this is the head, not saturation "
-        "inside the network)"
-    )
-
-
-def head_problem(s: Signals) -> str:
-    """Why the output head cannot fit the labels ('' if it can)."""
-    act, loss = s.output_activation, s.loss
-    out, classes = s.out_features, s.num_classes
-    if loss in _DISTANCE_LOSSES and act in ("softmax", "sigmoid") and (
-        s.task == "classification" or classes
-    ):
-        return (
-            f"a {act} head under a {loss} loss on class labels: the distance between "
-            "probabilities and labels gives gradients that vanish as the outputs saturate "
-            "(and are 0 where a wrong class is sure); use logits with cross-entropy"
-        )
-    if s.task == "regression":
-        return _unreachable_targets(s)
-    if out == 1 and act == "softmax":
-        return (
-            "a softmax over one output unit is always 1: the loss is constant and every "
-            "gradient is exactly 0 (this is not dying ReLU)"
-        )
-    if act in ("relu", "leaky_relu", "elu", "selu", "gelu", "softplus"):
-        return (
-            f"a {act} on the output cuts off negative scores, so some classes can never "
-            "win and dead output units pass no gradient"
-        )
-    if classes and out and loss != "bce" and out < classes:
-        return f"the head has {out} outputs for {classes} classes"
-    if loss == "bce" and act != "sigmoid":
-        return "binary cross-entropy needs a probability: put a sigmoid on the single output"
-    if loss == "nll" and act != "log_softmax":
-        return ("the nll loss takes log-probabilities (as in torch): put a log_softmax on the "
-                "output, or use cross-entropy on logits")
-    if loss == "cross_entropy" and act in ("softmax", "sigmoid", "tanh") and s.failing:
-        return (
-            f"cross-entropy applies its own softmax: a {act} before it squashes the "
-            "scores and the gradients"
-        )
-    return ""
 
 
 def bad_output_head(s: Signals) -> Check | None:
