@@ -61,6 +61,9 @@ def test_every_repair_patch_validates_where_it_applies():
         if name == "rollback_skip":
             assert patch is None  # Python only
             continue
+        if name == "early_stopping" and not hasattr(broken.train, "early_stopping"):
+            assert patch is None  # a config without train.early_stopping cannot express it
+            continue
         assert patch, name
         apply_patch(broken, patch)  # raises if the patch names a field that does not exist
     assert REPAIRS["lr_down"].patch(broken) == {"optim.lr": pytest.approx(0.01)}
@@ -93,9 +96,14 @@ def test_repair_one_unit_softmax_improves_accuracy(tmp_path):
     result = repair(config, out_dir=tmp_path)
     assert result.findings[0].kind == "bad_output_head"
     assert "dying_relu" not in [f.kind for f in result.findings]
-    assert result.chosen == "fix_output_head" and result.status == "repaired"
+    assert result.chosen == "fix_output_head"
     assert result.trials[0].val_accuracy >= result.before["val_accuracy"] + 0.02
-    assert result.after["val_accuracy"] > 0.8 and result.exit_code == 0
+    assert result.after["val_accuracy"] > 0.8
+    # The yardstick (same net, known-good recipe, same 3 epochs) ends one validation sample
+    # (of 32) higher: more than 2 points short, so "improved", not "repaired".
+    assert result.yardstick["epochs"] == 3
+    assert result.yardstick["val_accuracy"] > result.after["val_accuracy"] + 0.02
+    assert result.status == "improved" and result.exit_code == 1
     repaired = load_config(tmp_path / "repaired.toml")
     assert repaired.model.output_activation is None and repaired.train.loss == "auto"
     doc = json.loads((tmp_path / "doctor.json").read_text())
@@ -144,8 +152,11 @@ def test_cases_cover_every_kind_and_validate():
     assert sum(1 for c in cases if "cnn" in c["name"] and c["expected"] != "healthy") >= 3
     assert any(c.get("fast") for c in cases)
     for c in cases:
-        load_config(CASES / c["config"])  # every config is valid
-        assert 0.5 <= c["reference"] <= 1.0, c["name"]
+        config = load_config(CASES / c["config"])  # every config is valid
+        if config.data.options.get("task") == "regression":
+            assert 0.0 < c["reference"] < 10.0, c["name"]  # a healthy test MSE
+        else:
+            assert 0.5 <= c["reference"] <= 1.0, c["name"]  # a healthy test accuracy
 
 
 def test_load_cases_errors(tmp_path):

@@ -136,6 +136,7 @@ def test_every_repair_is_covered_here():
         "lr_down", "lr_up", "switch_optimizer", "reinit_by_activation", "swap_activation",
         "add_batch_norm", "add_dropout", "fix_output_head", "standardize_inputs",
         "clip_gradients", "add_l2", "add_plateau", "add_schedule",
+        "early_stopping",  # tests/test_doctor_overfit.py
     }  # fmt: skip
     python_only = {n for n, r in REPAIRS.items() if r.python_only}
     assert python_only == {"rollback_skip"}

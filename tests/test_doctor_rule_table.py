@@ -143,4 +143,4 @@ def test_lr_too_low_and_overfitting():
     )
     _, ev, text, _ = RULE["overfitting"].check(_sig(epochs=epochs))
     assert ev["best_val_epoch"] == 2 and "rose from 0.8 (epoch 2) to 1.2" in text
-    assert "gap 20%" in text
+    assert "50% above its best, 3 epochs later" in text and ev["accuracy_gap"] == 0.2

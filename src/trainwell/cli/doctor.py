@@ -22,6 +22,7 @@ from ..doctor.report import write_report
 from ..errors import UserError
 from .args import add_config_args
 from .repair_loop import DoctorResult, diagnose, repair
+from .yardstick import WITHIN_LOSS
 
 __all__ = [
     "add_arguments",
@@ -103,16 +104,26 @@ def _print_before_after(result: DoctorResult) -> None:
             f"{name:<22} {_fmt(t.val_accuracy):>12} {_fmt(t.val_loss):>10}  {', '.join(t.findings) or '-'}"
         )
     print(f"\nchosen: {result.chosen or 'none'} -> status {result.status}")
-    if result.after:
-        print(f"{'':<10} {'val_accuracy':>12} {'test_accuracy':>13}")
+    if result.after or result.yardstick:
+        print(f"{'':<10} {'val_accuracy':>12} {'test_accuracy':>13} {'val_loss':>10}")
         print(
             f"{'before':<10} {_fmt(result.before.get('val_accuracy')):>12} "
-            f"{_fmt(result.before.get('test_accuracy')):>13}  ({result.before.get('epochs')} epochs)"
+            f"{_fmt(result.before.get('test_accuracy')):>13} {_fmt(result.before.get('val_loss')):>10}"
+            f"  ({result.before.get('epochs')} epochs)"
         )
         print(
             f"{'after':<10} {_fmt(result.after.get('val_accuracy')):>12} "
-            f"{_fmt(result.after.get('test_accuracy')):>13}  ({result.after.get('epochs')} epochs)"
+            f"{_fmt(result.after.get('test_accuracy')):>13} {_fmt(result.after.get('val_loss')):>10}"
+            f"  ({result.after.get('epochs')} epochs)"
         )
+        y = result.yardstick
+        if y:
+            print(
+                f"{'yardstick':<10} {_fmt(y.get('val_accuracy')):>12} "
+                f"{_fmt(y.get('test_accuracy')):>13} {_fmt(y.get('val_loss')):>10}  "
+                f"({y.get('epochs')} epochs; "
+                "auto init, standardized inputs, logits head, Adam + 1cycle)"
+            )
 
 
 def load_cases(folder: Path) -> list[dict[str, Any]]:
@@ -148,7 +159,13 @@ def _case_config(folder: Path, case: dict[str, Any]) -> Config:
 
 
 def case_outcome(case: dict[str, Any], result: DoctorResult, full_epochs: int) -> dict[str, Any]:
-    """One case's row: detected, repaired (within tolerance of the reference), budgets."""
+    """One case's row: detected, status against the yardstick and the reference, cost.
+
+    ``epochs_ratio`` counts every epoch the doctor trained (diagnostic, yardstick, trials,
+    continuations) over the case's full budget; ``time_ratio`` is the doctor's wall time
+    over one full run of the broken config, estimated from the diagnostic run's time per
+    epoch (measured, not assumed: the diagnostic *is* the broken config's first epochs).
+    """
     kinds = [f.kind for f in result.findings]
     healthy = case["expected"] == "healthy"
     detected = kinds == [] if healthy else case["expected"] in kinds
@@ -156,19 +173,34 @@ def case_outcome(case: dict[str, Any], result: DoctorResult, full_epochs: int) -
         result.after.get("test_accuracy") if result.after else result.before.get("test_accuracy")
     )
     short = result.before.get("epochs") or 0
-    # Trials are short; the kept one continues to the full budget (see loop.repair).
+    # Trials are short; the kept one continues to the full budget (see loop.repair), and so
+    # does the yardstick when the verdict needs it.
+    yard_epochs = int(result.yardstick.get("epochs") or 0)
     epochs = short * (1 + len(result.trials)) + max(0, (result.after.get("epochs") or 0) - short)
-    ok_final = (
-        result.status == "repaired"
-        and isinstance(final, float)
-        and final >= case["reference"] - REFERENCE_TOLERANCE
-    )
+    epochs += 0 if result.yardstick.get("reused") else yard_epochs
+    final_loss = (result.after or result.before).get("test_loss")
+    if final is None and isinstance(final_loss, float):  # regression: reference is a test loss
+        ok_final = result.status == "repaired" and final_loss <= case["reference"] * (
+            1 + WITHIN_LOSS
+        )
+    else:
+        ok_final = (
+            result.status == "repaired"
+            and isinstance(final, float)
+            and final >= case["reference"] - REFERENCE_TOLERANCE
+        )
+    one_run = result.diagnostic.seconds / short * full_epochs if short else 0.0
     return {
         "case": case["name"], "expected": case["expected"], "found": kinds, "detected": detected,
         "chosen": result.chosen, "status": result.status,
         "accuracy_before": result.before.get("test_accuracy"), "accuracy_after": final,
+        "yardstick": result.yardstick.get("test_accuracy"),
+        "loss_before": result.before.get("test_loss"), "loss_after": final_loss,
+        "yardstick_loss": result.yardstick.get("test_loss"),
+        "yardstick_epochs": yard_epochs or None,
         "reference": case["reference"], "within_reference": bool(ok_final) if not healthy else None,
-        "budget_ratio": round(epochs / full_epochs, 3) if not healthy else None,
+        "epochs_ratio": round(epochs / full_epochs, 3),
+        "time_ratio": round(result.seconds / one_run, 2) if one_run > 0 else None,
         "seconds": round(result.seconds, 2),
     }  # fmt: skip
 
@@ -205,9 +237,10 @@ def run_cases(
             print(json.dumps(row), flush=True)
         else:
             print(
-                f"{row['case']:<28} {row['expected']:<20} {'ok' if row['detected'] else 'MISSED':<7}"
-                f" {str(row['chosen']):<20} {_fmt(row['accuracy_before']):>7} -> "
-                f"{_fmt(row['accuracy_after']):>7} (ref {row['reference']:.3f}) {row['seconds']:>6.1f}s",
+                f"{row['case']:<24} {row['expected']:<20} {'ok' if row['detected'] else 'MISSED':<7}"
+                f" {str(row['chosen']):<20} {row['status']:<10} {_fmt(row['accuracy_before']):>7}"
+                f" -> {_fmt(row['accuracy_after']):>7} (yardstick {_fmt(row['yardstick']):>7}, "
+                f"ref {row['reference']:.3f}) {row['seconds']:>6.1f}s ×{row['time_ratio']}",
                 flush=True,
             )
     broken = [r for r in rows if r["expected"] != "healthy"]
@@ -217,6 +250,10 @@ def run_cases(
         "detected": sum(r["detected"] for r in rows),
         "broken": len(broken),
         "repaired_within_reference": repaired,
+        "repaired_vs_yardstick": sum(1 for r in broken if r["status"] == "repaired"),
+        "improved": sum(1 for r in broken if r["status"] == "improved"),
+        "unresolved": sum(1 for r in broken if r["status"] == "unresolved"),
+        "time_ratio_max": max((r["time_ratio"] or 0.0 for r in rows), default=0.0),
         "healthy_flagged": sum(1 for r in rows if r["expected"] == "healthy" and not r["detected"]),
         "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..train.batch import default_forward
 from ..train.callbacks import Callback
 from .findings import Finding, Health
+from .probe_batch import PROBE_SAMPLES, draw_probe_batch, probe_on_batch
 from .probes import Probe, probe_schedule
 from .report import write_report
 from .rules import diagnose_health
@@ -49,15 +51,30 @@ class DoctorCallback(Callback):
         every: probe period in steps (see :func:`~trainwell.doctor.probes.probe_schedule`).
         num_classes: number of classes of the data, if known (the head check uses it).
         report: also write ``report.html`` into the run directory when training ends.
+        target_range: (min, max) of the regression targets, if known (the head check
+            compares it with a bounded output activation's range).
+        probe_samples: size of the fixed probe batch, drawn once with the run's seed from
+            the training split (see :mod:`~trainwell.doctor.probe_batch`); 0 probes the
+            training batch instead. Data the Trainer holds as a DataLoader, or a custom
+            ``loss_fn(outputs, batch)``, are probed on the training batch as well.
 
     Attributes:
         health: the :class:`Health` collected so far.
     """
 
     def __init__(
-        self, every: int = DEFAULT_EVERY, *, num_classes: int | None = None, report: bool = False
+        self,
+        every: int = DEFAULT_EVERY,
+        *,
+        num_classes: int | None = None,
+        report: bool = False,
+        target_range: tuple[float, float] | None = None,
+        probe_samples: int = PROBE_SAMPLES,
     ) -> None:
         self.every = int(every)
+        self.probe_samples = int(probe_samples)
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.target_range = target_range
         self.num_classes = num_classes
         self.report = report
         self.health = Health()
@@ -69,7 +86,9 @@ class DoctorCallback(Callback):
     # ---- events -------------------------------------------------------------------
     def on_fit_start(self, trainer: Trainer) -> None:
         """Find the layers, write the meta line, arm the first probe."""
-        self.probe = Probe(trainer.model, self.every)
+        model = getattr(trainer.model, "module", trainer.model)  # unwrapped (DDP)
+        self.probe = Probe(model, self.every)
+        self._batch = self._probe_batch(trainer, model)
         head = self.probe.layers[-1] if self.probe.layers else None
         self.health.layers = [info.meta() for info in self.probe.layers]
         self.health.context = {
@@ -81,9 +100,11 @@ class DoctorCallback(Callback):
             "every": self.every,
             "skipped_steps": 0,
         }
+        if self.target_range is not None:
+            self.health.context["target_range"] = list(self.target_range)
         self._epoch = int(trainer.epoch)
         self._resume(trainer)
-        if probe_schedule(int(trainer.step), self.every):
+        if probe_schedule(int(trainer.step), self.every) and self._batch is None:
             self.probe.arm()
         self._write(trainer)
 
@@ -93,23 +114,31 @@ class DoctorCallback(Callback):
 
     def on_after_backward(self, trainer: Trainer, step: int) -> None:
         """On a probe step: gradient statistics and the weight snapshot."""
-        probe = self.probe
-        self._probed = probe is not None and probe.armed
-        if probe is not None and self._probed:
-            probe.grads()
+        if self.probe is None:
+            return
+        if self._batch is not None:
+            loss_fn = trainer.loss_fn
+            self._probed = probe_schedule(step, self.every) and loss_fn is not None
+            if loss_fn is not None and self._probed:
+                probe_on_batch(self.probe, self.probe.model, loss_fn, self._batch)
+            return
+        self._probed = self.probe.armed
+        if self._probed:
+            self.probe.grads()
 
     def on_step_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
         """Keep the loss (no sync); finish a probe step; arm the next one."""
         self._losses.append(loss)
         probe = self.probe
+        if probe is None:
+            return
         if self._probed:
             assert probe is not None, "a probe step is set by on_after_backward's probe"
             probe.update()
             rec = probe.record(step, float(loss), self._epoch)
             self.health.probes.append(rec)
             self._probed = False
-        if probe_schedule(step + 1, self.every):
-            assert probe is not None, "on_fit_start makes the probe"
+        if probe_schedule(step + 1, self.every) and self._batch is None:
             probe.arm()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
@@ -136,6 +165,19 @@ class DoctorCallback(Callback):
         """The findings of the rules on what was recorded so far."""
 
         return diagnose_health(self.health)
+
+    def _probe_batch(
+        self, trainer: Trainer, model: torch.nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The fixed probe batch from the trainer's in-memory training split, on the model's
+        device (None: probe the training batch)."""
+        split = getattr(getattr(trainer, "_train_src", None), "split", None)
+        custom = trainer.user_loss is not None or trainer.forward is not default_forward
+        if self.probe_samples < 1 or split is None or custom:
+            return None  # a custom loss/forward takes whole batches: probe the training batch
+        device = next(model.parameters()).device
+        x, y = draw_probe_batch(split.x, split.y, seed=trainer.seed, samples=self.probe_samples)
+        return x.to(device), y.to(device)
 
     def _resume(self, trainer: Trainer) -> None:
         """After a resume, keep the record of the epochs the checkpoint holds."""

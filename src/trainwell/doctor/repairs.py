@@ -26,6 +26,7 @@ from torch import nn
 from .. import nn as tw_nn
 from .. import optim as tw_optim
 from ..data.dataset import standardize
+from ..train.early_stopping import EarlyStopping
 from .probes import describe_layers
 from .rollback import RollbackGuard
 
@@ -40,6 +41,10 @@ CLIP_NORM = 1.0  # global-norm threshold: healthy standardized runs sit at 0.5�
 L2 = 1e-3  # λ2 for the overfitting repair
 DROPOUT = 0.3
 PLATEAU = {"factor": 0.5, "patience": 2}  # halve the LR after 2 epochs without progress
+# Stop 3 epochs after the best validation loss and keep the best weights; the overfitting
+# rule asks for the same 3 epochs (thresholds.OVERFIT_PATIENCE), so what it reports at the
+# diagnostic budget, early stopping at that budget sees.
+EARLY_STOPPING = {"patience": 3, "restore_best": True}
 _ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "adagrad")
 
 
@@ -97,7 +102,10 @@ class Repair:
         """Dotted-key changes to a config, or None when it does not apply to it."""
         if self.python_only:
             return None
-        cur = _from_config(config, [*self.changes, *self.reads])
+        try:
+            cur = _from_config(config, [*self.changes, *self.reads])
+        except AttributeError:
+            return None  # this config version has no such field: the repair cannot apply
         return self.values(cur) if self.needed(cur) else None
 
     def apply(
@@ -259,10 +267,22 @@ FIELD_ACTIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
     },
     "schedule.plateau": lambda m, o, v, vs, g: {"plateau": tw_optim.schedules.Performance(**v)},
     "regularization.l2": lambda m, o, v, vs, g: {"penalty": tw_optim.penalties.Penalty(l2=v)},
+    "train.early_stopping": lambda m, o, v, vs, g: {"callbacks": [_early_stopping(v)]},
 }
 """Config field → the live action that realizes it: ``(model, optimizer, value, all
 values, generator) -> Trainer kwargs | None``. Fields without an action (``optim.momentum``,
 ``model.out_features``, ``data.input_scale`` …) only matter when a config is rebuilt."""
+
+
+def _early_stopping(settings: Mapping[str, Any]) -> EarlyStopping:
+    """The Trainer callback of a ``train.early_stopping`` setting (val loss, min mode)."""
+    return EarlyStopping(
+        monitor=str(settings.get("monitor", "val_loss")),
+        mode=str(settings.get("mode", "min")),
+        patience=int(settings.get("patience", EARLY_STOPPING["patience"])),
+        min_delta=float(settings.get("min_delta", 0.0)),
+        restore_best=bool(settings.get("restore_best", True)),
+    )
 
 
 def _new_activation(cur: Current) -> str:
@@ -346,6 +366,13 @@ REPAIRS: dict[str, Repair] = {
             needed=lambda c: c.settings["schedule.plateau"] is None
             and c.settings["schedule.name"] != "performance",
             reads=("schedule.name",),
+        ),
+        Repair(
+            "early_stopping",
+            f"stop {EARLY_STOPPING['patience']} epochs after the best validation loss and "
+            "keep the best weights",
+            {"train.early_stopping": lambda c: dict(EARLY_STOPPING)},
+            needed=lambda c: c.settings["train.early_stopping"] is None,
         ),
         Repair(
             "add_l2",

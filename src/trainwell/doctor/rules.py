@@ -23,6 +23,7 @@ from typing import Any
 
 from .causes import confidence, rank, share_confidence  # re-exported
 from .findings import Finding, Health
+from .heads import head_problem  # re-exported
 from .signals import Signals, finite, signals, summarize  # summarize re-exported
 from .thresholds import (
     DEAD_SHARE,
@@ -34,6 +35,7 @@ from .thresholds import (
     LR_LOW_UPDATE,
     LR_PEAK_UPDATE,
     OSCILLATION_SHARE,
+    OVERFIT_RISE,
     SATURATED_SHARE,
     SYMMETRY_SPREAD,
     THRESHOLDS,
@@ -95,49 +97,20 @@ def non_finite(s: Signals) -> Check | None:
     return list(s.non_finite_layers), ev, text, 1.0
 
 
-def head_problem(s: Signals) -> str:
-    """Why the output head cannot fit the labels ('' if it can)."""
-    act, loss = s.output_activation, s.loss
-    out, classes = s.out_features, s.num_classes
-    if s.task == "regression":
-        return ""
-    if out == 1 and act == "softmax":
-        return (
-            "a softmax over one output unit is always 1: the loss is constant and every "
-            "gradient is exactly 0 (this is not dying ReLU)"
-        )
-    if act in ("relu", "leaky_relu", "elu", "selu", "gelu", "softplus"):
-        return (
-            f"a {act} on the output cuts off negative scores, so some classes can never "
-            "win and dead output units pass no gradient"
-        )
-    if classes and out and loss != "bce" and out < classes:
-        return f"the head has {out} outputs for {classes} classes"
-    if loss == "bce" and act != "sigmoid":
-        return "binary cross-entropy needs a probability: put a sigmoid on the single output"
-    if loss == "nll" and act != "log_softmax":
-        return ("the nll loss takes log-probabilities (as in torch): put a log_softmax on the "
-                "output, or use cross-entropy on logits")
-    if loss == "cross_entropy" and act in ("softmax", "sigmoid", "tanh") and s.failing:
-        return (
-            f"cross-entropy applies its own softmax: a {act} before it squashes the "
-            "scores and the gradients"
-        )
-    return ""
-
-
 def bad_output_head(s: Signals) -> Check | None:
     """A ReLU output, a 1-unit softmax, a loss the head cannot feed, too few outputs."""
     text = head_problem(s)
     if not text:
         return None
-    ev = {
+    ev: dict[str, Any] = {
         "output_activation": s.output_activation,
         "loss": s.loss,
         "out_features": s.out_features,
         "num_classes": s.num_classes,
         "head_zero_grad_share": _g(s.head.zero),
     }
+    if s.task == "regression" and s.target_range is not None:
+        ev["target_min"], ev["target_max"] = (_g(v) for v in s.target_range)
     return [s.layer_names[-1] if s.layer_names else "head"], ev, text, 1.0
 
 
@@ -310,17 +283,23 @@ def lr_too_low(s: Signals) -> Check | None:
 
 
 def overfitting(s: Signals) -> Check | None:
-    """Validation loss rising while the training loss falls, with an accuracy gap."""
+    """Validation loss risen above its best for several epochs while the training loss falls."""
     over = s.overfitting
     if not over:
         return None
     ev = {k: _g(v) for k, v in over.items()}
+    drop = (
+        f", validation accuracy {ev['val_accuracy_drop']:+.1%} below its value there"
+        if "val_accuracy_drop" in ev and ev["val_accuracy_drop"] > 0
+        else ""
+    )
     text = (
         f"the validation loss rose from {ev['val_loss_best']:.3g} (epoch {ev['best_val_epoch']}) "
-        f"to {ev['val_loss_end']:.3g} while the training loss fell to {ev['train_loss_end']:.3g}"
-        f" (accuracy gap {ev['accuracy_gap']:.0%}): the network memorizes the training set"
+        f"to {ev['val_loss_end']:.3g} ({ev['val_loss_rise']:.0%} above its best, "
+        f"{ev['epochs_since_best']} epochs later{drop}) while the training loss fell to "
+        f"{ev['train_loss_end']:.3g}: the network memorizes the training set"
     )
-    return [], ev, text, confidence(over["val_loss_end"] / over["val_loss_best"], 1.0 + 0.1)
+    return [], ev, text, confidence(1.0 + over["val_loss_rise"], 1.0 + OVERFIT_RISE)
 
 
 RULES: tuple[Rule, ...] = (
@@ -359,7 +338,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule("dying_relu", 8, ("swap_activation", "reinit_by_activation", "lr_down"), dying_relu),
     Rule("lr_too_low", 9, ("lr_up", "switch_optimizer"), lr_too_low),
-    Rule("overfitting", 10, ("add_l2", "add_dropout"), overfitting),
+    Rule("overfitting", 10, ("early_stopping", "add_l2", "add_dropout"), overfitting),
 )
 """The rule table: one row per finding kind (see :class:`Rule`)."""
 

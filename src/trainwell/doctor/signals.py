@@ -17,10 +17,11 @@ from .findings import Health
 from .thresholds import (
     FAIL_GAP_SHARE,
     FAIL_LOSS_SHARE,
+    FAIL_YARDSTICK_SHARE,
     LOSS_WINDOWS,
     LR_LOW_UPDATE,
     LR_PEAK_UPDATE,
-    OVERFIT_GAP,
+    OVERFIT_PATIENCE,
     OVERFIT_RISE,
     SYMMETRY_SPREAD,
     VANISHING_ABS,
@@ -73,6 +74,9 @@ class Signals:
     Loss figures are medians of the first/last 20% of finite step losses; ``up_share`` is
     the share of successive loss windows (of :data:`LOSS_WINDOWS`) rising by more than 10%.
     Per-layer medians are in ``layers`` (input side first, the head last).
+    ``yardstick_acc`` is the validation accuracy the same network reaches with a known-good
+    recipe at the same budget (None when unknown); ``target_range`` the regression
+    targets' (min, max) (None when unknown or for classes).
     """
 
     task: str | None = None
@@ -100,6 +104,8 @@ class Signals:
     peak_update: float | None = None  # largest ‖ΔW‖/‖W‖ of any layer at any probe step
     input_scale: float = 0.0  # max(std, mean |x|) of the first layer's input at step 0
     epochs: tuple[dict[str, Any], ...] = ()
+    yardstick_acc: float | None = None
+    target_range: tuple[float, float] | None = None
 
     # ---- derived facts several rules share --------------------------------------------
     @property
@@ -234,8 +240,17 @@ def signals(health: Health) -> Signals:
     non_finite = max(non_finite, int(ctx.get("skipped_steps") or 0))
     last = health.epochs[-1] if health.epochs else {}
     acc = last.get("val_accuracy", last.get("train_accuracy"))
-    bar = chance_acc + FAIL_GAP_SHARE * (1 - chance_acc)
-    failing = isinstance(acc, int | float) and finite(acc) and acc < bar
+    yard_raw = ctx.get("yardstick_accuracy")
+    yard = float(yard_raw) if isinstance(yard_raw, int | float) and finite(yard_raw) else None
+    failing = _behind(acc, chance_acc, 1.0, FAIL_GAP_SHARE) or (
+        yard is not None and _behind(acc, chance_acc, yard, FAIL_YARDSTICK_SHARE)
+    )
+    rng = ctx.get("target_range")
+    target_range = (
+        (float(rng[0]), float(rng[1]))
+        if isinstance(rng, list | tuple) and len(rng) == 2 and all(finite(v) for v in rng)
+        else None
+    )
     if (finite(lo["loss_end"]) and lo["loss_end"] > FAIL_LOSS_SHARE * chance_loss) or not any(
         finite(v) for v in health.losses
     ):
@@ -300,8 +315,17 @@ def signals(health: Health) -> Signals:
         peak_update=max(updates) if updates else None,
         input_scale=max(inp.get("std", 0.0) or 0.0, inp.get("abs_mean", 0.0) or 0.0),
         epochs=tuple(health.epochs),
+        yardstick_acc=yard,
+        target_range=target_range,
         **lo,
     )
+
+
+def _behind(acc: Any, chance: float, top: float, share: float) -> bool:
+    """``acc`` closed less than ``share`` of the gap from ``chance`` to ``top`` (a finite acc)."""
+    if not finite(acc) or top <= chance:
+        return False  # a yardstick at chance itself sets no bar
+    return bool(acc < chance + share * (top - chance))
 
 
 def _probed_head(health: Health) -> str | None:
@@ -325,22 +349,34 @@ def summarize(health: Health) -> dict[str, Any]:
 
 
 def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
-    if len(epochs) < 4 or not all(
+    """Validation loss up ≥ OVERFIT_RISE over its minimum for ≥ OVERFIT_PATIENCE epochs.
+
+    Early stopping with patience P stops P epochs after the best validation loss; this asks
+    for exactly what it would see within the same epochs (so a repair by early stopping can
+    act on it), with the training loss still below its value at the best epoch.
+    """
+    if len(epochs) < OVERFIT_PATIENCE + 1 or not all(
         finite(e.get("val_loss")) and finite(e.get("train_loss")) for e in epochs
     ):
         return {}
     vl: list[float] = [e["val_loss"] for e in epochs]
     tl: list[float] = [e["train_loss"] for e in epochs]
     best = min(range(len(vl)), key=vl.__getitem__)
-    if best > len(vl) - 3 or vl[-1] < vl[best] * (1 + OVERFIT_RISE) or tl[-1] >= tl[best]:
+    after = len(vl) - 1 - best  # epochs since the best
+    if after < OVERFIT_PATIENCE or vl[-1] < vl[best] * (1 + OVERFIT_RISE) or tl[-1] >= tl[best]:
         return {}
-    gap = (epochs[-1].get("train_accuracy") or 0.0) - (epochs[-1].get("val_accuracy") or 0.0)
-    if gap < OVERFIT_GAP:
-        return {}
-    return {
+    last = epochs[-1]
+    gap = (last.get("train_accuracy") or 0.0) - (last.get("val_accuracy") or 0.0)
+    out = {
         "best_val_epoch": best + 1,
+        "epochs_since_best": after,
         "val_loss_best": vl[best],
         "val_loss_end": vl[-1],
+        "val_loss_rise": vl[-1] / vl[best] - 1 if vl[best] > 0 else math.inf,
         "train_loss_end": tl[-1],
         "accuracy_gap": gap,
     }
+    acc_best, acc_end = epochs[best].get("val_accuracy"), last.get("val_accuracy")
+    if isinstance(acc_best, int | float) and isinstance(acc_end, int | float):
+        out["val_accuracy_drop"] = float(acc_best) - float(acc_end)  # clean validation labels
+    return out

@@ -1,0 +1,134 @@
+"""The yardstick: the user's architecture trained with a known-good recipe, and the verdict.
+
+A repair that adds 2 points of validation accuracy is often still 5–10 points below the same
+network trained without the fault (DESIGN.md, "Measured facts"). So the doctor also trains
+the config's architecture (same model kind, depth, width, activation, data, budget and
+seed) with a known-good recipe — :func:`yardstick_patch` — and calls a repair *repaired*
+only when the repaired run ends within :data:`WITHIN_ACCURACY` of it (classification) or
+with a validation loss within :data:`WITHIN_LOSS` of it (regression); see :func:`judge`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..config import apply_patch
+from ..errors import UserError
+
+__all__ = [
+    "MIN_GAIN",
+    "WITHIN_ACCURACY",
+    "WITHIN_LOSS",
+    "YARDSTICK_LR",
+    "judge",
+    "needs_full_yardstick",
+    "yardstick_config",
+    "yardstick_patch",
+]
+
+MIN_GAIN = 0.02  # validation accuracy points a repair must add to count as "improved"
+WITHIN_ACCURACY = 0.02  # "repaired": final val accuracy ≥ yardstick's − 2 points
+WITHIN_LOSS = 0.10  # regression "repaired": final val loss ≤ 1.1 × the yardstick's;
+# "improved": val loss ≤ 0.9 × the diagnostic's (the same 10%, the other way)
+YARDSTICK_LR = 3e-3  # trainwell's usual Adam rate (the 1cycle peak)
+SANE_ADAM_LR = (1e-4, 1e-2)  # an Adam rate the config keeps; outside it is itself the fault
+_ADAM = ("adam", "adamw", "nadam", "adamax")
+
+
+def yardstick_patch(config: Any) -> dict[str, Any]:
+    """The known-good recipe as a config patch on ``config``'s architecture.
+
+    Auto init (Glorot/He/LeCun by activation), standardized inputs at their own scale
+    (``data.input_scale = 1``: a scale is a fault injected after standardizing), a logits
+    head with the task's loss, Adam at 3e-3 (the config's rate if it already uses an Adam
+    variant at a rate in :data:`SANE_ADAM_LR`: Adam at 1e-10 or at 1 is the fault, not the
+    recipe) and a 1cycle schedule. Model kind, sizes, activation, batch norm, dropout,
+    regularization, batch size, epochs and seed stay the config's.
+    """
+    adam = config.optim.name in _ADAM
+    keep_lr = adam and SANE_ADAM_LR[0] <= config.optim.lr <= SANE_ADAM_LR[1]
+    return {
+        "model.init": "auto",
+        "data.standardize": True,
+        "data.input_scale": 1.0,
+        "model.output_activation": None,
+        "model.out_features": None,
+        "train.loss": "auto",
+        "optim.name": config.optim.name if adam else "adam",
+        "optim.lr": config.optim.lr if keep_lr else YARDSTICK_LR,
+        "optim.momentum": None,
+        "optim.beta": None,
+        "schedule.name": "one_cycle",
+        "schedule.params": {},
+    }
+
+
+def yardstick_config(config: Any) -> Any | None:
+    """``config`` with :func:`yardstick_patch` applied, or None where the architecture
+    does not allow the recipe (the patched config does not validate)."""
+    try:
+        return apply_patch(config, yardstick_patch(config))
+    except (UserError, ValueError):
+        return None
+
+
+def _num(m: dict[str, Any] | None, key: str) -> float | None:
+    v = (m or {}).get(key)
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+def judge(
+    before: dict[str, Any], after: dict[str, Any], yardstick: dict[str, Any] | None
+) -> str:
+    """The verdict on a repaired run: ``"repaired"``, ``"improved"`` or ``"unresolved"``.
+
+    Classification (validation accuracy known): *repaired* when
+    ``after ≥ yardstick − WITHIN_ACCURACY``; *improved* when ``after ≥ before + MIN_GAIN``.
+    Regression (validation loss only): *repaired* when ``after ≤ (1 + WITHIN_LOSS) ·
+    yardstick``; *improved* when ``after ≤ (1 − WITHIN_LOSS) · before`` (or ``before`` was
+    not finite). Without a yardstick score the old criterion stands: a gain of
+    ``MIN_GAIN`` (accuracy) or ``WITHIN_LOSS`` (loss) is *repaired*.
+
+    Args:
+        before: metrics of the diagnostic run (``val_accuracy``, ``val_loss``).
+        after: metrics of the repaired run at the full budget.
+        yardstick: metrics of the yardstick run, or None.
+    """
+    acc = _num(after, "val_accuracy")
+    if acc is not None:
+        ref = _num(yardstick, "val_accuracy")
+        base = _num(before, "val_accuracy")
+        gained = base is None or acc >= base + MIN_GAIN
+        if ref is not None:
+            if acc >= ref - WITHIN_ACCURACY:
+                return "repaired"
+            return "improved" if gained else "unresolved"
+        return "repaired" if gained else "unresolved"
+    loss = _num(after, "val_loss")
+    if loss is None:
+        return "unresolved"
+    ref_loss = _num(yardstick, "val_loss")
+    base_loss = _num(before, "val_loss")
+    gained = base_loss is None or loss <= (1 - WITHIN_LOSS) * base_loss
+    if ref_loss is not None:
+        if loss <= (1 + WITHIN_LOSS) * ref_loss:
+            return "repaired"
+        return "improved" if gained else "unresolved"
+    return "repaired" if gained else "unresolved"
+
+
+def needs_full_yardstick(after: dict[str, Any], yardstick_short: dict[str, Any]) -> bool:
+    """Whether the yardstick must be continued to the full budget to judge ``after``.
+
+    Not when the repaired run already ends below what the yardstick reached at the short
+    budget by more than the tolerance: the recipe (Adam, 1cycle) does not get worse with
+    more epochs, so *repaired* is out of reach either way and the verdict is the same.
+    """
+    acc, ref = _num(after, "val_accuracy"), _num(yardstick_short, "val_accuracy")
+    if acc is not None and ref is not None:
+        return acc >= ref - WITHIN_ACCURACY
+    loss, ref_loss = _num(after, "val_loss"), _num(yardstick_short, "val_loss")
+    if loss is not None and ref_loss is not None:
+        return loss <= (1 + WITHIN_LOSS) * ref_loss
+    return ref is not None or ref_loss is not None

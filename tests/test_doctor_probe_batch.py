@@ -1,0 +1,84 @@
+"""The fixed probe batch: honest statistics at batch size 1, and no effect on training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from trainwell.data.dataset import Dataset, Split
+from trainwell.doctor import DoctorCallback
+from trainwell.doctor.probe_batch import draw_probe_batch
+from trainwell.train import Trainer
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _blobs(n: int = 96) -> Dataset:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    x = torch.randn(n, 8, generator=g) + 2.0 * (y[:, None].float() * 2 - 1)
+    return Dataset(Split(x[:64], y[:64]), Split(x[64:80], y[64:80]), Split(x[80:], y[80:]),
+                   "classification", 2, "blobs")  # fmt: skip
+
+
+def _train(model: nn.Module, *, batch_size: int, callbacks=(), epochs: int = 2) -> Trainer:
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+                      epochs=epochs, batch_size=batch_size, callbacks=list(callbacks),
+                      device="cpu", progress=False)  # fmt: skip
+    trainer.fit(_blobs())
+    return trainer
+
+
+def _bn_dropout_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3),
+                         nn.Linear(16, 2))  # fmt: skip
+
+
+def test_probes_leave_the_trained_weights_bit_identical():
+    plain, probed = _bn_dropout_net(), _bn_dropout_net()
+    _train(plain, batch_size=16)
+    cb = DoctorCallback(every=1, num_classes=2)
+    _train(probed, batch_size=16, callbacks=[cb])
+    assert len(cb.health.probes) == 8  # every step of 2 epochs × 4 batches was probed
+    for (name, a), b in zip(plain.state_dict().items(), probed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # parameters and BN statistics, bit for bit
+
+
+def test_draw_probe_batch_is_seeded_and_capped():
+    x, y = torch.arange(1000.0)[:, None], torch.arange(1000)
+    a, b = draw_probe_batch(x, y, seed=3), draw_probe_batch(x, y, seed=3)
+    assert a[0].shape == (256, 1) and torch.equal(a[0], b[0]) and torch.equal(a[0][:, 0].long(), a[1])
+    assert not torch.equal(draw_probe_batch(x, y, seed=4)[0], a[0])
+    assert draw_probe_batch(x[:10], y[:10], seed=0)[0].shape == (10, 1)
+
+
+def _relu_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                         nn.Linear(32, 2))  # fmt: skip
+
+
+def _dead_share(cb: DoctorCallback) -> float:
+    vals = [p["layers"]["2"].get("dead_share") for p in cb.health.probes[1:]]
+    vals = [v for v in vals if v is not None]
+    return sum(vals) / len(vals)
+
+
+def test_batch_size_one_healthy_relu_net_is_not_called_dead():
+    fixed = DoctorCallback(every=8, num_classes=2)
+    _train(_relu_net(), batch_size=1, callbacks=[fixed])
+    kinds = [f.kind for f in fixed.findings()]
+    assert "dying_relu" not in kinds and "vanishing_gradients" not in kinds
+    assert _dead_share(fixed) < 0.2  # a few units at most are off for all 64 samples
+    # The training batch (one sample) would call most of the same units "dead".
+    batch = DoctorCallback(every=8, num_classes=2, probe_samples=0)
+    _train(_relu_net(), batch_size=1, callbacks=[batch])
+    assert _dead_share(batch) > 0.3
