@@ -9,7 +9,7 @@ from torch import nn
 
 from trainwell.cli.runner import build_run
 from trainwell.config import apply_patch, validate
-from trainwell.doctor import REPAIRS
+from trainwell.doctor import REPAIRS, RollbackGuard
 from trainwell.optim.schedules import with_base_lr, with_total_steps
 
 BROKEN = {
@@ -135,9 +135,17 @@ def test_every_repair_is_covered_here():
     covered = {
         "lr_down", "lr_up", "switch_optimizer", "reinit_by_activation", "swap_activation",
         "add_batch_norm", "add_dropout", "fix_output_head", "standardize_inputs",
-        "clip_gradients", "add_l2", "add_plateau", "add_schedule",
+        "clip_gradients", "add_l2", "add_plateau", "add_schedule", "rollback_skip",
         "early_stopping",  # tests/test_doctor_overfit.py
     }  # fmt: skip
     python_only = {n for n, r in REPAIRS.items() if r.python_only}
-    assert python_only == {"rollback_skip"}
+    assert python_only == set()  # every repair is also a config patch
     assert set(REPAIRS) == covered | python_only
+
+
+def test_rollback_repair_is_a_config_patch_and_the_same_guard_live():
+    patched, live, kwargs = _both("rollback_skip")
+    guards = [c for c in patched.trainer.callbacks if isinstance(c, RollbackGuard)]
+    assert len(guards) == 1 and guards[0].every == 10
+    (live_guard,) = kwargs["callbacks"]
+    assert isinstance(live_guard, RollbackGuard) and live_guard.every == guards[0].every

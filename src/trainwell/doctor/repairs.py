@@ -41,6 +41,7 @@ CLIP_NORM = 1.0  # global-norm threshold: healthy standardized runs sit at 0.5�
 L2 = 1e-3  # λ2 for the overfitting repair
 DROPOUT = 0.3
 PLATEAU = {"factor": 0.5, "patience": 2}  # halve the LR after 2 epochs without progress
+ROLLBACK_EVERY = 10  # steps between saved copies for the rollback guard
 # Stop 3 epochs after the best validation loss and keep the best weights; the overfitting
 # rule asks for the same 3 epochs (thresholds.OVERFIT_PATIENCE), so what it reports at the
 # diagnostic budget, early stopping at that budget sees.
@@ -123,8 +124,6 @@ class Repair:
             generator: randomness for re-initialization (the run's seed gives the weights
                 a patched config would build).
         """
-        if self.name == "rollback_skip":
-            return {"callbacks": [RollbackGuard()]}
         cur = _from_live(model, optimizer)
         values = self.values(cur)
         out: dict[str, Any] = {}
@@ -267,6 +266,7 @@ FIELD_ACTIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
     },
     "schedule.plateau": lambda m, o, v, vs, g: {"plateau": tw_optim.schedules.Performance(**v)},
     "regularization.l2": lambda m, o, v, vs, g: {"penalty": tw_optim.penalties.Penalty(l2=v)},
+    "train.rollback_every": lambda m, o, v, vs, g: {"callbacks": [RollbackGuard(every=v)]},
     "train.early_stopping": lambda m, o, v, vs, g: {"callbacks": [_early_stopping(v)]},
 }
 """Config field → the live action that realizes it: ``(model, optimizer, value, all
@@ -388,9 +388,10 @@ REPAIRS: dict[str, Repair] = {
         ),
         Repair(
             "rollback_skip",
-            "restore the last healthy weights after a non-finite step "
-            "(Python only; the Trainer already skips the batch)",
-            python_only=True,
+            f"keep the weights every {ROLLBACK_EVERY} steps and restore them after a "
+            "non-finite loss (the Trainer already skips the non-finite step itself)",
+            {"train.rollback_every": ROLLBACK_EVERY},
+            needed=lambda c: c.settings["train.rollback_every"] is None,
         ),
     )
 }
