@@ -18,7 +18,6 @@ resume) and writes the pair again.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +26,6 @@ from safetensors.torch import save_file
 
 from ..errors import UserError
 from .callbacks import Callback
-
-# The one atomic writer and the tensor-file hash of train.checkpoint (private there).
 from .checkpoint import (
     FORMAT_VERSION,
     _atomic_write,
@@ -38,12 +35,14 @@ from .checkpoint import (
     load_checkpoint,
 )
 
+# The one atomic writer and the tensor-file hash of train.checkpoint (private there).
+from .monitor import MonitoredBest
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .trainer import Trainer
 
 __all__ = ["BestCheckpoint", "load_best"]
 
-_MODES = ("min", "max")
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +50,7 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
             if isinstance(v, int | float | str) and not isinstance(v, bool)}
 
 
-class BestCheckpoint(Callback):
+class BestCheckpoint(MonitoredBest, Callback):
     """Save the model whenever the monitored epoch metric improves (``checkpoints/best.*``).
 
     Improvement: ``value < best − min_delta`` for ``mode="min"``, ``value > best + min_delta``
@@ -86,33 +85,12 @@ class BestCheckpoint(Callback):
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0,
                  folder: str | Path | None = None) -> None:
-        if mode not in _MODES:
-            raise UserError(f"mode: must be 'min' or 'max', got {mode!r}")
-        if not float(min_delta) >= 0.0:
-            raise UserError(f"min_delta: must be >= 0, got {min_delta!r}")
-        self.monitor, self.mode, self.min_delta = str(monitor), mode, float(min_delta)
+        super().__init__(monitor, mode, min_delta)
         self.folder = Path(folder) if folder is not None else None
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-
-    def improves(self, value: float) -> bool:
-        """Whether ``value`` beats the best so far by more than ``min_delta``."""
-        if not math.isfinite(value):
-            return False
-        if self.best is None:
-            return True
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         """Compare the monitored value with the best; on improvement write ``best.*``."""
-        if self.monitor not in metrics:
-            known = ", ".join(k for k in _scalars(metrics))
-            raise UserError(f"monitor: {self.monitor!r} is not an epoch metric of this run "
-                            f"(it has {known}); pick one of those (val_* needs a validation "
-                            "split)")
-        value = float(metrics[self.monitor])
+        value = self.value_of(metrics)
         if not self.improves(value):
             return
         self.best, self.best_epoch = value, int(metrics.get("epoch", epoch + 1))
@@ -142,19 +120,11 @@ class BestCheckpoint(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """``{"monitor", "mode", "best", "best_epoch"}`` (JSON-ready; ``best`` is finite or None)."""
-        return {"monitor": self.monitor, "mode": self.mode, "best": self.best,
-                "best_epoch": self.best_epoch}
+        return self.best_state()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the best so far; refuse a state that watched another metric or mode."""
-        if not state:  # a checkpoint written before this callback was added
-            return
-        if (state.get("monitor"), state.get("mode")) != (self.monitor, self.mode):
-            raise UserError(f"monitor: the checkpoint tracked {state.get('monitor')!r} "
-                            f"({state.get('mode')}) but this run monitors {self.monitor!r} "
-                            f"({self.mode}); resume with the run's own settings")
-        self.best = None if state.get("best") is None else float(state["best"])
-        self.best_epoch = None if state.get("best_epoch") is None else int(state["best_epoch"])
+        self.load_best_state(state)
 
 
 def load_best(model: torch.nn.Module, run_dir: str | Path) -> dict[str, Any]:

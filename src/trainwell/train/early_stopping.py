@@ -11,7 +11,6 @@ wrote that epoch there, and otherwise says once that it keeps the last weights.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,16 +20,16 @@ import torch
 from ..errors import UserError
 from .best import load_best
 from .callbacks import Callback
+from .monitor import MonitoredBest
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .trainer import Trainer
 
 __all__ = ["EarlyStopping"]
 
-_MODES = ("min", "max")
 
 
-class EarlyStopping(Callback):
+class EarlyStopping(MonitoredBest, Callback):
     """Set ``trainer.stop_training`` after ``patience`` epochs without improvement.
 
     Improvement at an epoch's end: ``value < best − min_delta`` (``mode="min"``) or
@@ -68,34 +67,18 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 5,
                  min_delta: float = 0.0, restore_best: bool = True) -> None:
-        if mode not in _MODES:
-            raise UserError(f"mode: must be 'min' or 'max', got {mode!r}")
+        super().__init__(monitor, mode, min_delta)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise UserError(f"patience: must be an integer >= 1, got {patience!r}; "
                             "e.g. 5 epochs")
-        if not float(min_delta) >= 0.0:  # also refuses NaN
-            raise UserError(f"min_delta: must be >= 0, got {min_delta!r}")
-        self.monitor, self.mode = str(monitor), mode
-        self.patience, self.min_delta = patience, float(min_delta)
+        self.patience = patience
         self.restore_best = bool(restore_best)
-        self.best: float | None = None
-        self.best_epoch: int | None = None
         self.wait = 0
         self.stopped_epoch: int | None = None
         # The best epoch's state, cloned on the model's device; only what this process saw.
         self._best_state: dict[str, torch.Tensor] | None = None
         self._best_state_epoch: int | None = None
         self._warned = False
-
-    def improves(self, value: float) -> bool:
-        """Whether ``value`` beats the best so far by more than ``min_delta``."""
-        if not math.isfinite(value):
-            return False
-        if self.best is None:
-            return True
-        if self.mode == "min":
-            return value < self.best - self.min_delta
-        return value > self.best + self.min_delta
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """A run resumed after it had stopped early stays stopped."""
@@ -104,12 +87,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         """Update best/wait from ``metrics[monitor]``; stop after ``patience`` bad epochs."""
-        if self.monitor not in metrics:
-            known = ", ".join(k for k, v in metrics.items() if isinstance(v, int | float))
-            raise UserError(f"monitor: {self.monitor!r} is not an epoch metric of this run "
-                            f"(it has {known}); pick one of those (val_* needs a validation "
-                            "split)")
-        value = float(metrics[self.monitor])
+        value = self.value_of(metrics)
         number = int(metrics.get("epoch", epoch + 1))
         if self.improves(value):
             self.best, self.best_epoch, self.wait = value, number, 0
@@ -161,20 +139,12 @@ class EarlyStopping(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         """``{"monitor", "mode", "best", "best_epoch", "wait", "stopped_epoch"}`` (JSON-ready)."""
-        return {"monitor": self.monitor, "mode": self.mode, "best": self.best,
-                "best_epoch": self.best_epoch, "wait": self.wait,
-                "stopped_epoch": self.stopped_epoch}
+        return {**self.best_state(), "wait": self.wait, "stopped_epoch": self.stopped_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the counters; refuse a state that watched another metric or mode."""
-        if not state:  # a checkpoint written before this callback was added
+        if not self.load_best_state(state):
             return
-        if (state.get("monitor"), state.get("mode")) != (self.monitor, self.mode):
-            raise UserError(f"monitor: the checkpoint tracked {state.get('monitor')!r} "
-                            f"({state.get('mode')}) but this run monitors {self.monitor!r} "
-                            f"({self.mode}); resume with the run's own settings")
-        self.best = None if state.get("best") is None else float(state["best"])
-        self.best_epoch = None if state.get("best_epoch") is None else int(state["best_epoch"])
         self.wait = int(state.get("wait", 0))
         stopped = state.get("stopped_epoch")
         self.stopped_epoch = None if stopped is None else int(stopped)
