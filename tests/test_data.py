@@ -323,7 +323,7 @@ def test_pinned_checksums_are_well_formed():
 def test_missing_download_message(tmp_path):
     with pytest.raises(
         UserError,
-        match=r"^data\.source: mnist is not in the cache .*cache/mnist; run with --set "
+        match=r"^source: mnist is not in the cache .*cache/mnist; run with --set "
         r"data\.download=true to download it \(or point data\.source at idx:PATH\)$",
     ):
         tw.data.load("mnist")

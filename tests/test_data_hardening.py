@@ -111,7 +111,7 @@ def test_non_finite_features_are_refused_with_count_and_first_index(tmp_path, ba
     with pytest.raises(UserError) as err:
         load(f"npz:{tmp_path / 'd.npz'}")
     assert str(err.value) == (
-        f"data.source: {tmp_path / 'd.npz'}: x has 2 non-finite values (NaN, inf, or beyond "
+        f"source: {tmp_path / 'd.npz'}: x has 2 non-finite values (NaN, inf, or beyond "
         "float32), the first at index (7, 2); remove or impute them")
 
 
@@ -148,6 +148,6 @@ def test_cifar_batch_past_the_size_limit_is_refused_without_reading(tmp_path, mo
 
 
 def test_synthetic_size_is_estimated_before_generating():
-    with pytest.raises(UserError, match=r"data.num_samples: 10000000 samples of 1000 features need "
+    with pytest.raises(UserError, match=r"^num_samples: 10000000 samples of 1000 features need "
                                         r"80,000,000,000 bytes, past the limit"):
         load("synthetic", num_samples=10_000_000, num_features=1000)

@@ -46,7 +46,7 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     bytes as ``_codecs.encode(text, "latin1")``. Only that exact use is allowed."""
     if not isinstance(text, str) or encoding != "latin1":
         raise UserError(
-            f"data.source: a pickle asks for _codecs.encode with {encoding!r}, which a CIFAR-10 "
+            f"source: a pickle asks for _codecs.encode with {encoding!r}, which a CIFAR-10 "
             "batch never needs; refusing to unpickle it"
         )
     return text.encode("latin1")
@@ -82,7 +82,7 @@ class SafeUnpickler(pickle.Unpickler):
                 module = "numpy._core" + module[len("numpy.core") :]
             return super().find_class(module, name)
         raise UserError(
-            f"data.source: {self._source} asks to load {module}.{name}, which a CIFAR-10 "
+            f"source: {self._source} asks to load {module}.{name}, which a CIFAR-10 "
             "batch never needs; refusing to unpickle it — use the original files, or the "
             "binary release (*.bin)"
         )
@@ -104,7 +104,7 @@ def safe_unpickle(data: bytes, *, source: str) -> object:
         raise
     except Exception as exc:  # any malformed pickle: report it as bad input, one line
         raise UserError(
-            f"data.source: {source} is not a readable CIFAR-10 python batch ({type(exc).__name__}: "
+            f"source: {source} is not a readable CIFAR-10 python batch ({type(exc).__name__}: "
             f"{exc}); re-download it"
         ) from exc
 
@@ -114,7 +114,7 @@ def _check_labels(labels: np.ndarray, path: Path) -> np.ndarray:
     bad = (labels < 0) | (labels >= _NUM_CLASSES)
     if bad.any():
         raise UserError(
-            f"data.source: {path} has label {int(labels[bad][0])} outside 0..9; the file "
+            f"source: {path} has label {int(labels[bad][0])} outside 0..9; the file "
             "is corrupt — re-download it"
         )
     return labels
@@ -128,7 +128,7 @@ def _read_capped(path: Path) -> bytes:
     size = path.stat().st_size
     if size > _MAX_BATCH_BYTES:
         raise UserError(
-            f"data.source: {path} has {size:,} bytes, past the limit of {_MAX_BATCH_BYTES:,} "
+            f"source: {path} has {size:,} bytes, past the limit of {_MAX_BATCH_BYTES:,} "
             "for one CIFAR-10 batch (30 MB); this is not a CIFAR-10 file"
         )
     return path.read_bytes()
@@ -138,7 +138,7 @@ def _read_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
     raw = _read_capped(path)
     if len(raw) == 0 or len(raw) % _RECORD:
         raise UserError(
-            f"data.source: {path} has {len(raw)} bytes, not a positive multiple of "
+            f"source: {path} has {len(raw)} bytes, not a positive multiple of "
             f"{_RECORD} (1 label byte + 3072 pixel bytes per image); the file is truncated "
             "— re-download it"
         )
@@ -150,7 +150,7 @@ def _read_py(path: Path) -> tuple[np.ndarray, np.ndarray]:
     batch = safe_unpickle(_read_capped(path), source=str(path))
     if not isinstance(batch, dict):
         raise UserError(
-            f"data.source: {path} holds a {type(batch).__name__}, expected a dict with "
+            f"source: {path} holds a {type(batch).__name__}, expected a dict with "
             "b'data' and b'labels'; re-download it"
         )
     # The real files use bytes keys; a re-pickled copy may use str keys.
@@ -158,17 +158,17 @@ def _read_py(path: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = batch.get(b"labels", batch.get("labels"))
     if not isinstance(data, np.ndarray) or labels is None:
         raise UserError(
-            f"data.source: {path} lacks b'data' (uint8 array) or b'labels'; re-download it"
+            f"source: {path} lacks b'data' (uint8 array) or b'labels'; re-download it"
         )
     labels = np.asarray(labels)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _RECORD - 1:
         raise UserError(
-            f"data.source: {path} holds data {data.dtype} {data.shape}; expected uint8 "
+            f"source: {path} holds data {data.dtype} {data.shape}; expected uint8 "
             "(N, 3072); re-download it"
         )
     if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
         raise UserError(
-            f"data.source: {path} has {len(data)} images but labels of shape "
+            f"source: {path} has {len(data)} images but labels of shape "
             f"{labels.shape} ({labels.dtype}); re-download it"
         )
     return data.reshape(-1, 3, 32, 32), _check_labels(labels, path)
@@ -182,7 +182,7 @@ def _resolve(folder: Path) -> tuple[Path, str]:
         if (candidate / _TEST).is_file():
             return candidate, "py"
     raise UserError(
-        f"data.source: cifar10 folder {folder} has no test_batch.bin or test_batch; expected "
+        f"source: cifar10 folder {folder} has no test_batch.bin or test_batch; expected "
         "data_batch_1..5 and test_batch (python release) or the same names with .bin "
         "(binary release)"
     )
@@ -208,7 +208,7 @@ def load_cifar10(path: str) -> dict:
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise UserError(
-            f"data.source: cifar10 folder {folder} does not exist; point cifar10:PATH at the "
+            f"source: cifar10 folder {folder} does not exist; point cifar10:PATH at the "
             "extracted cifar-10-batches-bin or cifar-10-batches-py folder"
         )
     folder, flavour = _resolve(folder)
@@ -218,7 +218,7 @@ def load_cifar10(path: str) -> dict:
         file = folder / f"{name}{ext}"
         if not file.is_file():
             raise UserError(
-                f"data.source: cifar10 folder {folder} has no {file.name}; expected "
+                f"source: cifar10 folder {folder} has no {file.name}; expected "
                 f"{', '.join(n + ext for n in _TRAIN)} and {_TEST}{ext}"
             )
         parts.append(reader(file))

@@ -151,7 +151,7 @@ def fetch(
         return folder
     if not download:
         raise UserError(
-            f"data.source: {name} is not in the cache {folder}; run with --set "
+            f"source: {name} is not in the cache {folder}; run with --set "
             "data.download=true to download it (or point data.source at idx:PATH)"
         )
     folder.mkdir(parents=True, exist_ok=True)
@@ -180,13 +180,13 @@ def _download_one(
                         out.write(chunk)
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 raise UserError(
-                    f"data.source: could not download {url} ({exc}); check the network and "
+                    f"source: could not download {url} ({exc}); check the network and "
                     f"retry, or place the file at {target} by hand"
                 ) from exc
         found = digest.hexdigest()
         if found != expected:
             raise UserError(
-                f"data.source: downloaded {target.name} from {url} has SHA-256 {found}, "
+                f"source: downloaded {target.name} from {url} has SHA-256 {found}, "
                 f"expected {expected}; the download is corrupt or the mirror changed — "
                 "retry, or place verified files in the cache by hand"
             )

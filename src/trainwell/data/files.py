@@ -53,7 +53,7 @@ _MAX_CLASSES = 65_536  # class labels past this are corrupt data, not a task
 
 
 def _idx_error(path: Path, what: str) -> UserError:
-    return UserError(f"data.source: file {path} {what}; re-download it")
+    return UserError(f"source: file {path} {what}; re-download it")
 
 
 class _Reader(Protocol):
@@ -100,7 +100,7 @@ def read_idx(path: str | Path) -> np.ndarray:
             return _parse_idx(path, handle, size, path.suffix == ".gz")
     except (OSError, EOFError, zlib.error) as exc:
         raise UserError(
-            f"data.source: cannot read {path} ({exc}); the file is damaged or not gzip — "
+            f"source: cannot read {path} ({exc}); the file is damaged or not gzip — "
             "re-download it"
         ) from exc
 
@@ -110,7 +110,7 @@ def _parse_idx(path: Path, handle: _Reader, size: int, gz: bool) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         head = raw[:4].hex() or "empty"
         raise UserError(
-            f"data.source: {path} is not an IDX file (magic bytes {head}, expected 0000 "
+            f"source: {path} is not an IDX file (magic bytes {head}, expected 0000 "
             "then a type code such as 08 and the number of dimensions); use the original "
             "MNIST-format file"
         )
@@ -151,7 +151,7 @@ def _find_idx(folder: Path, stem: str) -> Path:
         if candidate.is_file():
             return candidate
     raise UserError(
-        f"data.source: idx folder {folder} has no {stem} (or {stem}.gz); expected the "
+        f"source: idx folder {folder} has no {stem} (or {stem}.gz); expected the "
         f"files {_IDX_EXPECTED}, each optionally .gz"
     )
 
@@ -163,29 +163,29 @@ def _idx_pair(folder: Path, images_stem: str, labels_stem: str) -> tuple[np.ndar
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise UserError(
-            f"data.source: {images_path} holds {images.dtype} data of shape "
+            f"source: {images_path} holds {images.dtype} data of shape "
             f"{images.shape}; expected unsigned-byte images (N, rows, cols)"
         )
     if labels.ndim != 1:
         raise UserError(
-            f"data.source: {labels_path} holds data of shape {labels.shape}; expected "
+            f"source: {labels_path} holds data of shape {labels.shape}; expected "
             "one label per image (N,)"
         )
     if len(images) != len(labels):
         raise UserError(
-            f"data.source: {images_path} has {len(images)} images but {labels_path} has "
+            f"source: {images_path} has {len(images)} images but {labels_path} has "
             f"{len(labels)} labels; use matching files from the same release"
         )
     if labels.dtype.kind == "f":  # astype(int64) would turn a label of 1.5 into 1
         raise UserError(
-            f"data.source: {labels_path} holds {labels.dtype} labels; IDX class labels are "
+            f"source: {labels_path} holds {labels.dtype} labels; IDX class labels are "
             "unsigned bytes 0..9 — use the original label file"
         )
     labels = labels.astype(np.int64)
     bad = (labels < 0) | (labels >= _NUM_CLASSES)
     if bad.any():
         raise UserError(
-            f"data.source: {labels_path} has label {int(labels[bad][0])} outside 0..9; "
+            f"source: {labels_path} has label {int(labels[bad][0])} outside 0..9; "
             "the file is corrupt or not MNIST labels — re-download it"
         )
     x = (images.astype(np.float32) / 255.0)[:, None]  # (N, 1, H, W), pixel 255 -> 1.0
@@ -212,14 +212,14 @@ def load_idx(path: str) -> dict:
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise UserError(
-            f"data.source: idx folder {folder} does not exist; point idx:PATH at a folder "
+            f"source: idx folder {folder} does not exist; point idx:PATH at a folder "
             f"holding {_IDX_EXPECTED} (each optionally .gz)"
         )
     x_train, y_train = _idx_pair(folder, IDX_NAMES["train_images"], IDX_NAMES["train_labels"])
     x_test, y_test = _idx_pair(folder, IDX_NAMES["test_images"], IDX_NAMES["test_labels"])
     if x_train.shape[1:] != x_test.shape[1:]:
         raise UserError(
-            f"data.source: idx folder {folder} has train images {x_train.shape[2:]} but "
+            f"source: idx folder {folder} has train images {x_train.shape[2:]} but "
             f"test images {x_test.shape[2:]}; use files from the same release"
         )
     return {
@@ -262,12 +262,12 @@ def load_npz(path: str, *, task: str | None = None) -> dict:
     """
     file = Path(path).expanduser()
     if task not in (None, "classification", "regression"):
-        raise UserError(f"data.task: unknown task {task!r}; use 'classification' or 'regression'")
+        raise UserError(f"task: unknown task {task!r}; use 'classification' or 'regression'")
     if not file.is_file():
-        raise UserError(f"data.source: npz file {file} does not exist; check the path")
+        raise UserError(f"source: npz file {file} does not exist; check the path")
     if not zipfile.is_zipfile(file):  # np.load would read other files as .npy or pickle
         raise UserError(
-            f"data.source: {file} is not a readable .npz file (not a zip archive); re-create "
+            f"source: {file} is not a readable .npz file (not a zip archive); re-create "
             "it with np.savez"
         )
     try:
@@ -277,7 +277,7 @@ def load_npz(path: str, *, task: str | None = None) -> dict:
     except (OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error, RuntimeError,
             NotImplementedError) as exc:  # zipfile's whole range of "this archive is bad"
         raise UserError(
-            f"data.source: {file} is not a readable .npz file ({type(exc).__name__}: {exc}); "
+            f"source: {file} is not a readable .npz file ({type(exc).__name__}: {exc}); "
             "re-create it with np.savez"
         ) from exc
     keys = set(arrays)
@@ -289,7 +289,7 @@ def load_npz(path: str, *, task: str | None = None) -> dict:
         wanted = _SPLIT_KEYS if keys & set(_SPLIT_KEYS) or not keys & {"x", "y"} else ("x", "y")
         missing = ", ".join(k for k in wanted if k not in keys)
         raise UserError(
-            f"data.source: npz file {file} lacks keys {missing}; expected {_NPZ_EXPECTED} "
+            f"source: npz file {file} lacks keys {missing}; expected {_NPZ_EXPECTED} "
             f"(found {', '.join(sorted(keys)) or 'no arrays'})"
         )
     raw: dict = {"info": {"path": str(file)}}
@@ -298,25 +298,25 @@ def load_npz(path: str, *, task: str | None = None) -> dict:
         for key in (f"x{suffix}", f"y{suffix}"):
             if key not in arrays:
                 raise UserError(
-                    f"data.source: npz file {file} has {'x' if key[0] == 'y' else 'y'}{suffix} "
+                    f"source: npz file {file} has {'x' if key[0] == 'y' else 'y'}{suffix} "
                     f"but lacks {key}; save both or neither"
                 )
         x, y = arrays[f"x{suffix}"], arrays[f"y{suffix}"]
         if x.ndim < 2 or len(x) != len(y):
             raise UserError(
-                f"data.source: npz file {file}: x{suffix} has shape {x.shape} and y{suffix} "
+                f"source: npz file {file}: x{suffix} has shape {x.shape} and y{suffix} "
                 f"{y.shape}; x needs shape (N, features...) and y the same N"
             )
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
             raise UserError(
-                f"data.source: npz file {file}: x{suffix} has dtype {x.dtype}; save numbers"
+                f"source: npz file {file}: x{suffix} has dtype {x.dtype}; save numbers"
             )
         raw[f"x{suffix}"] = (x.astype(np.float32) / 255.0) if x.dtype == np.uint8 else x
         raw[f"y{suffix}"] = y
     feature_shapes = {raw[k].shape[1:] for k in raw if k.startswith("x")}
     if len(feature_shapes) > 1:
         raise UserError(
-            f"data.source: npz file {file} has different feature shapes across splits "
+            f"source: npz file {file} has different feature shapes across splits "
             f"{sorted(feature_shapes)}; all splits need the same shape"
         )
     y_all = [raw[k] for k in raw if k.startswith("y")]
@@ -327,7 +327,7 @@ def load_npz(path: str, *, task: str | None = None) -> dict:
             y = raw[k].astype(np.float32)
             if y.ndim > 2:
                 raise UserError(
-                    f"data.source: npz file {file}: {k} has shape {y.shape}; regression "
+                    f"source: npz file {file}: {k} has shape {y.shape}; regression "
                     "targets need shape (N,) or (N, T)"
                 )
             raw[k] = y[:, None] if y.ndim == 1 else y
@@ -345,28 +345,28 @@ def _integer_labels(y: np.ndarray, where: str) -> np.ndarray:
         y = y[:, 0]
     if y.ndim != 1:
         raise UserError(
-            f"data.source: {where} labels have shape {y.shape}; classification needs one "
+            f"source: {where} labels have shape {y.shape}; classification needs one "
             "integer label per sample (N,)"
         )
     if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
         raise UserError(
-            f"data.source: {where} labels have dtype {y.dtype}; save integer class indices"
+            f"source: {where} labels have dtype {y.dtype}; save integer class indices"
         )
     if np.issubdtype(y.dtype, np.floating):
         if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
             raise UserError(
-                f"data.source: {where} labels are not whole numbers; save integer class "
+                f"source: {where} labels are not whole numbers; save integer class "
                 "indices 0..K-1, or set data.task=regression"
             )
     if y.size and y.max() >= _MAX_CLASSES:  # before the cast: 2**64-1 would wrap to -1
         raise UserError(
-            f"data.source: {where} has label {y.max()} out of range; labels must be "
+            f"source: {where} has label {y.max()} out of range; labels must be "
             f"integers 0..K-1 with K at most {_MAX_CLASSES}"
         )
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
         raise UserError(
-            f"data.source: {where} has label {int(y.min())} out of range; labels must be "
+            f"source: {where} has label {int(y.min())} out of range; labels must be "
             "integers 0..K-1"
         )
     return y

@@ -144,7 +144,7 @@ def load_mnist1d(*, cache_dir: Path, num_samples: int = 20000) -> dict:
         )
     if num_samples > _MAX_SAMPLES:
         raise UserError(
-            f"data.num_samples: {num_samples} past the limit of {_MAX_SAMPLES} for mnist1d "
+            f"num_samples: {num_samples} past the limit of {_MAX_SAMPLES} for mnist1d "
             f"(40 float32 values each: {num_samples * 160:,} bytes)"
         )
     args = _dataset_args(num_samples)

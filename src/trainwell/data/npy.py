@@ -39,12 +39,12 @@ def read_npz(file: Path) -> dict[str, np.ndarray]:
             name = info.filename
             if not name.endswith(".npy") or info.is_dir():
                 raise UserError(
-                    f"data.source: npz file {file} holds {name[:80]!r}, which is not a .npy "
+                    f"source: npz file {file} holds {name[:80]!r}, which is not a .npy "
                     "array; save only arrays with np.savez"
                 )
             if info.file_size > info.compress_size * GZIP_MAX_RATIO + (1 << 16):
                 raise UserError(
-                    f"data.source: npz file {file}: member {name[:80]!r} claims "
+                    f"source: npz file {file}: member {name[:80]!r} claims "
                     f"{info.file_size:,} bytes from {info.compress_size:,} compressed; "
                     "the archive is damaged — re-create it with np.savez"
                 )
@@ -59,7 +59,7 @@ def read_npz(file: Path) -> dict[str, np.ndarray]:
                 header = member.tell()
             if dtype.hasobject:
                 raise UserError(
-                    f"data.source: npz file {file} holds object (pickled) arrays, which are "
+                    f"source: npz file {file} holds object (pickled) arrays, which are "
                     "refused for safety; save plain numeric arrays with np.savez"
                 )
             nbytes = math.prod(shape) * dtype.itemsize
@@ -69,7 +69,7 @@ def read_npz(file: Path) -> dict[str, np.ndarray]:
                        if header + nbytes != info.file_size
                        else f"past the limit of {MAX_DATA_BYTES:,} bytes")
                 raise UserError(
-                    f"data.source: npz file {file}: {name[:80]!r} claims shape {shape[:4]} of "
+                    f"source: npz file {file}: {name[:80]!r} claims shape {shape[:4]} of "
                     f"{dtype} ({nbytes:,} bytes), {why}; re-create it with np.savez"
                 )
             with archive.open(info) as member:

@@ -120,7 +120,7 @@ def _check_finite(values: np.ndarray, key: str, where: str) -> None:
     if count:
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise UserError(
-            f"data.source: {where}: {key} has {count} non-finite value{'s' * (count > 1)} "
+            f"source: {where}: {key} has {count} non-finite value{'s' * (count > 1)} "
             f"(NaN, inf, or beyond float32), the first at index {first}; remove or impute them"
         )
 
@@ -276,7 +276,7 @@ def _finish(
         (tr, va, te), mean, std = _standardize_splits(splits[0].x, [s.x for s in splits[1:]])
         if not all(bool(torch.isfinite(z).all()) for z in (tr, va, te, mean, std)):
             raise UserError(
-                f"data.source: {where}: features as large as {float(splits[0].x.abs().max()):.3g} "
+                f"source: {where}: features as large as {float(splits[0].x.abs().max()):.3g} "
                 "overflow float32 when standardized; rescale the data"
             )
         splits = [Split(z.contiguous(), s.y) for z, s in zip((tr, va, te), splits)]

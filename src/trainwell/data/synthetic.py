@@ -46,9 +46,9 @@ _MAX_BYTES = 8 << 30  # x is generated in float64: samples × features × 8 byte
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"data.{name}: must be an integer >= {minimum}, got {value!r}")
+        raise UserError(f"{name}: must be an integer >= {minimum}, got {value!r}")
     if value > _MAX_SIZE:
-        raise UserError(f"data.{name}: {value} past the limit of {_MAX_SIZE}")
+        raise UserError(f"{name}: {value} past the limit of {_MAX_SIZE}")
     return value
 
 
@@ -102,7 +102,7 @@ def load_synthetic(
     d = _positive_int("num_features", num_features if num_features is not None else default_d)
     if n * d * 8 > _MAX_BYTES:
         raise UserError(
-            f"data.num_samples: {n} samples of {d} features need {n * d * 8:,} bytes, past the "
+            f"num_samples: {n} samples of {d} features need {n * d * 8:,} bytes, past the "
             f"limit of {_MAX_BYTES:,}; use fewer samples or features"
         )
     info: dict = {"task": task, "noise": noise, "num_features": d}
