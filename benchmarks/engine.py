@@ -227,24 +227,13 @@ def paired(data, case: str, epochs: int, rounds: int) -> dict:
     }
 
 
-class PlainResNetLoop:
-    """Case ``resnet``, hand-written: permute the in-memory images, slice, forward, step."""
+class PlainResNetLoop(PlainLoop):
+    """Case ``resnet``, hand-written: PlainLoop's epoch over generated images and a ResNet."""
 
     def __init__(self, data, seed: int) -> None:  # ``data`` unused: images of its own
         self.x, self.y = resnet_images()
         self.model = resnet_model(seed)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
-
-    def epoch(self, epoch: int) -> float:
-        t0 = time.perf_counter()
-        order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(epoch))
-        xs, ys = self.x[order], self.y[order]
-        for s in range(0, len(xs), 128):
-            loss = nn.functional.cross_entropy(self.model(xs[s:s + 128]), ys[s:s + 128])
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
-        return time.perf_counter() - t0
 
 
 class TrainwellResNetLoop(PlainResNetLoop):

@@ -83,23 +83,19 @@ class Experiment:
     threads: bool = False
 
 
+def _from_configs(module: Any, help: str) -> Experiment:
+    """An experiment whose variants are config patches, built by :class:`ConfigBuild`."""
+    return Experiment(
+        lambda out, seeds, quick, _: module.run(
+            out, seeds=seeds, quick=quick, log=_log, build=ConfigBuild()),
+        help, module.DEFAULT_SEEDS)
+
+
 EXPERIMENTS: dict[str, Experiment] = {
-    "optimizers": Experiment(
-        lambda out, seeds, quick, _: optimizers.run(
-            out, seeds=seeds, quick=quick, log=_log, build=ConfigBuild()),
-        "every optimizer on one MNIST-1D MLP", optimizers.DEFAULT_SEEDS),
-    "schedules": Experiment(
-        lambda out, seeds, quick, _: schedules.run(
-            out, seeds=seeds, quick=quick, log=_log, build=ConfigBuild()),
-        "LR schedules at the same epoch budget", schedules.DEFAULT_SEEDS),
-    "regularization": Experiment(
-        lambda out, seeds, quick, _: regularization.run(
-            out, seeds=seeds, quick=quick, log=_log, build=ConfigBuild()),
-        "none vs L2 vs dropout vs max-norm", regularization.DEFAULT_SEEDS),
-    "activations": Experiment(
-        lambda out, seeds, quick, _: activations.run(
-            out, seeds=seeds, quick=quick, log=_log, build=ConfigBuild()),
-        "ReLU family in a deep MLP, dead units", activations.DEFAULT_SEEDS),
+    "optimizers": _from_configs(optimizers, "every optimizer on one MNIST-1D MLP"),
+    "schedules": _from_configs(schedules, "LR schedules at the same epoch budget"),
+    "regularization": _from_configs(regularization, "none vs L2 vs dropout vs max-norm"),
+    "activations": _from_configs(activations, "ReLU family in a deep MLP, dead units"),
     "transfer": Experiment(
         lambda out, seeds, quick, threads: transfer.run(
             out, seeds=seeds, quick=quick, threads=threads),
