@@ -318,7 +318,8 @@ def test_automatic_path_equals_loop_to_rounding(name, convention, dtype):
 @pytest.mark.parametrize(
     ("name", "convention", "kernel", "expected"),
     [("adam", "torch", "_fused_adam_", 1), ("adam", "keras", "_fused_adamw_", 1),
-     ("adamw", "torch", "_fused_adamw_", 1), ("adam", "lecture", "_fused_adam_", 0),
+     ("adamw", "torch", "_fused_adamw_", 1), ("adam", "lecture", "_fused_adam_", 1),
+     ("adamw", "lecture", "_fused_adamw_", 1),
      ("nadam", "torch", "_fused_adam_", 0), ("sgd", "torch", "_fused_sgd_", 1),
      ("momentum", "lecture", "_fused_sgd_", 0), ("adagrad", "torch", "_fused_adagrad_", 1),
      ("adagrad", "lecture", "_fused_adagrad_", 0)],
@@ -337,3 +338,34 @@ def test_fused_kernel_only_where_the_math_is_torchs(monkeypatch, name, conventio
                      foreach=True)  # an explicit path is never fused
     _apply(opt_loop, opt_loop.param_groups[0]["params"], _grads([(3,)], 1))
     assert not calls
+
+
+@pytest.mark.parametrize("foreach", [False, True, None])
+def test_lecture_adam_state_is_the_shifted_second_moment(foreach):
+    # The lecture convention keeps s' = s + ε(1 − β2ᵗ) (see optim/adam.py): check it and the
+    # parameters against the textbook recurrence in float64, on every path.
+    beta1, beta2, eps, lr = 0.8, 0.9, 1e-3, 0.1
+    g_all = _grads([(4, 3)], 5, seed=3)
+    x = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3).requires_grad_()
+    theta, m, s = x.detach().clone(), torch.zeros(4, 3, dtype=torch.float64), torch.zeros(4, 3, dtype=torch.float64)
+    opt = build("adam", [x], lr=lr, betas=(beta1, beta2), eps=eps, foreach=foreach)
+    for t, (g,) in enumerate(g_all, start=1):
+        g = g.to(torch.float64)
+        _apply(opt, [x], [[g]])
+        m = beta1 * m + (1 - beta1) * g
+        s = beta2 * s + (1 - beta2) * g * g
+        theta = theta - lr * (m / (1 - beta1**t)) / torch.sqrt(s / (1 - beta2**t) + eps)
+        torch.testing.assert_close(opt.state[x]["exp_avg_sq"], s + eps * (1 - beta2**t),
+                                   rtol=1e-13, atol=1e-16)
+        torch.testing.assert_close(x.detach(), theta, rtol=1e-12, atol=1e-14)
+
+
+def test_lecture_adam_without_second_moment_decay_is_not_fused(monkeypatch):
+    # β2 = 0 leaves no room for the kernel's pre-shift ε(1 − β2)/β2: the foreach path runs.
+    calls = []
+    real = torch._fused_adam_
+    monkeypatch.setattr(torch, "_fused_adam_", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = [torch.ones(3, dtype=torch.float64, requires_grad=True)]
+    opt = build("adam", x, betas=(0.9, 0.0))
+    _apply(opt, x, _grads([(3,)], 1))
+    assert not calls and torch.isfinite(x[0]).all()

@@ -56,13 +56,21 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
 
     torch convention: the kernel's own formula. keras convention: θ ← θ − η_t m / (√s + ε̂)
     with η_t = η √(1−β2ᵗ)/(1−β1ᵗ) equals torch's θ − η m̂ / (√ŝ + ε) for ε = ε̂ / √(1−β2ᵗ),
-    which needs one t for the whole group; its decay is decoupled, AdamW's. The lecture
-    convention (ε inside the root) has no fused kernel.
+    which needs one t for the whole group; its decay is decoupled, AdamW's. lecture
+    convention (ε inside the root): ``exp_avg_sqs`` hold s' = s + ε(1 − β2ᵗ), whose update
+    is the kernel's with g² + ε for g² (see :mod:`.adam`); adding ε(1 − β2)/β2 to s' first
+    makes the kernel's β2 s' + (1 − β2) g² that update, and its root with ε = 0 is then
+    the lecture's √(ŝ + ε). One scalar add more than torch's step; needs β2 > 0.
     """
-    if convention == "lecture" or (convention == "keras" and len(set(steps)) != 1):
-        return False
     beta1, beta2 = betas
-    if convention == "keras":
+    if convention == "keras" and len(set(steps)) != 1:
+        return False
+    if convention == "lecture":
+        if beta2 == 0.0:
+            return False
+        torch._foreach_add_(exp_avg_sqs, eps * (1.0 - beta2) / beta2)
+        eps = 0.0
+    elif convention == "keras":
         eps = eps / math.sqrt(1.0 - beta2 ** steps[0])
     kernel = torch._fused_adamw_ if decoupled else torch._fused_adam_
     kernel(params, grads, exp_avgs, exp_avg_sqs, [], step_tensors(steps, params[0].device),

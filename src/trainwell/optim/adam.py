@@ -3,6 +3,13 @@
 Implementation note: the bias corrections are folded into per-tensor Python scalars, e.g.
 η m̂ / √(ŝ + ε) = (η √(1−β2ᵗ) / (1−β1ᵗ)) · m / √(s + ε (1−β2ᵗ)), so a step makes one pass
 less over memory than the textbook order; the results agree with it to rounding (~1e-16).
+
+The lecture convention's ε inside the root is carried in the state: Adam/AdamW keep
+s' = s + ε(1 − β2ᵗ) in ``exp_avg_sq``, which obeys the same moving average with g² + ε,
+s'ₜ = β2 s'ₜ₋₁ + (1 − β2)(g² + ε), s'₀ = 0 (since ε(1−β2ᵗ) − β2 ε(1−β2ᵗ⁻¹) = ε(1−β2)), so
+η m̂ / √(ŝ + ε) = (η √(1−β2ᵗ)/(1−β1ᵗ)) · m / √s'. Then the root holds nothing but the moment,
+which is torch's fused kernel with its ε set to 0 (see :mod:`._fused`): the automatic path
+runs the lecture formula in one pass over memory plus one scalar add.
 """
 
 from __future__ import annotations
@@ -106,8 +113,8 @@ class Adam(ExactOptimizer):
 
     def _fused(self, group, params, grads, states):  # noqa: D102
         conv = group["convention"]
-        if not self._has_kernel or conv == "lecture":
-            return False  # lecture: ε inside the root, which no torch kernel computes
+        if not self._has_kernel:
+            return False
         if conv == "keras" and len({s["step"] for s in states}) != 1:
             return False
         kw = self._common(group, states)
@@ -271,6 +278,20 @@ def _moments(ms, ss, grads, beta1, beta2, foreach):
             s.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
 
 
+def _lecture_moments(ms, ss, grads, beta1, beta2, eps, foreach):
+    # m ← m + (1 − β1)(g − m); s' ← β2 s' + ε(1 − β2) + (1 − β2) g⊗g (module docstring)
+    shift = eps * (1.0 - beta2)
+    if foreach:
+        torch._foreach_lerp_(ms, grads, 1.0 - beta1)
+        torch._foreach_mul_(ss, beta2)
+        torch._foreach_add_(ss, shift)
+        torch._foreach_addcmul_(ss, grads, grads, value=1.0 - beta2)
+    else:
+        for m, s, g in zip(ms, ss, grads):
+            m.lerp_(g, 1.0 - beta1)
+            s.mul_(beta2).add_(shift).addcmul_(g, g, value=1.0 - beta2)
+
+
 def _denoms(ss, eps_terms, convention, foreach):
     # lecture: √(s + ε(1−β2ᵗ)); torch/keras: √s + ε' (a new tensor, s untouched)
     if foreach:
@@ -290,7 +311,8 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, betas, eps, weight_
     """Functional Adam step (formulas in :class:`Adam`); updates tensors in place.
 
     Args:
-        params, grads, exp_avgs, exp_avg_sqs: θ, g (not modified), m, s per tensor.
+        params, grads, exp_avgs, exp_avg_sqs: θ, g (not modified), m, s per tensor (in
+            the lecture convention s' = s + ε(1 − β2ᵗ), see the module docstring).
         steps: t per tensor (already incremented).
         lr, betas, eps, weight_decay, convention: see :class:`Adam`.
         decoupled: weight decay as θ ← θ (1 − η λ) instead of g ← g + λ θ.
@@ -300,13 +322,18 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, steps, *, lr, betas, eps, weight_
     bc1 = [1.0 - beta1**t for t in steps]
     bc2 = [1.0 - beta2**t for t in steps]
     step_sizes = [-lr * math.sqrt(b2) / b1 for b1, b2 in zip(bc1, bc2)]
-    eps_terms = [_eps_term(eps, b2, convention) for b2 in bc2]
     if foreach:
         grads = decay_many(params, grads, lr, weight_decay, decoupled)
     else:
         grads = [decay_one(p, g, lr, weight_decay, decoupled) for p, g in zip(params, grads)]
-    _moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, foreach)
-    denoms = _denoms(exp_avg_sqs, eps_terms, convention, foreach)
+    if convention == "lecture":  # s' = s + ε(1 − β2ᵗ) in exp_avg_sqs: the root is √s'
+        _lecture_moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, eps, foreach)
+        denoms = (torch._foreach_sqrt(exp_avg_sqs) if foreach
+                  else [s.sqrt() for s in exp_avg_sqs])
+    else:
+        _moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, foreach)
+        eps_terms = [_eps_term(eps, b2, convention) for b2 in bc2]
+        denoms = _denoms(exp_avg_sqs, eps_terms, convention, foreach)
     if foreach:
         torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
     else:
