@@ -322,7 +322,7 @@ def test_automatic_path_equals_loop_to_rounding(name, convention, dtype):
      ("adamw", "lecture", "_fused_adamw_", 1),
      ("nadam", "torch", "_fused_adam_", 0), ("sgd", "torch", "_fused_sgd_", 1),
      ("momentum", "lecture", "_fused_sgd_", 0), ("adagrad", "torch", "_fused_adagrad_", 1),
-     ("adagrad", "lecture", "_fused_adagrad_", 0)],
+     ("adagrad", "lecture", "_fused_adagrad_", 1), ("adagrad", "keras", "_fused_adagrad_", 1)],
 )
 def test_fused_kernel_only_where_the_math_is_torchs(monkeypatch, name, convention, kernel,
                                                      expected):
@@ -369,3 +369,28 @@ def test_lecture_adam_without_second_moment_decay_is_not_fused(monkeypatch):
     opt = build("adam", x, betas=(0.9, 0.0))
     _apply(opt, x, _grads([(3,)], 1))
     assert not calls and torch.isfinite(x[0]).all()
+
+
+@pytest.mark.parametrize("foreach", [False, True, None])
+@pytest.mark.parametrize("name", ["adagrad", "adam"])
+def test_eps_changed_mid_run_is_rebased_exactly(name, foreach):
+    # ε inside the root is carried in the state (s + ε·w): changing the group's ε after some
+    # steps must give what the textbook formula gives with the new ε from then on.
+    g_all = _grads([(4, 3)], 6, seed=4)
+    x = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3).requires_grad_()
+    ref = x.detach().clone()
+    opt = build(name, [x], lr=0.1, eps=1e-2, foreach=foreach)
+    m = torch.zeros_like(ref)
+    s = torch.zeros_like(ref)
+    for t, (g,) in enumerate(g_all, start=1):
+        eps = 1e-2 if t <= 3 else 0.5
+        opt.param_groups[0]["eps"] = eps
+        _apply(opt, [x], [[g]])
+        if name == "adagrad":
+            s = s + g * g
+            ref = ref - 0.1 * g / torch.sqrt(s + eps)
+        else:
+            m = 0.9 * m + 0.1 * g
+            s = 0.999 * s + 0.001 * g * g
+            ref = ref - 0.1 * (m / (1 - 0.9**t)) / torch.sqrt(s / (1 - 0.999**t) + eps)
+        torch.testing.assert_close(x.detach(), ref, rtol=1e-12, atol=1e-14)

@@ -115,6 +115,22 @@ def decay_many(
     return list(torch._foreach_add(grads, params, alpha=weight_decay))
 
 
+def rebase_eps(states: list[dict[str, Any]], key: str, eps: float,
+               weights: list[float]) -> None:
+    """Keep a state tensor that carries ε exact when a param group's ε changes mid-run.
+
+    Some updates carry ε inside the root in their state (``s' = s + ε·w``, w per tensor,
+    e.g. AdaGrad's w = 1) so that torch's fused kernels compute them; each state records the
+    ε it carries in ``state["eps"]``. Where the group's ε differs, ``(ε − ε_state)·w`` is
+    added and the record updated: afterwards s' = s + ε·w as if ε had always been ε.
+    """
+    for state, w in zip(states, weights):
+        old = state.get("eps", eps)
+        if old != eps:
+            state[key].add_((eps - old) * w)
+        state["eps"] = eps
+
+
 def use_foreach(foreach: bool | None, params: list[torch.Tensor]) -> bool:
     """Decide the path: ``foreach`` if given, else multi-tensor when one device type is used.
 

@@ -98,14 +98,19 @@ def fused_sgd(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[
 def fused_adagrad(params: list[torch.Tensor], grads: list[torch.Tensor],
                   sums: list[torch.Tensor], *, lr: float, eps: float, weight_decay: float,
                   convention: str) -> bool:
-    """AdaGrad (torch convention, ε outside the root) with torch's fused kernel.
+    """AdaGrad with torch's fused kernel: θ ← θ − η g / (√s + ε).
 
-    The kernel's step counter only feeds ``lr_decay``, which is 0 here, so t = 1 is passed.
+    torch convention: the kernel's formula. lecture and keras (ε inside the root): the
+    sums hold s + ε (see :mod:`.adagrad`), so the kernel runs with ε = 0; Keras' decoupled
+    weight decay θ ← θ (1 − η λ) is one multiply before it. The kernel's step counter only
+    feeds ``lr_decay``, which is 0 here, so t = 1 is passed.
     """
     if convention != "torch":
-        return False
+        eps = 0.0
+        if convention == "keras" and weight_decay != 0:
+            torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+            weight_decay = 0.0
     ones = step_tensors([1] * len(params), params[0].device)
     torch._fused_adagrad_(params, grads, sums, ones, lr=lr, lr_decay=0.0,
                           weight_decay=weight_decay, eps=eps, maximize=False)
     return True
-

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ._foreach import ExactOptimizer, check_nonnegative, decay_many, decay_one
+from ._foreach import ExactOptimizer, check_nonnegative, decay_many, decay_one, rebase_eps
 from ._fused import fused_adagrad
 
 __all__ = ["AdaGrad", "adagrad"]
@@ -14,6 +14,11 @@ __all__ = ["AdaGrad", "adagrad"]
 
 class AdaGrad(ExactOptimizer):
     r"""AdaGrad: s ← s + g⊗g;  θ ← θ − η g / √(s + ε)   (ε inside the root).
+
+    With ε inside the root the state ``sum`` holds s' = s + ε (it starts at s₀ + ε and
+    gains g⊗g like s), so the root is √s': torch's fused kernel with its ε = 0 computes it
+    in one pass (the automatic path). ``state["eps"]`` records the ε carried; a changed
+    group ε is re-based exactly (:func:`._foreach.rebase_eps`).
 
     g = ∇J(θ) + λθ (L2 weight decay). ``convention="keras"`` has the same formula with
     Keras' defaults (accumulator starting at 0.1, ε = 1e-7, η = 1e-3) and Keras'
@@ -76,16 +81,26 @@ class AdaGrad(ExactOptimizer):
     )
 
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
+        inside = group["convention"] != "torch"  # ε inside the root: carried in the sum
         state["sum"] = torch.full_like(
-            param, group["initial_accumulator_value"], memory_format=torch.preserve_format
+            param, group["initial_accumulator_value"] + (group["eps"] if inside else 0.0),
+            memory_format=torch.preserve_format,
         )
+        if inside:
+            state["eps"] = group["eps"]
+
+    def _rebase(self, group: dict[str, Any], states: list[dict[str, Any]]) -> None:
+        if group["convention"] != "torch":
+            rebase_eps(states, "sum", group["eps"], [1.0] * len(states))
 
     def _fused(self, group, params, grads, states):  # noqa: D102
+        self._rebase(group, states)
         return fused_adagrad(params, grads, [s["sum"] for s in states], lr=group["lr"],
                              eps=group["eps"], weight_decay=group["weight_decay"],
                              convention=group["convention"])
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
+        self._rebase(group, states)
         adagrad(
             params,
             grads,
@@ -114,7 +129,7 @@ def adagrad(
     Args:
         params: parameters θ.
         grads: gradients (not modified).
-        sums: accumulators s.
+        sums: accumulators s (ε inside the root, lecture and keras: s + ε).
         lr, eps, weight_decay, convention: see :class:`AdaGrad`.
         foreach: use the multi-tensor path.
     """
@@ -126,10 +141,7 @@ def _single_tensor_adagrad(params, grads, sums, lr, eps, weight_decay, conventio
     for p, g, s in zip(params, grads, sums):
         g = decay_one(p, g, lr, weight_decay, convention == "keras")
         s.addcmul_(g, g)
-        if convention == "torch":
-            denom = s.sqrt().add_(eps)
-        else:
-            denom = s.add(eps).sqrt_()
+        denom = s.sqrt().add_(eps) if convention == "torch" else s.sqrt()
         p.addcdiv_(g, denom, value=-lr)
 
 
@@ -140,6 +152,5 @@ def _multi_tensor_adagrad(params, grads, sums, lr, eps, weight_decay, convention
         denoms = torch._foreach_sqrt(sums)
         torch._foreach_add_(denoms, eps)
     else:
-        denoms = torch._foreach_add(sums, eps)
-        torch._foreach_sqrt_(denoms)
+        denoms = torch._foreach_sqrt(sums)
     torch._foreach_addcdiv_(params, grads, denoms, value=-lr)

@@ -9,7 +9,8 @@ s' = s + ε(1 − β2ᵗ) in ``exp_avg_sq``, which obeys the same moving average
 s'ₜ = β2 s'ₜ₋₁ + (1 − β2)(g² + ε), s'₀ = 0 (since ε(1−β2ᵗ) − β2 ε(1−β2ᵗ⁻¹) = ε(1−β2)), so
 η m̂ / √(ŝ + ε) = (η √(1−β2ᵗ)/(1−β1ᵗ)) · m / √s'. Then the root holds nothing but the moment,
 which is torch's fused kernel with its ε set to 0 (see :mod:`._fused`): the automatic path
-runs the lecture formula in one pass over memory plus one scalar add.
+runs the lecture formula in one pass over memory plus one scalar add. ``state["eps"]``
+records the ε carried; a changed group ε is re-based exactly (:func:`._foreach.rebase_eps`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._foreach import ExactOptimizer, check_betas, check_nonnegative, decay_many, decay_one
+from ._foreach import (
+    ExactOptimizer,
+    check_betas,
+    check_nonnegative,
+    decay_many,
+    decay_one,
+    rebase_eps,
+)
 from ._fused import fused_adam
 
 __all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "nadam"]
@@ -64,6 +72,7 @@ class Adam(ExactOptimizer):
     _decoupled = False  # AdamW: θ ← θ (1 − η λ) instead of g ← g + λ θ
     _second = "exp_avg_sq"  # name of the second state tensor
     _has_kernel = True  # torch has a fused kernel for this update (not Nadam, AdaMax)
+    _carries_eps = True  # lecture: exp_avg_sq holds s + ε(1 − β2ᵗ) (not Nadam, AdaMax)
 
     def __init__(
         self,
@@ -97,8 +106,13 @@ class Adam(ExactOptimizer):
         state["step"] = 0  # a Python int: bias corrections need no device sync
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         state[self._second] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        if self._carries_eps and group["convention"] == "lecture":
+            state["eps"] = group["eps"]
 
     def _common(self, group: dict[str, Any], states: list[dict[str, Any]]) -> dict[str, Any]:
+        if self._carries_eps and group["convention"] == "lecture":
+            beta2 = group["betas"][1]
+            rebase_eps(states, "exp_avg_sq", group["eps"], [1.0 - beta2 ** s["step"] for s in states])
         for s in states:
             s["step"] += 1
         decoupled = self._decoupled or group["convention"] == "keras"
@@ -173,6 +187,7 @@ class Nadam(Adam):
         "keras": {**Adam.DEFAULTS["keras"], "momentum_decay": 1.0},
     }
     _has_kernel = False
+    _carries_eps = False
 
     def __init__(
         self,
@@ -239,6 +254,7 @@ class AdaMax(Adam):
     }
     _second = "exp_inf"
     _has_kernel = False
+    _carries_eps = False
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)
