@@ -322,7 +322,9 @@ def test_automatic_path_equals_loop_to_rounding(name, convention, dtype):
      ("adamw", "lecture", "_fused_adamw_", 1),
      ("nadam", "torch", "_fused_adam_", 0), ("sgd", "torch", "_fused_sgd_", 1),
      ("momentum", "lecture", "_fused_sgd_", 0), ("adagrad", "torch", "_fused_adagrad_", 1),
-     ("adagrad", "lecture", "_fused_adagrad_", 1), ("adagrad", "keras", "_fused_adagrad_", 1)],
+     ("adagrad", "lecture", "_fused_adagrad_", 1), ("adagrad", "keras", "_fused_adagrad_", 1),
+     ("rmsprop", "lecture", "_fused_adam_", 1), ("rmsprop", "torch", "_fused_adam_", 1),
+     ("rmsprop", "keras", "_fused_adamw_", 1), ("nadam", "lecture", "_fused_adam_", 0)],
 )
 def test_fused_kernel_only_where_the_math_is_torchs(monkeypatch, name, convention, kernel,
                                                      expected):
@@ -372,14 +374,15 @@ def test_lecture_adam_without_second_moment_decay_is_not_fused(monkeypatch):
 
 
 @pytest.mark.parametrize("foreach", [False, True, None])
-@pytest.mark.parametrize("name", ["adagrad", "adam"])
+@pytest.mark.parametrize("name", ["adagrad", "adam", "rmsprop"])
 def test_eps_changed_mid_run_is_rebased_exactly(name, foreach):
     # ε inside the root is carried in the state (s + ε·w): changing the group's ε after some
     # steps must give what the textbook formula gives with the new ε from then on.
     g_all = _grads([(4, 3)], 6, seed=4)
     x = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3).requires_grad_()
     ref = x.detach().clone()
-    opt = build(name, [x], lr=0.1, eps=1e-2, foreach=foreach)
+    kw = {"convention": "keras"} if name == "rmsprop" else {}  # keras: ε inside the root
+    opt = build(name, [x], lr=0.1, eps=1e-2, foreach=foreach, **kw)
     m = torch.zeros_like(ref)
     s = torch.zeros_like(ref)
     for t, (g,) in enumerate(g_all, start=1):
@@ -388,6 +391,9 @@ def test_eps_changed_mid_run_is_rebased_exactly(name, foreach):
         _apply(opt, [x], [[g]])
         if name == "adagrad":
             s = s + g * g
+            ref = ref - 0.1 * g / torch.sqrt(s + eps)
+        elif name == "rmsprop":
+            s = 0.9 * s + 0.1 * g * g
             ref = ref - 0.1 * g / torch.sqrt(s + eps)
         else:
             m = 0.9 * m + 0.1 * g

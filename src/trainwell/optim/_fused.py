@@ -20,7 +20,7 @@ import math
 
 import torch
 
-__all__ = ["fusable", "fused_adam", "fused_adagrad", "fused_sgd", "step_tensors"]
+__all__ = ["fusable", "fused_adagrad", "fused_adam", "fused_rmsprop", "fused_sgd", "step_tensors"]
 
 
 def fusable(params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
@@ -36,10 +36,10 @@ def fusable(params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
     )
 
 
-def step_tensors(steps: list[int], device: torch.device) -> list[torch.Tensor]:
+def step_tensors(steps: list[int] | list[float], device: torch.device) -> list[torch.Tensor]:
     """The kernels read t from tensors; ours keep t as a Python int (no device sync and the
     checkpoint layout stays as it is), so build float32 tensors like torch's for this call."""
-    cache: dict[int, torch.Tensor] = {}
+    cache: dict[float, torch.Tensor] = {}
     for t in steps:
         if t not in cache:
             # torch.full launches a fill on the device; torch.tensor would copy from the
@@ -76,6 +76,34 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
     kernel(params, grads, exp_avgs, exp_avg_sqs, [], step_tensors(steps, params[0].device),
            lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps,
            amsgrad=False, maximize=False)
+    return True
+
+
+_NO_BIAS_CORRECTION = 1e30  # a step t with βᵗ = 0 exactly for every β < 1
+
+
+def fused_rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
+                  first_moments: list[torch.Tensor], square_avgs: list[torch.Tensor], *,
+                  lr: float, beta: float, eps: float, weight_decay: float,
+                  convention: str) -> bool:
+    """RMSProp with torch's fused Adam kernel: θ ← θ − η g / (√s + ε).
+
+    With β1 = 0 the kernel's first moment is g itself, and at t = 1e30 both bias
+    corrections are exactly 1, which leaves RMSProp. ``first_moments`` are scratch buffers
+    the kernel writes. keras (ε inside the root): the averages hold s' = s + ε (see
+    :mod:`.rmsprop`); adding ε(1 − β)/β first makes the kernel's β s' + (1 − β) g² the
+    update of s', and ε = 0 in the kernel; its weight decay is decoupled (AdamW's kernel).
+    Needs β > 0 for keras.
+    """
+    if convention == "keras":
+        if beta == 0.0:
+            return False
+        torch._foreach_add_(square_avgs, eps * (1.0 - beta) / beta)
+        eps = 0.0
+    kernel = torch._fused_adamw_ if convention == "keras" else torch._fused_adam_
+    steps = step_tensors([_NO_BIAS_CORRECTION] * len(params), params[0].device)
+    kernel(params, grads, first_moments, square_avgs, [], steps, lr=lr, beta1=0.0, beta2=beta,
+           weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)
     return True
 
 

@@ -6,7 +6,15 @@ from typing import Any
 
 import torch
 
-from ._foreach import ExactOptimizer, check_interval, check_nonnegative, decay_many, decay_one
+from ._foreach import (
+    ExactOptimizer,
+    check_interval,
+    check_nonnegative,
+    decay_many,
+    decay_one,
+    rebase_eps,
+)
+from ._fused import fused_rmsprop
 
 __all__ = ["RMSProp", "rmsprop"]
 
@@ -33,6 +41,14 @@ class RMSProp(ExactOptimizer):
 
     Raises:
         ValueError: a hyperparameter out of range, naming it.
+
+    Automatic path (``foreach=None``): RMSProp is Adam without momentum and without bias
+    correction, so torch's fused Adam kernel computes it with β1 = 0 and a step count so
+    large that 1 − β1ᵗ = 1 − β2ᵗ = 1 exactly (t = 1e30): one pass over memory, plus a
+    scratch first-moment buffer per parameter (kept outside the state, not checkpointed).
+    For ε inside the root (keras) ``square_avg`` holds s' = s + ε, which obeys
+    s' ← β s' + (1 − β)(g⊗g + ε), starting at ε; ``state["eps"]`` records the ε carried
+    and a changed group ε is re-based exactly.
 
     Reference: Tieleman & Hinton (2012), Coursera lecture 6.5.
     """
@@ -72,9 +88,32 @@ class RMSProp(ExactOptimizer):
     }
 
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
-        state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        inside = group["convention"] == "keras"  # ε inside the root: carried in the average
+        state["square_avg"] = torch.full_like(param, group["eps"] if inside else 0.0,
+                                              memory_format=torch.preserve_format)
+        if inside:
+            state["eps"] = group["eps"]
+
+    def _rebase(self, group: dict[str, Any], states: list[dict[str, Any]]) -> None:
+        if group["convention"] == "keras":
+            rebase_eps(states, "square_avg", group["eps"], [1.0] * len(states))
+
+    def _fused(self, group, params, grads, states):  # noqa: D102
+        self._rebase(group, states)
+        # the optimizer holds its parameters, so their ids are stable keys
+        scratch: dict[int, torch.Tensor] = self.__dict__.setdefault("_first_moments", {})
+        firsts = []
+        for p in params:
+            m = scratch.get(id(p))
+            if m is None or m.shape != p.shape or m.dtype != p.dtype or m.device != p.device:
+                m = scratch[id(p)] = torch.zeros_like(p)
+            firsts.append(m)
+        return fused_rmsprop(params, grads, firsts, [s["square_avg"] for s in states],
+                             lr=group["lr"], beta=group["beta"], eps=group["eps"],
+                             weight_decay=group["weight_decay"], convention=group["convention"])
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
+        self._rebase(group, states)
         rmsprop(
             params,
             grads,
@@ -105,7 +144,7 @@ def rmsprop(
     Args:
         params: parameters θ.
         grads: gradients (not modified).
-        square_avgs: moving averages s of g⊗g.
+        square_avgs: moving averages s of g⊗g (keras, ε inside the root: s + ε).
         lr, beta, eps, weight_decay, convention: see :class:`RMSProp`.
         foreach: use the multi-tensor path.
     """
@@ -116,21 +155,22 @@ def rmsprop(
 def _single_tensor_rmsprop(params, grads, square_avgs, lr, beta, eps, weight_decay, convention):
     for p, g, s in zip(params, grads, square_avgs):
         g = decay_one(p, g, lr, weight_decay, convention == "keras")
-        s.mul_(beta).addcmul_(g, g, value=1.0 - beta)
-        if convention == "keras":
-            denom = s.add(eps).sqrt_()
-        else:
-            denom = s.sqrt().add_(eps)
+        s.mul_(beta)
+        if convention == "keras":  # s' = s + ε: s' ← β s' + (1 − β)(g⊗g + ε)
+            s.add_(eps * (1.0 - beta))
+        s.addcmul_(g, g, value=1.0 - beta)
+        denom = s.sqrt() if convention == "keras" else s.sqrt().add_(eps)
         p.addcdiv_(g, denom, value=-lr)
 
 
 def _multi_tensor_rmsprop(params, grads, square_avgs, lr, beta, eps, weight_decay, convention):
     grads = decay_many(params, grads, lr, weight_decay, convention == "keras")
     torch._foreach_mul_(square_avgs, beta)
+    if convention == "keras":
+        torch._foreach_add_(square_avgs, eps * (1.0 - beta))
     torch._foreach_addcmul_(square_avgs, grads, grads, value=1.0 - beta)
     if convention == "keras":
-        denoms = torch._foreach_add(square_avgs, eps)
-        torch._foreach_sqrt_(denoms)
+        denoms = torch._foreach_sqrt(square_avgs)
     else:
         denoms = torch._foreach_sqrt(square_avgs)
         torch._foreach_add_(denoms, eps)
