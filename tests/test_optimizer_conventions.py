@@ -182,8 +182,8 @@ def test_nesterov_matches_two_point_formula(convention):
         opt.zero_grad()
         _quartic(phi).backward()
         opt.step()
-        stored = opt.state[phi]["momentum_buffer"]
-        stored_m = stored if convention == "lecture" else -stored  # keras keeps v = −m
+        stored = opt.velocity(phi)
+        stored_m = stored if convention == "lecture" else -stored  # keras' velocity v = −m
         torch.testing.assert_close(phi.detach(), theta - beta * m, rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(phi.detach() + beta * stored_m, theta, rtol=1e-12, atol=1e-14)
     # the literal two-point evaluation (θ itself evaluated once per step) converges

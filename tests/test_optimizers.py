@@ -321,7 +321,8 @@ def test_automatic_path_equals_loop_to_rounding(name, convention, dtype):
      ("adamw", "torch", "_fused_adamw_", 1), ("adam", "lecture", "_fused_adam_", 1),
      ("adamw", "lecture", "_fused_adamw_", 1),
      ("nadam", "torch", "_fused_adam_", 0), ("sgd", "torch", "_fused_sgd_", 1),
-     ("momentum", "lecture", "_fused_sgd_", 0), ("adagrad", "torch", "_fused_adagrad_", 1),
+     ("momentum", "lecture", "_fused_sgd_", 1), ("nesterov", "keras", "_fused_sgd_", 1),
+     ("sgd", "keras", "_fused_sgd_", 1), ("adagrad", "torch", "_fused_adagrad_", 1),
      ("adagrad", "lecture", "_fused_adagrad_", 1), ("adagrad", "keras", "_fused_adagrad_", 1),
      ("rmsprop", "lecture", "_fused_adam_", 1), ("rmsprop", "torch", "_fused_adam_", 1),
      ("rmsprop", "keras", "_fused_adamw_", 1), ("nadam", "lecture", "_fused_adam_", 0)],
@@ -400,3 +401,33 @@ def test_eps_changed_mid_run_is_rebased_exactly(name, foreach):
             s = 0.999 * s + 0.001 * g * g
             ref = ref - 0.1 * (m / (1 - 0.9**t)) / torch.sqrt(s / (1 - 0.999**t) + eps)
         torch.testing.assert_close(x.detach(), ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("foreach", [False, True, None])
+@pytest.mark.parametrize("convention", ["lecture", "keras"])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_with_changing_and_zero_lr_matches_the_lecture_formula(foreach, convention,
+                                                                         nesterov):
+    # The buffer is kept in units of the last nonzero η (m = c·b): a learning rate that
+    # changes every step, and steps at η = 0, must still give m ← β m + η g; θ ← θ − m.
+    beta = 0.8
+    lrs = [0.1, 0.1, 0.05, 0.0, 0.0, 0.2, 0.07, 0.07]
+    g_all = _grads([(3, 2), (4,)], len(lrs), seed=5)
+    init = [torch.linspace(-1, 1, 6, dtype=torch.float64).reshape(3, 2),
+            torch.linspace(0, 1, 4, dtype=torch.float64)]
+    x = [t.clone().requires_grad_() for t in init]
+    ref = [t.clone() for t in init]
+    m = [torch.zeros_like(t) for t in init]
+    opt = build("nesterov" if nesterov else "momentum", x, lr=lrs[0], momentum=beta,
+                convention=convention, foreach=foreach)
+    for lr, g_step in zip(lrs, g_all):
+        opt.param_groups[0]["lr"] = lr
+        _apply(opt, x, [g_step])
+        for i, g in enumerate(g_step):
+            m[i] = beta * m[i] + lr * g
+            ref[i] = ref[i] - lr * g - beta * m[i] if nesterov else ref[i] - m[i]
+        for xi, ri, mi in zip(x, ref, m):
+            torch.testing.assert_close(xi.detach(), ri, rtol=1e-12, atol=1e-14)
+            v = opt.velocity(xi)
+            torch.testing.assert_close(v if convention == "lecture" else -v, mi,
+                                       rtol=1e-12, atol=1e-14)

@@ -108,15 +108,14 @@ def fused_rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
 
 
 def fused_sgd(params: list[torch.Tensor], grads: list[torch.Tensor], bufs: list[torch.Tensor],
-              *, lr: float, momentum: float, weight_decay: float,
-              nesterov: bool, convention: str) -> bool:
-    """SGD (torch convention) with torch's fused kernel: b ← μ b + g; θ ← θ − η b.
+              *, lr: float, momentum: float, weight_decay: float, nesterov: bool) -> bool:
+    """SGD with torch's fused kernel: b ← μ b + g; θ ← θ − η b (Nesterov θ − η (g + μ b)).
 
-    Our buffers start at zero, so μ·0 + g is torch's first-step copy of g and the kernel
-    runs with ``is_first_step=False`` from the first step on.
+    The torch convention's formula, and the lecture's and Keras' once their buffers are in
+    the units of this step's η (see :mod:`.sgd`). Our buffers start at zero, so μ·0 + g is
+    torch's first-step copy of g and the kernel runs with ``is_first_step=False`` from the
+    first step on.
     """
-    if convention != "torch":
-        return False
     torch._fused_sgd_(params, grads, [] if momentum == 0 else bufs, weight_decay=weight_decay,
                       momentum=momentum, lr=lr, dampening=0.0, nesterov=nesterov,
                       maximize=False, is_first_step=False)

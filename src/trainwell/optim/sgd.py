@@ -39,6 +39,14 @@ class SGD(ExactOptimizer):
     Defaults: η = 0.01 (lecture, keras) or 1e-3 (torch); momentum 0 here, 0.9 in
     ``Momentum``/``Nesterov``.
 
+    State (lecture, keras): the velocity is kept as m = c·b, ``momentum_buffer`` = b and
+    ``state["momentum_scale"]`` = c, the last nonzero η. A step with η ≠ 0 computes
+    b ← (β c/η) b + g, c ← η, θ ← θ − η b (Nesterov: φ ← φ − η (g + β b)), which is the
+    lecture's m ← β m + η g, θ ← θ − m exactly (to rounding) and, while η stays as it
+    was, torch's buffer update: the automatic path runs torch's fused SGD kernel, with one
+    multiply of b by c/η only on steps where η changed. A step with η = 0 keeps c and
+    decays b by β. :meth:`velocity` returns m (lecture) or v = −m (keras).
+
     Args:
         params: tensors or param-group dicts.
         lr: learning rate η ≥ 0 (None: the convention's default).
@@ -97,13 +105,49 @@ class SGD(ExactOptimizer):
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
         if group["momentum"] != 0:
             state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            if group["convention"] != "torch":
+                state["momentum_scale"] = 1.0  # c of m = c·b (b = 0: any c)
+
+    def velocity(self, param: torch.Tensor) -> torch.Tensor | None:
+        """The convention's velocity of ``param``: m (lecture), v = −m (keras) or torch's
+        buffer b (η outside); None before its first step with momentum."""
+        state = self.state.get(param, {})
+        buf = state.get("momentum_buffer")
+        if buf is None:
+            return None
+        convention = next(g["convention"] for g in self.param_groups
+                          if any(p is param for p in g["params"]))
+        if convention == "torch":
+            return buf.clone()
+        return buf * (_scale(state, convention) * (1.0 if convention == "lecture" else -1.0))
+
+    def _rescale(self, group: dict[str, Any], states: list[dict[str, Any]]) -> float:
+        """Bring every buffer to the units of this step's η (module docstring); return the
+        scale c' the update uses (η, or the kept c when η = 0)."""
+        lr, conv = group["lr"], group["convention"]
+        if conv == "torch" or group["momentum"] == 0:
+            return lr
+        if lr == 0:
+            return float("nan")  # per-tensor scales: the loop/foreach path handles η = 0
+        stale = [s for s in states if _scale(s, conv) != lr]
+        if stale:
+            factors = [_scale(s, conv) / lr for s in stale]
+            torch._foreach_mul_([s["momentum_buffer"] for s in stale], factors)
+            for s in stale:
+                s["momentum_scale"] = lr
+        return lr
 
     def _fused(self, group, params, grads, states):  # noqa: D102
-        if group["convention"] != "torch":
-            return False  # η inside the buffer (lecture) or v = −m (keras): no kernel
-        return fused_sgd(params, grads, self._buffers(group, params, states), lr=group["lr"],
-                         momentum=group["momentum"], weight_decay=group["weight_decay"],
-                         nesterov=group["nesterov"], convention="torch")
+        lr, wd = group["lr"], group["weight_decay"]
+        if group["convention"] != "torch" and group["momentum"] != 0 and lr == 0:
+            return False
+        bufs = self._buffers(group, params, states)
+        self._rescale(group, states)
+        if group["convention"] == "keras" and wd != 0:  # decoupled: θ ← θ (1 − η λ) first
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+            wd = 0.0
+        return fused_sgd(params, grads, bufs, lr=lr, momentum=group["momentum"],
+                         weight_decay=wd, nesterov=group["nesterov"])
 
     def _buffers(self, group, params, states):
         if group["momentum"] != 0:
@@ -114,10 +158,17 @@ class SGD(ExactOptimizer):
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         bufs = self._buffers(group, params, states)
+        if group["convention"] != "torch" and group["momentum"] != 0:
+            if group["lr"] != 0:
+                self._rescale(group, states)
+            scales = [_scale(s, group["convention"]) for s in states]
+        else:
+            scales = None
         sgd(
             params,
             grads,
             bufs,
+            scales=scales,
             lr=group["lr"],
             momentum=group["momentum"],
             weight_decay=group["weight_decay"],
@@ -180,11 +231,17 @@ class Nesterov(SGD):
         )
 
 
+def _scale(state: dict[str, Any], convention: str) -> float:
+    # c of m = c·b; a buffer from before c was kept holds m (lecture) or v = −m (keras)
+    return state.get("momentum_scale", 1.0 if convention == "lecture" else -1.0)
+
+
 def sgd(
     params: list[torch.Tensor],
     grads: list[torch.Tensor],
     momentum_buffers: list[torch.Tensor | None],
     *,
+    scales: list[float] | None = None,
     lr: float,
     momentum: float,
     weight_decay: float,
@@ -197,48 +254,43 @@ def sgd(
     Args:
         params: parameters θ (or look-ahead points φ for Nesterov).
         grads: their gradients (not modified).
-        momentum_buffers: m per parameter (None entries when momentum is 0).
+        momentum_buffers: b per parameter (None entries when momentum is 0).
+        scales: lecture and keras with momentum: c per parameter, m = c·b, already equal
+            to η when η ≠ 0 (see :class:`SGD`); None: c = η.
         lr, momentum, weight_decay, nesterov, convention: see :class:`SGD`.
         foreach: use the multi-tensor path.
     """
+    if scales is None:
+        scales = [lr] * len(params)
     fn = _multi_tensor_sgd if foreach else _single_tensor_sgd
-    fn(params, grads, momentum_buffers, lr, momentum, weight_decay, nesterov, convention)
+    fn(params, grads, momentum_buffers, scales, lr, momentum, weight_decay, nesterov, convention)
 
 
-def _single_tensor_sgd(params, grads, bufs, lr, momentum, weight_decay, nesterov, convention):
-    for p, g, buf in zip(params, grads, bufs):
+def _single_tensor_sgd(params, grads, bufs, scales, lr, momentum, weight_decay, nesterov,
+                       convention):
+    for p, g, buf, c in zip(params, grads, bufs, scales):
         g = decay_one(p, g, lr, weight_decay, convention == "keras")
         if momentum == 0:
             p.add_(g, alpha=-lr)
-        elif convention == "lecture":
-            buf.mul_(momentum).add_(g, alpha=lr)
-            if nesterov:
-                p.add_(g, alpha=-lr).add_(buf, alpha=-momentum)
-            else:
-                p.sub_(buf)
         elif convention == "torch":
             buf.mul_(momentum).add_(g)
             p.add_(g.add(buf, alpha=momentum) if nesterov else buf, alpha=-lr)
-        else:  # keras: velocity v = −m
-            buf.mul_(momentum).add_(g, alpha=-lr)
+        else:
+            # b ← μ b + g, θ ← θ − c b in the units c = η (see SGD); η = 0: b ← β b
+            buf.mul_(momentum)
+            if lr != 0:
+                buf.add_(g)
             if nesterov:
-                p.add_(buf, alpha=momentum).add_(g, alpha=-lr)
+                p.add_(g, alpha=-lr).add_(buf, alpha=-momentum * c)
             else:
-                p.add_(buf)
+                p.add_(buf, alpha=-c)
 
 
-def _multi_tensor_sgd(params, grads, bufs, lr, momentum, weight_decay, nesterov, convention):
+def _multi_tensor_sgd(params, grads, bufs, scales, lr, momentum, weight_decay, nesterov,
+                      convention):
     grads = decay_many(params, grads, lr, weight_decay, convention == "keras")
     if momentum == 0:
         torch._foreach_add_(params, grads, alpha=-lr)
-    elif convention == "lecture":
-        torch._foreach_mul_(bufs, momentum)
-        torch._foreach_add_(bufs, grads, alpha=lr)
-        if nesterov:
-            torch._foreach_add_(params, grads, alpha=-lr)
-            torch._foreach_add_(params, bufs, alpha=-momentum)
-        else:
-            torch._foreach_sub_(params, bufs)
     elif convention == "torch":
         torch._foreach_mul_(bufs, momentum)
         torch._foreach_add_(bufs, grads)
@@ -247,9 +299,12 @@ def _multi_tensor_sgd(params, grads, bufs, lr, momentum, weight_decay, nesterov,
         torch._foreach_add_(params, grads if nesterov else bufs, alpha=-lr)
     else:
         torch._foreach_mul_(bufs, momentum)
-        torch._foreach_add_(bufs, grads, alpha=-lr)
+        if lr != 0:
+            torch._foreach_add_(bufs, grads)
         if nesterov:
-            torch._foreach_add_(params, bufs, alpha=momentum)
             torch._foreach_add_(params, grads, alpha=-lr)
+        factor = -momentum if nesterov else -1.0
+        if len(set(scales)) == 1:  # one η for all (always, unless η = 0 met mixed scales)
+            torch._foreach_add_(params, bufs, alpha=factor * scales[0])
         else:
-            torch._foreach_add_(params, bufs)
+            torch._foreach_add_(params, torch._foreach_mul(bufs, [factor * c for c in scales]))
