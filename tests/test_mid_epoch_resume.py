@@ -90,7 +90,7 @@ def _trainer(run_dir: Path, stop: _StopAt, accumulate: int = 1, augment=None) ->
     return tw.Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-2), epochs=EPOCHS,
                       batch_size=BATCH, seed=3, progress=False, device="cpu", run_dir=run_dir,
                       checkpoint_every_steps=EVERY, accumulate=accumulate, augment=augment,
-                      callbacks=[stop])
+                      callbacks=[stop, tw.train.CSVLogger(steps=True)])
 
 
 def _timeless(history):
@@ -133,6 +133,10 @@ def test_a_run_stopped_mid_epoch_resumes_at_the_next_batch_bit_identical(
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert _timeless(resumed.history) == _timeless(ref.history)
     assert "train_accuracy" in resumed.history[1]
+    # The CSV logger carried epoch 2's first steps in its state: every step, once, in order.
+    steps_csv = (tmp_path / "cut" / "steps.csv").read_text()
+    assert steps_csv == (tmp_path / "ref" / "steps.csv").read_text()
+    assert len(steps_csv.splitlines()) == 1 + steps
 
 
 def _batches(src, epoch: int, start: int = 0, restore=None) -> list[list[int]]:
