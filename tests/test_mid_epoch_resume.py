@@ -292,3 +292,24 @@ def test_a_sigkilled_run_resumes_mid_epoch_bit_identical(tmp_path):
     assert got["metrics"] == want["metrics"] and got["steps"] == want["steps"]
     assert got["final"] == want["final"]
     assert sorted(p.name for p in out.rglob("*.tmp")) == []
+
+
+def test_checkpoints_are_ordered_by_epoch_then_step_and_leftovers_of_mid_epoch_ones_cleaned(
+        tmp_path):
+    from trainwell.train.checkpoint import clean_leftovers
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in ("epoch-0002.json", "epoch-0001_step-00000090.json", "epoch-0002_step-00000100.json",
+                 "epoch-0001.json"):
+        (folder / name).write_text("{}")
+    assert latest_checkpoint(tmp_path) == folder / "epoch-0002_step-00000100.json"
+    (folder / "epoch-0003.json").write_text("{}")
+    assert latest_checkpoint(tmp_path) == folder / "epoch-0003.json"
+    orphan = folder / "epoch-0003_step-00000150.safetensors"  # killed before its JSON
+    partial = folder / ".epoch-0003_step-00000150.json.abc123.tmp"
+    kept = folder / "epoch-0002_step-00000100.safetensors"  # its JSON exists
+    for path in (orphan, partial, kept):
+        path.write_bytes(b"x")
+    assert clean_leftovers(tmp_path) == sorted([orphan, partial])
+    assert kept.exists()
