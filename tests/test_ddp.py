@@ -325,3 +325,88 @@ def test_sync_batch_norm_on_the_cpu_is_one_clear_error():
     with pytest.raises(ValueError, match="sync_batch_norm: SyncBatchNorm runs only on CUDA"):
         wrap(model, Distributed(rank=0, world_size=2), torch.device("cpu"), sync_batch_norm=True)
     assert wrap(model, Distributed(), torch.device("cpu"), sync_batch_norm=True) is model
+
+
+# -- accumulation (no_sync) and mid-epoch checkpoints under torchrun -------------------------
+ACC_EPOCHS = 4
+# accumulate 2 of global batches of 40: 4 optimizer steps an epoch (the last one of 40 + 8
+# samples); a checkpoint every 3 steps lands inside epochs, with every rank's log gathered.
+ACC_ARGS = ["--set", f"train.epochs={ACC_EPOCHS}", "--set", "train.accumulate=2",
+            "--set", "train.checkpoint_every_steps=3"]
+
+
+def _final_tensors(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "checkpoints" / f"epoch-{ACC_EPOCHS:04d}.safetensors")
+
+
+@pytest.fixture(scope="module")
+def accumulated(runs) -> dict[str, Path]:
+    """The accumulate = 2 config trained by one process and (uninterrupted) by two."""
+    root = runs["root"]
+    assert main(["train", str(runs["cfg"]), *ACC_ARGS, "--out", str(root / "acc-one"),
+                 "--quiet"]) == 0
+    _finish(_torchrun(str(runs["cfg"]), *ACC_ARGS, "--out", str(root / "acc-two")))
+    return {"one": root / "acc-one", "two": root / "acc-two"}
+
+
+def test_accumulation_under_ddp_gives_the_one_process_weights(accumulated):
+    one, two = _final_tensors(accumulated["one"]), _final_tensors(accumulated["two"])
+    assert one.keys() == two.keys()
+    for key in one:
+        if key.startswith("model/"):
+            torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6)
+    summary = json.loads((accumulated["two"] / "summary.json").read_text())
+    assert summary["steps"] == ACC_EPOCHS * 4 and summary["world_size"] == 2
+
+
+def test_a_two_process_run_resumes_from_a_mid_epoch_checkpoint_bit_identical(accumulated):
+    import shutil
+
+    # The uninterrupted run keeps its last two checkpoints: the mid-epoch one after step 15
+    # (batch 6 of epoch 4) and the final one. Without the final one, the copy is the folder
+    # a kill right after step 15's checkpoint leaves.
+    cut = accumulated["two"].parent / "acc-cut"
+    shutil.copytree(accumulated["two"], cut)
+    names = sorted(p.name for p in (cut / "checkpoints").glob("epoch-*.json"))
+    assert names == ["epoch-0003_step-00000015.json", f"epoch-{ACC_EPOCHS:04d}.json"]
+    for suffix in (".json", ".safetensors"):
+        (cut / "checkpoints" / f"epoch-{ACC_EPOCHS:04d}{suffix}").unlink()
+    meta = json.loads((cut / "checkpoints" / names[0]).read_text())
+    position = meta["trainer"]["position"]
+    assert position["batch"] == 6 and position["world_size"] == 2
+    assert [sum(log["sizes"]) for log in position["logs"]] == [120, 120]  # 3 batches of 40
+    _finish(_torchrun("--resume", str(cut)))
+    want, got = _final_tensors(accumulated["two"]), _final_tensors(cut)
+    assert want.keys() == got.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    rows = [json.loads(r) for r in (cut / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(r) for r in (accumulated["two"] / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in ref]  # bit for bit
+    assert [r["train_accuracy"] for r in rows] == [r["train_accuracy"] for r in ref]
+
+
+def test_sync_batch_norm_under_torchrun_on_the_cpu_exits_2_naming_the_field(tmp_path, capsys,
+                                                                            monkeypatch):
+    # Two processes as the Trainer sees them, without a process group: the check comes
+    # before DDP would need one.
+    from trainwell.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "from_env",
+                        lambda device: Distributed(rank=0, world_size=2))
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(CONFIG)
+    code = main(["train", str(cfg), "--set", "train.sync_batch_norm=true", "--out",
+                 str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == ["error: train.sync_batch_norm: SyncBatchNorm runs only on CUDA; train on GPUs "
+                   "or leave it off (each rank's batch norm then sees its shard)"]
+    assert not (tmp_path / "run").exists()
+
+
+def test_sync_batch_norm_in_one_process_is_a_no_op_with_one_note(tmp_path, capsys):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(CONFIG.replace(f"epochs = {EPOCHS}", "epochs = 1"))
+    assert main(["train", str(cfg), "--set", "train.sync_batch_norm=true", "--out",
+                 str(tmp_path / "run"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: train.sync_batch_norm has no effect in one process") == 1

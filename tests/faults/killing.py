@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,9 +32,10 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def start(out: Path, *, resume: bool = False) -> subprocess.Popen:
-    """Start ``trainwell train`` (or ``--resume``) writing to ``out``."""
-    argv = ["--resume", str(out), "--quiet"] if resume else [*ARGS, "--out", str(out)]
+def start(out: Path, *, resume: bool = False, extra: Sequence[str] = ()) -> subprocess.Popen:
+    """Start ``trainwell train`` (or ``--resume``) writing to ``out``; ``extra``: more
+    ``--set`` arguments for a new run (a resume reads the run's own config)."""
+    argv = ["--resume", str(out), "--quiet"] if resume else [*ARGS, *extra, "--out", str(out)]
     return subprocess.Popen([sys.executable, "-m", "trainwell.cli", "train", *argv], env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

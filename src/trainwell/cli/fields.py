@@ -40,6 +40,9 @@ CONFIG_PATHS: dict[tuple[str, str], str] = {
     ("train", "epochs"): "train.epochs",
     ("train", "batch_size"): "train.batch_size",
     ("train", "loss"): "train.loss",
+    ("train", "accumulate"): "train.accumulate",
+    ("train", "checkpoint_every_steps"): "train.checkpoint_every_steps",
+    ("train", "sync_batch_norm"): "train.sync_batch_norm",
     ("train", "schedule_unit"): "schedule.unit",
     # trainwell.transfer
     ("transfer", "source"): "transfer.from",

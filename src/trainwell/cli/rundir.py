@@ -37,7 +37,8 @@ __all__ = ["MANIFEST", "choose_run_dir", "claim_run_dir", "record_created", "cre
 MANIFEST = ".trainwell-run.json"
 # Fields a resume may change: none of them is read into the checkpoint's state or decides
 # the next step's arithmetic (threads change speed, not results, in deterministic mode).
-RESUME_SAFE_FIELDS = frozenset({"name", "device", "train.threads", "train.checkpoint_every"})
+RESUME_SAFE_FIELDS = frozenset({"name", "device", "train.threads", "train.checkpoint_every",
+                                "train.checkpoint_every_steps"})
 _MAX_FRESH = 1_000  # runs/NAME-2 .. runs/NAME-1000; past that the user should clean up
 # What trainwell writes in a run folder: the only names it ever deletes.
 _TMP_NAME = re.compile(r"^\.[\w.-]+\.\w+\.tmp$")

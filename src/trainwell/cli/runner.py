@@ -318,19 +318,23 @@ def build_run(config: Config, *, callbacks: Sequence[Callback] = (), run_dir: Pa
         def max_norm(model: torch.nn.Module) -> None:
             tw_nn.max_norm_(model, limit)
 
-    trainer = Trainer(model, optimizer, epochs=config.train.epochs,
-                      batch_size=config.train.batch_size, seed=config.seed, loss=config.train.loss,
-                      schedule=schedule, schedule_unit=config.schedule.unit, plateau=plateau,
-                      clip=clip, penalty=penalty, max_norm=max_norm,
-                      log_grad_norm=config.train.log_grad_norm,
-                      precision=config.train.precision, accumulate=config.train.accumulate,
-                      compile=config.train.compile,
-                      augment=None if config.data.augment is None else Augment(
-                          crop_padding=config.data.augment.crop_padding,
-                          flip=config.data.augment.flip),
-                      callbacks=[*extra_callbacks, *callbacks],
-                      device=config.device, run_dir=run_dir,
-                      checkpoint_every=config.train.checkpoint_every, progress=progress)
+    with config_section("train"):  # names train.* in the Trainer's argument errors
+        trainer = Trainer(model, optimizer, epochs=config.train.epochs,
+                          batch_size=config.train.batch_size, seed=config.seed,
+                          loss=config.train.loss, schedule=schedule,
+                          schedule_unit=config.schedule.unit, plateau=plateau,
+                          clip=clip, penalty=penalty, max_norm=max_norm,
+                          log_grad_norm=config.train.log_grad_norm,
+                          precision=config.train.precision, accumulate=config.train.accumulate,
+                          compile=config.train.compile,
+                          augment=None if config.data.augment is None else Augment(
+                              crop_padding=config.data.augment.crop_padding,
+                              flip=config.data.augment.flip),
+                          callbacks=[*extra_callbacks, *callbacks],
+                          device=config.device, run_dir=run_dir,
+                          checkpoint_every=config.train.checkpoint_every,
+                          checkpoint_every_steps=config.train.checkpoint_every_steps,
+                          sync_batch_norm=config.train.sync_batch_norm, progress=progress)
     # The schema bounds the Trainer's arguments; check() names its own (loss, ...) for the front.
     with config_section("train"):
         # a schedule that does not fit the run fails here, before any file
@@ -429,6 +433,9 @@ def run(config: Config, out_dir: str | Path | None, *, callbacks: Sequence[Callb
     out = Path(out_dir) if out_dir is not None else None
     built = build_run(config, callbacks=callbacks, run_dir=out, progress=progress)
     main = built.trainer.dist.is_main  # under torchrun only rank 0 writes the folder
+    if config.train.sync_batch_norm and not built.trainer.dist.active:
+        print("note: train.sync_batch_norm has no effect in one process (it shares batch-norm "
+              "statistics between torchrun's processes)", file=sys.stderr)
     if out is not None:
         if resume:
             saved = out / "config.toml"

@@ -201,6 +201,10 @@ class TrainConfig(_Section):
         "auto", description="auto = cross_entropy for classes, mse for regression; nll takes "
         "log-probabilities (as in torch)")
     checkpoint_every: Int = Field(1, gt=0, le=_MAX_EPOCHS, description="epochs between checkpoints")
+    checkpoint_every_steps: Int | None = Field(
+        None, gt=0, le=1_000_000_000, description="also checkpoint every this many optimizer "
+        "steps inside an epoch, so --resume continues at the next batch; none = epoch ends only "
+        "(an IterableDataset always restarts its epoch)")
     log_grad_norm: Bool = Field(False, description="log the global gradient norm without clipping")
     threads: Int | None = Field(None, gt=0, le=256, description="CPU threads for torch; none = torch's default")
     precision: Literal["fp32", "bf16", "fp16"] = Field(
@@ -208,6 +212,9 @@ class TrainConfig(_Section):
         "(loss scaling), bf16 needs none")
     accumulate: Int = Field(1, ge=1, le=4096, description="micro-batches of batch_size per "
                             "optimizer step: the gradient of one batch of accumulate × batch_size")
+    sync_batch_norm: Bool = Field(False, description="under torchrun on GPUs, batch norm over the "
+                                  "global batch (SyncBatchNorm); an error on the CPU, a no-op in "
+                                  "one process")
     compile: Bool = Field(False, description="run the model through torch.compile; falls back "
                           "to the plain model with one warning where compile is unavailable")
     rollback_every: Int | None = Field(None, gt=0, le=1_000_000, description="keep a copy of the "

@@ -16,12 +16,20 @@ Order and resume:
   function of (seed, epoch) too; a sampler with its own generator is the user's to seed.
 - An ``IterableDataset`` yields what it yields: resume restarts the checkpointed epoch and
   is exact only if the dataset's stream is a function of the epoch (for example it reads
-  torch's seeded RNG); trainwell cannot rewind a stream it does not own.
+  torch's seeded RNG); trainwell cannot rewind a stream it does not own, so it takes no
+  mid-epoch checkpoints of one (:attr:`BatchSource.resumable_mid_epoch` is False).
+
+Mid-epoch resume: ``epoch(e, device, start=k)`` yields the batches of epoch ``e`` from the
+``k``-th on, the same ones an uninterrupted epoch yields there. In-memory data and the
+map-style datasets trainwell batches (:class:`EpochSampler`, :class:`ShardedBatchSampler`)
+skip the first ``k`` batches without loading them; a user's own ``DataLoader`` is iterated
+from its start and its first ``k`` batches are loaded and dropped (its sampler's order is
+its own: only iterating reproduces it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
 from itertools import chain
 from typing import Any
 
@@ -53,17 +61,18 @@ class EpochSampler(Sampler[int]):
     """Shuffle a map-style dataset by :func:`epoch_order`; call ``set_epoch`` before iterating."""
 
     def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = int(n), int(seed), 0
+        self.n, self.seed, self.epoch, self.skip = int(n), int(seed), 0, 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order the next iteration yields."""
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch whose order the next iteration yields, less its first ``skip``
+        indices (a mid-epoch resume: the samples of the batches already trained)."""
+        self.epoch, self.skip = int(epoch), int(skip)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(epoch_order(self.n, self.seed, self.epoch).tolist())
+        return iter(epoch_order(self.n, self.seed, self.epoch)[self.skip:].tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return max(self.n - self.skip, 0)
 
 
 def shard(n: int, rank: int, world_size: int) -> tuple[int, int]:
@@ -109,6 +118,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
                  shuffle: bool = True, drop_last: bool = False) -> None:
         self.n, self.batch_size, self.seed = int(n), int(batch_size), int(seed)
         self.rank, self.world_size, self.shuffle, self.epoch = rank, world_size, shuffle, 0
+        self.skip = 0
         self.bounds = _bounds(self.n, self.batch_size, False)
         if drop_last and self.n % self.batch_size:
             del self.bounds[-1]
@@ -118,19 +128,21 @@ class ShardedBatchSampler(Sampler[list[int]]):
                              f"than the {world_size} processes; choose a batch size with "
                              f"{n} mod batch_size = 0 or >= {world_size}")
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order the next iteration yields."""
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch whose order the next iteration yields, less its first ``skip``
+        global batches (a mid-epoch resume)."""
+        self.epoch, self.skip = int(epoch), int(skip)
 
     def __iter__(self) -> Iterator[list[int]]:
         order = epoch_order(self.n, self.seed, self.epoch) if self.shuffle else \
             torch.arange(self.n)
-        for a, b in zip(self.bounds[:-1], self.bounds[1:]):
+        bounds = self.bounds[self.skip:]
+        for a, b in zip(bounds[:-1], bounds[1:]):
             lo, hi = shard(b - a, self.rank, self.world_size)
             yield order[a + lo:a + hi].tolist()
 
     def __len__(self) -> int:
-        return len(self.bounds) - 1
+        return max(len(self.bounds) - 1 - self.skip, 0)
 
 
 def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
@@ -163,6 +175,9 @@ class BatchSource:
         num_batches: batches per epoch, or None when unknown.
         split: the in-memory split behind the fast path, else None.
         loader: the ``DataLoader`` behind a torch source, else None.
+        resumable_mid_epoch: ``epoch(e, start=k)`` gives the batches an uninterrupted epoch
+            gives from the k-th on: True for in-memory and map-style data, False for an
+            ``IterableDataset`` (a stream cannot be rewound).
     """
 
     def __init__(self, *, split: Split | None = None, loader: DataLoader | None = None,
@@ -181,6 +196,8 @@ class BatchSource:
         # The global size of the batch ``epoch`` yielded last, when known (also for a sliced
         # stream, whose batch sizes are known only as they come).
         self.current_global_size: int | None = None
+        self.resumable_mid_epoch = split is not None or not isinstance(
+            getattr(loader, "dataset", None), IterableDataset)
         if split is not None:
             n = len(split)
             self.num_samples: int | None = n
@@ -201,17 +218,32 @@ class BatchSource:
             except TypeError:  # an iterable dataset without __len__
                 self.num_batches = None
 
-    def epoch(self, epoch: int, device: torch.device, shuffle: bool = True) -> Iterator[Any]:
+    def epoch(self, epoch: int, device: torch.device, shuffle: bool = True, *, start: int = 0,
+              restore: Callable[[], None] | None = None) -> Iterator[Any]:
         """Yield the batches of epoch ``epoch``, on ``device``.
 
         In-memory: one gather by the epoch's permutation, then contiguous slices (the data
         are already on ``device``). Loaders: each batch is copied with ``non_blocking=True``,
         which overlaps the copy with compute when the loader pins memory.
+
+        Args:
+            epoch: which epoch's order.
+            device: where the batches go.
+            shuffle: the epoch's permutation (training) or the stored order.
+            start: skip the first ``start`` batches (a mid-epoch resume; see the module
+                docstring for which are loaded anyway); needs :attr:`resumable_mid_epoch`.
+            restore: called once, after the loader has drawn its seeds from torch's global
+                RNG and before batch ``start`` is loaded: a resume puts back the RNG state the
+                interrupted run had there, so loading and dropout draw what they drew.
         """
-        if self.split is not None and self.world_size > 1:
-            yield from self._local_slices(epoch, shuffle)
-            return
+        if start and not self.resumable_mid_epoch:
+            raise ValueError("start: an IterableDataset cannot be rewound to a batch")
         if self.split is not None:
+            if restore is not None:
+                restore()
+            if self.world_size > 1:
+                yield from self._local_slices(epoch, shuffle, start)
+                return
             x, y = self.split.x, self.split.y
             if shuffle:
                 order = epoch_order(len(x), self.seed, epoch).to(x.device)
@@ -219,6 +251,7 @@ class BatchSource:
             bounds = list(range(0, len(x), self.batch_size)) + [len(x)]
             if self.merged:
                 del bounds[-2]
+            bounds = bounds[start:]
             for a, b in zip(bounds[:-1], bounds[1:]):
                 yield x[a:b], y[a:b]
             return
@@ -227,17 +260,32 @@ class BatchSource:
             set_epoch = getattr(sampler, "set_epoch", None)
             if set_epoch is not None:  # EpochSampler, ShardedBatchSampler, DistributedSampler
                 set_epoch(epoch)
+        drop = start  # batches to load and drop: a user's loader cannot skip unloaded
+        if start and isinstance(self.loader.batch_sampler, ShardedBatchSampler):
+            self.loader.batch_sampler.set_epoch(epoch, skip=start)
+            drop = 0
+        elif start and isinstance(self.loader.sampler, EpochSampler) and self.loader.batch_size:
+            self.loader.sampler.set_epoch(epoch, skip=start * self.loader.batch_size)
+            drop = 0
         # The loader draws its workers' seed and a shuffling sampler's seed from torch's
         # global RNG, in iter() or at the first batch depending on num_workers: both happen
         # here, from the state the Trainer seeded for this epoch, which is then restored so
         # that dropout sees the same numbers as on the in-memory path.
         state = torch.get_rng_state()
         batches = iter(self.loader)
-        first = next(batches, None)
-        torch.set_rng_state(state)
+        for _ in range(drop):
+            next(batches, None)
+        if restore is not None:
+            # The interrupted run loaded batch `start` (num_workers = 0: in this process)
+            # with the RNG state it had after the step before: the one restore() puts back.
+            restore()
+            first = next(batches, None)
+        else:
+            first = next(batches, None)
+            torch.set_rng_state(state)
         if first is None:
             return
-        sizes = iter(self.global_sizes or ())
+        sizes = iter((self.global_sizes or [])[start:])
         for batch in chain([first], batches):
             self.current_global_size = next(sizes, None)
             if self.slice_loader_batches:
@@ -246,24 +294,28 @@ class BatchSource:
                 batch = _slice(batch, lo, hi)
             yield to_device(batch, device, non_blocking=True)
 
-    def _local_slices(self, epoch: int, shuffle: bool) -> Iterator[Any]:
-        """This rank's shard of each in-memory global batch: one gather of its indices."""
+    def _local_slices(self, epoch: int, shuffle: bool, start: int = 0) -> Iterator[Any]:
+        """This rank's shard of each in-memory global batch from the ``start``-th: one gather."""
         assert self.split is not None and self.global_sizes is not None
         n = len(self.split)
         order = epoch_order(n, self.seed, epoch) if shuffle else torch.arange(n)
-        pieces, sizes, a = [], [], 0
-        for size in self.global_sizes:
+        a = sum(self.global_sizes[:start])
+        wholes = self.global_sizes[start:]
+        pieces, sizes = [], []
+        for size in wholes:
             lo, hi = shard(size, self.rank, self.world_size)
             pieces.append(order[a + lo:a + hi])
             sizes.append(hi - lo)
             a += size
+        if not pieces:
+            return
         local = torch.cat(pieces).to(self.split.x.device)
         x, y = self.split.x[local], self.split.y[local]
-        start = 0
-        for size, whole in zip(sizes, self.global_sizes):
+        at = 0
+        for size, whole in zip(sizes, wholes):
             self.current_global_size = whole
-            yield x[start:start + size], y[start:start + size]
-            start += size
+            yield x[at:at + size], y[at:at + size]
+            at += size
 
 
 def _slice(batch: Any, lo: int, hi: int) -> Any:

@@ -3,10 +3,16 @@
 A checkpoint of epoch ``E`` is two files in ``run_dir/checkpoints/``:
 
 - ``epoch-EEEE.safetensors``: the model's state (``model/<name>``) and every tensor of the
-  optimizer's state (``optim/<param index>/<key>``);
+  optimizer's state (``optim/<param index>/<key>``), plus any extra tensors the trainer
+  saves (a mid-epoch checkpoint's random-number-generator states, ``rng/...``);
 - ``epoch-EEEE.json``: everything else (optimizer hyperparameters and scalar state, the
   trainer's counters and history, callback and schedule state) plus the SHA-256 of the
   tensor file.
+
+A mid-epoch checkpoint, taken after global optimizer step ``S`` while epoch ``E + 1`` runs
+(``E`` epochs done), is named ``epoch-EEEE_step-SSSSSSSS``. Checkpoints are ordered by
+``(E, S)``, an epoch-end checkpoint of ``E`` before every mid-epoch one of ``E`` (which
+come after it in time), so the newest is the one a resume takes.
 
 Each file is written to a temporary name, flushed to disk and renamed into place, and the
 JSON goes last: a checkpoint exists only once its JSON does, so a run killed at any moment
@@ -43,7 +49,7 @@ __all__ = [
     "clean_leftovers",
 ]
 
-_NAME = re.compile(r"^epoch-(\d+)\.json$")
+_NAME = re.compile(r"^epoch-(\d+)(?:_step-(\d+))?\.json$")
 FORMAT_VERSION = 1
 
 
@@ -99,7 +105,9 @@ def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tenso
 
 
 def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer, extra: dict[str, Any], keep: int = 2) -> Path:
+                    optimizer: torch.optim.Optimizer, extra: dict[str, Any], keep: int = 2, *,
+                    step: int | None = None,
+                    extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the checkpoint of the completed epoch ``epoch`` and keep the newest ``keep``.
 
     Args:
@@ -108,16 +116,24 @@ def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
         model, optimizer: whose states are saved.
         extra: JSON-serializable trainer state (counters, history, callbacks, schedule).
         keep: how many checkpoints to keep; older ones are deleted after the new one exists.
+        step: a mid-epoch checkpoint: the optimizer steps done (``epoch-EEEE_step-SSSSSSSS``);
+            None for an epoch's end.
+        extra_tensors: more tensors for the tensor file, named outside ``model/`` and
+            ``optim/`` (e.g. ``rng/cpu/0``).
 
     Returns:
         The path of the JSON file (the checkpoint's name).
     """
     folder = Path(run_dir) / "checkpoints"
-    stem = f"epoch-{epoch:04d}"
+    stem = f"epoch-{epoch:04d}" if step is None else f"epoch-{epoch:04d}_step-{step:08d}"
     tensors = {f"model/{k}": v.detach().cpu().clone().contiguous()
                for k, v in model.state_dict().items()}
     optim_tensors, optim_rest = _split_optimizer_state(optimizer.state_dict())
     tensors.update(optim_tensors)
+    for name, value in (extra_tensors or {}).items():
+        if name.startswith(("model/", "optim/")) or name in tensors:
+            raise ValueError(f"extra_tensors: {name!r} clashes with the model or optimizer state")
+        tensors[name] = value.detach().cpu().clone().contiguous()
     tensor_path = folder / f"{stem}.safetensors"
     _atomic_write(tensor_path, lambda tmp: save_file(tensors, tmp))
     meta = {
@@ -131,7 +147,7 @@ def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
     }
     json_path = folder / f"{stem}.json"
     atomic_write_text(json_path, json.dumps(meta))
-    for old in sorted(folder.glob("epoch-*.json"))[:-keep]:
+    for old in _checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
         old.with_suffix(".safetensors").unlink(missing_ok=True)
     clean_leftovers(run_dir)  # the only writer of this folder: nothing else is mid-write
@@ -141,8 +157,9 @@ def save_checkpoint(run_dir: Path, epoch: int, model: torch.nn.Module,
 # Names this module (and atomic_write_text in a run folder) give to files in progress and
 # to tensor files; nothing else is ever deleted.
 _TMP = re.compile(
-    r"^\.((epoch-\d+|best)\.(json|safetensors)|[\w.-]+\.(toml|json|jsonl|html|csv))\.\w+\.tmp$")
-_TENSORS = re.compile(r"^epoch-(\d+)\.safetensors$")
+    r"^\.((epoch-\d+(_step-\d+)?|best)\.(json|safetensors)|[\w.-]+\.(toml|json|jsonl|html|csv))"
+    r"\.\w+\.tmp$")
+_TENSORS = re.compile(r"^epoch-(\d+)(?:_step-(\d+))?\.safetensors$")
 
 
 def clean_leftovers(run_dir: Path) -> list[Path]:
@@ -169,9 +186,18 @@ def clean_leftovers(run_dir: Path) -> list[Path]:
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
     """The JSON file of the newest checkpoint in ``run_dir/checkpoints``, or ``None``."""
-    folder = Path(run_dir) / "checkpoints"
-    found = sorted(p for p in folder.glob("epoch-*.json") if _NAME.match(p.name))
+    found = _checkpoints(Path(run_dir) / "checkpoints")
     return found[-1] if found else None
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints' JSON files in ``folder``, oldest first (see the module docstring)."""
+    def order(path: Path) -> tuple[int, int]:
+        m = _NAME.match(path.name)
+        assert m is not None
+        return int(m.group(1)), -1 if m.group(2) is None else int(m.group(2))
+
+    return sorted((p for p in folder.glob("epoch-*.json") if _NAME.match(p.name)), key=order)
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -273,6 +299,42 @@ def _check_meta(meta: Any) -> str | None:
         callbacks = trainer.get("callbacks", [])
         if not isinstance(callbacks, list) or not all(isinstance(c, dict | None) for c in callbacks):
             return "field 'trainer.callbacks' is not a list of objects"
+        if trainer.get("position") is not None:
+            return _check_position(trainer["position"])
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    # NaN and ±Inf are legal: a skipped step's loss is logged as it was.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_position(position: Any) -> str | None:
+    """What is wrong with a mid-epoch checkpoint's position (``trainer.position``), or None."""
+    if not isinstance(position, dict):
+        return "field 'trainer.position' is not an object"
+    for key in ("batch", "world_size"):
+        if not _is_int(position.get(key)) or position[key] < 1:
+            return f"field 'trainer.position.{key}' is missing or not a whole number >= 1"
+    logs = position.get("logs")
+    if not isinstance(logs, list) or len(logs) != position["world_size"]:
+        return "field 'trainer.position.logs' is not a list of one log per process"
+    for log in logs:
+        where = "trainer.position.logs[]"
+        if not isinstance(log, dict):
+            return f"field '{where}' holds an entry that is not an object"
+        for key in ("losses", "penalties", "norms"):
+            if not isinstance(log.get(key), list) or not all(_is_number(v) for v in log[key]):
+                return f"field '{where}.{key}' is not a list of numbers"
+        for key in ("sizes", "step_sizes"):
+            if not isinstance(log.get(key), list) or not all(_is_int(v) for v in log[key]):
+                return f"field '{where}.{key}' is not a list of whole numbers"
+        if len(log["sizes"]) != len(log["losses"]):
+            return f"fields '{where}.losses' and '.sizes' differ in length"
+        if log.get("correct") is not None and not _is_int(log["correct"]):
+            return f"field '{where}.correct' is not a whole number"
+        if log.get("loss_dtype") not in (None, "float16", "bfloat16", "float32", "float64"):
+            return f"field '{where}.loss_dtype' is not a float dtype"
     return None
 
 

@@ -44,7 +44,9 @@ rank 0 can write and every node can read, for ``--resume``.
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -53,8 +55,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.loaders import shard  # the data layer cuts the shards; re-exported here
 
-__all__ = ["Distributed", "all_reduce_sum", "barrier", "from_env", "is_main_process",
-           "loss_weight", "mean_over_ranks", "shard", "shutdown", "weight_rank_loss", "wrap"]
+__all__ = ["Distributed", "all_gather_bytes", "all_reduce_sum", "average_gradients", "barrier",
+           "from_env", "grad_sync", "is_main_process", "loss_weight", "mean_over_ranks", "shard",
+           "shutdown", "weight_rank_loss", "wrap"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,59 @@ def mean_over_ranks(tensor: torch.Tensor, info: Distributed) -> torch.Tensor:
     return out / info.world_size
 
 
+def all_gather_bytes(data: bytes, info: Distributed, device: torch.device) -> list[bytes]:
+    """Every rank's ``data``, in rank order (``[data]`` for one process).
+
+    For what only rank 0 writes but every rank holds its own of (a mid-epoch checkpoint's
+    epoch log and RNG states). Two all-gathers: the lengths, then the bytes padded to the
+    longest. ``device``: where the collective runs (CUDA for NCCL).
+    """
+    if not info.active:
+        return [data]
+    mine = torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else \
+        torch.empty(0, dtype=torch.uint8)
+    size = torch.tensor([len(data)], dtype=torch.int64, device=device)
+    sizes = [torch.empty_like(size) for _ in range(info.world_size)]
+    dist.all_gather(sizes, size)
+    lengths = [int(s) for s in sizes]
+    padded = torch.zeros(max(lengths), dtype=torch.uint8, device=device)
+    padded[:len(data)] = mine.to(device)
+    parts = [torch.empty_like(padded) for _ in range(info.world_size)]
+    dist.all_gather(parts, padded)
+    return [part[:n].cpu().numpy().tobytes() for part, n in zip(parts, lengths)]
+
+
+def grad_sync(ddp: nn.Module, sync: bool) -> AbstractContextManager[Any]:
+    """DDP's ``no_sync()`` when ``sync`` is False, else a context that does nothing.
+
+    Gradient accumulation under DDP: the micro-batches before the last of an optimizer
+    step run their forward and backward inside ``no_sync()``, so their gradients only add
+    up locally and the last backward all-reduces the sum: one all-reduce per optimizer step
+    instead of one per micro-batch. (The mean over ranks of the local sums is the sum of the
+    per-micro-batch means: the same gradient, up to float rounding.)
+    """
+    if sync or not isinstance(ddp, DistributedDataParallel):
+        return _NO_CONTEXT
+    return ddp.no_sync()
+
+
+_NO_CONTEXT = nullcontext()  # reusable: entering it does nothing
+
+
+def average_gradients(params: list[torch.Tensor], info: Distributed) -> None:
+    """Average the parameters' gradients over ranks in place (what DDP's backward does).
+
+    For an epoch's last, short accumulation group of a stream of unknown length: its
+    micro-batches ran inside ``no_sync()`` because none was known to be the last.
+    """
+    if not info.active:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    for g in grads:
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
+    torch._foreach_div_(grads, info.world_size)
+
+
 def barrier(info: Distributed) -> None:
     """Wait until every rank is here (a no-op for one process)."""
     if info.active:
@@ -179,9 +235,12 @@ def wrap(model: nn.Module, info: Distributed, device: torch.device,
         ValueError: ``sync_batch_norm`` on a device other than CUDA.
     """
     if not info.active:
-        return model
+        return model  # one process: nothing to synchronize, so sync_batch_norm is a no-op
     if sync_batch_norm:
-        if device.type != "cuda":  # torch's SyncBatchNorm has no CPU kernels
+        # torch 2.13's SyncBatchNorm.forward raises for CPU input in training under an
+        # initialized process group ("expected input tensor to be on GPU or XPU"): say so
+        # before training, in words that name the setting.
+        if device.type != "cuda":
             raise ValueError("sync_batch_norm: SyncBatchNorm runs only on CUDA; train on GPUs "
                              "or leave it off (each rank's batch norm then sees its shard)")
         nn.SyncBatchNorm.convert_sync_batchnorm(model)

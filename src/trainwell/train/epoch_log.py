@@ -36,6 +36,9 @@ class EpochLog:
     predictions: list[torch.Tensor] = field(default_factory=list)  # class indices
     targets: list[torch.Tensor] = field(default_factory=list)
     norms: list[torch.Tensor] = field(default_factory=list)  # gradient norm before clipping
+    # Correct predictions of the epoch's steps before a mid-epoch resume (their predictions
+    # are not kept in the checkpoint, only this count); None when none were carried over.
+    carried_correct: int | None = None
 
     @property
     def samples(self) -> int:
@@ -52,6 +55,8 @@ class EpochLog:
         if self.predictions:
             truth = torch.cat([t.reshape(-1) for t in self.targets])
             correct = (torch.cat(self.predictions) == truth).sum().double()
+        if self.carried_correct is not None:  # an integer count: exact in any grouping
+            correct = correct + self.carried_correct
         n = torch.tensor(float(self.samples), dtype=torch.float64, device=device)
         return torch.stack([loss_sum, correct, n])
 
@@ -67,13 +72,52 @@ class EpochLog:
         loss_sum, correct, n = all_reduce_sum(self.sums(device), info).tolist()
         if self.losses or info.active:
             out["train_loss"] = loss_sum / n if n else float("nan")
-        if self.predictions:
+        if self.predictions or self.carried_correct is not None:
             out["train_accuracy"] = correct / n if n else float("nan")
         if self.penalties:
             w = torch.tensor(self.step_sizes, dtype=torch.float64, device=device)
             total = sum(self.step_sizes)
             out["train_penalty"] = float((torch.stack(self.penalties).double() * w).sum()) / total
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch so far as JSON-ready numbers, for a mid-epoch checkpoint (one host sync).
+
+        Every per-step value is kept exactly (a float32 or float64 value is exactly a Python
+        float), so the epoch's reduction after a resume equals the uninterrupted one bit for
+        bit; predictions are kept as their count of correct ones.
+        """
+        def floats(values: list[torch.Tensor]) -> list[float]:
+            return torch.stack([v.double() for v in values]).tolist() if values else []
+
+        correct = None
+        if self.predictions or self.carried_correct is not None:
+            correct = int(self.sums(self.predictions[0].device if self.predictions
+                                    else torch.device("cpu"))[1])
+        return {"losses": floats(self.losses), "sizes": list(self.sizes),
+                "loss_dtype": str(self.losses[0].dtype).removeprefix("torch.")
+                if self.losses else None,
+                "penalties": floats(self.penalties), "step_sizes": list(self.step_sizes),
+                "norms": floats(self.norms), "correct": correct}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: torch.device) -> EpochLog:
+        """The log :meth:`state_dict` described, its values back on ``device``.
+
+        Losses regain their dtype (so the epoch's float64 sum runs over the same values),
+        penalties and norms come back as float64 (they are only ever summed in float64).
+        """
+        dtype = getattr(torch, state.get("loss_dtype") or "float32")
+
+        def tensors(values: list[float], kind: torch.dtype) -> list[torch.Tensor]:
+            return list(torch.tensor(values, dtype=kind, device=device).unbind()) \
+                if values else []
+
+        return cls(losses=tensors(state["losses"], dtype), sizes=list(state["sizes"]),
+                   penalties=tensors(state["penalties"], torch.float64),
+                   step_sizes=list(state["step_sizes"]),
+                   norms=tensors(state["norms"], torch.float64),
+                   carried_correct=state.get("correct"))
 
     def norm_metrics(self) -> dict[str, Any]:
         """``grad_norm_mean`` (finite steps), ``grad_norm_max`` and every step's norm."""

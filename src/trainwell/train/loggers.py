@@ -2,7 +2,9 @@
 
 Both follow the run's checkpoints: after a resume they hold exactly the epochs (and steps)
 the checkpoint holds, then continue — no duplicated or orphaned rows from the killed run.
-Per-step losses stay on the device until the epoch ends (one host sync per epoch).
+Per-step losses stay on the device until the epoch ends (one host sync per epoch); a
+mid-epoch checkpoint saves those of the epoch so far in the logger's state, so a resume
+mid-epoch still writes every step of that epoch.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ class CSVLogger(Callback):
         self._dir: Path | None = None
         self._losses: list[torch.Tensor] = []
         self._step_ids: list[int] = []
+        self._carried: list[tuple[int, float]] = []  # the epoch's steps before a resume
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """Bring both files in line with the trainer's (possibly restored) history."""
@@ -115,7 +118,7 @@ class CSVLogger(Callback):
         atomic_write_text(path, "\n".join(kept) + "\n")
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        """Start collecting the epoch's step losses."""
+        """Start collecting the epoch's step losses (after any carried over by a resume)."""
         self._losses, self._step_ids = [], []
 
     def on_step_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
@@ -124,19 +127,32 @@ class CSVLogger(Callback):
             self._losses.append(loss.detach())
             self._step_ids.append(int(step))
 
+    def _steps_so_far(self) -> list[tuple[int, float]]:
+        values = torch.stack(self._losses).double().cpu().tolist() if self._losses else []
+        return self._carried + list(zip(self._step_ids, values))
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"steps": [[step, loss], ...]}`` of the epoch under way (empty at an epoch's end)."""
+        rows = self._steps_so_far()
+        return {"steps": [[s, v] for s, v in rows]} if rows else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Carry a mid-epoch checkpoint's steps into the epoch the resume continues."""
+        self._carried = [(int(s), float(v)) for s, v in state.get("steps", [])]
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         """Rewrite ``metrics.csv``; append the epoch's steps to ``steps.csv``."""
         if self._dir is None:
             return
         rows = [scalar_metrics(h) for h in trainer.history] + [scalar_metrics(metrics)]
         atomic_write_text(self._dir / self.filename, _csv_text(rows))
-        if self.steps and self._losses:
-            values = torch.stack(self._losses).double().cpu().tolist()  # one sync per epoch
+        steps = self._steps_so_far() if self.steps else []  # one sync per epoch
+        if steps:
             number = int(metrics.get("epoch", epoch + 1))
-            text = "".join(f"{number},{s},{v!r}\n" for s, v in zip(self._step_ids, values))
+            text = "".join(f"{number},{s},{v!r}\n" for s, v in steps)
             with open(self._dir / self.steps_filename, "a", encoding="utf-8") as f:
                 f.write(text)
-        self._losses, self._step_ids = [], []
+        self._losses, self._step_ids, self._carried = [], [], []
 
     def on_fit_end(self, trainer: Trainer, history: list[dict[str, Any]]) -> None:
         """Final rewrite from the history, with every callback's keys."""
@@ -194,6 +210,7 @@ class TensorBoardLogger(Callback):
         self._losses: list[torch.Tensor] = []
         self._first_step = 0
         self._logged_probe_step = -1
+        self._carried: tuple[int, list[float]] | None = None  # (first step, losses) of a resume
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """Open the writer, purging points beyond the checkpoint's step count."""
@@ -214,9 +231,23 @@ class TensorBoardLogger(Callback):
         self._logged_probe_step = done - 1
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        """Start collecting the epoch's step losses."""
+        """Start collecting the epoch's step losses (after any carried over by a resume)."""
         self._losses = []
-        self._first_step = int(trainer.step)
+        self._first_step = int(trainer.step) if self._carried is None else self._carried[0]
+
+    def _losses_so_far(self) -> list[float]:
+        values = torch.stack(self._losses).double().cpu().tolist() if self._losses else []
+        return (self._carried[1] if self._carried is not None else []) + values
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"first_step", "losses"}`` of the epoch under way (empty at an epoch's end)."""
+        values = self._losses_so_far()
+        return {"first_step": self._first_step, "losses": values} if values else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Carry a mid-epoch checkpoint's step losses into the epoch the resume continues."""
+        if state.get("losses"):
+            self._carried = (int(state["first_step"]), [float(v) for v in state["losses"]])
 
     def on_step_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
         """Keep the step's loss on its device (no sync)."""
@@ -227,11 +258,9 @@ class TensorBoardLogger(Callback):
         """Write the epoch's step losses, its scalar metrics and new probe records."""
         if self.writer is None:
             return
-        if self._losses:
-            values = torch.stack(self._losses).double().cpu().tolist()  # one sync per epoch
-            for i, v in enumerate(values):
-                self.writer.add_scalar("step/loss", v, self._first_step + i + 1)
-        self._losses = []
+        for i, v in enumerate(self._losses_so_far()):  # one sync per epoch
+            self.writer.add_scalar("step/loss", v, self._first_step + i + 1)
+        self._losses, self._carried = [], None
         at = int(trainer.step)
         for key, value in scalar_metrics(metrics).items():
             self.writer.add_scalar(f"epoch/{key}", value, at)

@@ -4,6 +4,10 @@ A checkpoint's JSON keeps the counters (epochs, optimizer steps, skipped steps),
 the history, the loss scaler's, plateau controller's and callbacks' states; together with the
 model and optimizer tensors and the per-epoch seeds (:func:`~trainwell.data.loaders.epoch_seed`)
 that is everything a resumed run needs to continue exactly as an uninterrupted one.
+
+A mid-epoch checkpoint adds ``position``: the batch of the epoch to continue at, the world
+size that took it and each rank's epoch log so far; its tensor file adds each rank's RNG
+states (``rng/<generator>/<rank>``), which no per-epoch seed can recreate mid-epoch.
 """
 
 from __future__ import annotations
@@ -61,4 +65,28 @@ def restore_state(trainer: Trainer, run_dir: Path) -> bool:
         trainer.plateau.load_state_dict(state["plateau"])
     for cb, cb_state in zip(trainer.callbacks, state.get("callbacks", [])):
         cb.load_state_dict(cb_state)
+    trainer._resume_at = None
+    if state.get("position") is not None:
+        trainer._resume_at = _position(state["position"], tensors, trainer, path)
     return True
+
+
+def _position(position: dict[str, Any], tensors: dict[str, Any], trainer: Trainer,
+              path: Path) -> dict[str, Any]:
+    """This rank's part of a mid-epoch checkpoint: batch, epoch log and RNG states."""
+    world, rank = trainer.dist.world_size, trainer.dist.rank
+    if position["world_size"] != world:
+        raise UserError(f"checkpoint {path}: taken mid-epoch by {position['world_size']} "
+                        f"process(es), resumed by {world}; resume with the same number "
+                        "(torchrun --nproc_per_node), or from an epoch's checkpoint")
+    logs = position.get("logs")
+    if not isinstance(logs, list) or len(logs) != world:
+        raise UserError(f"checkpoint {path}: field 'trainer.position.logs' does not hold one "
+                        "log per process; delete it to resume from the previous one")
+    prefix = "rng/"
+    rng = {key[len(prefix):].rsplit("/", 1)[0]: value for key, value in tensors.items()
+           if key.startswith(prefix) and key.endswith(f"/{rank}")}
+    if "cpu" not in rng:
+        raise UserError(f"checkpoint {path}: its tensor file lacks rng/cpu/{rank}; delete it "
+                        "to resume from the previous one")
+    return {"batch": int(position["batch"]), "log": logs[rank], "rng": rng}

@@ -37,7 +37,17 @@ from ..optim.clip import grad_norm
 from .batch import default_forward, infer_task, map_inputs, targets
 from .callbacks import Callback
 from .checkpoint import atomic_write_text, save_checkpoint
-from .distributed import all_reduce_sum, barrier, from_env, mean_over_ranks, weight_rank_loss, wrap
+from .distributed import (
+    all_gather_bytes,
+    all_reduce_sum,
+    average_gradients,
+    barrier,
+    from_env,
+    grad_sync,
+    mean_over_ranks,
+    weight_rank_loss,
+    wrap,
+)
 from .epoch_log import EpochLog
 from .guard import NonFiniteGuard, has_batch_norm, run_failure
 from .losses import predict_classes, resolve_loss
@@ -104,6 +114,8 @@ class Trainer:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``.
         run_dir: where ``metrics.jsonl`` and ``checkpoints/`` go; None writes nothing.
         checkpoint_every: write a checkpoint every this many epochs (and at the end).
+        checkpoint_every_steps: also write one every this many optimizer steps inside an
+            epoch (None: only at epoch ends), from which a resume continues at the next batch.
         progress: show a progress bar.
         augment: ``augment(x, generator) -> x`` applied on the device to each training
             batch's inputs before the forward pass (e.g. :class:`trainwell.data.augment.Augment`),
@@ -112,6 +124,8 @@ class Trainer:
             resumed run draws the same augmentations.
         sync_batch_norm: under torchrun on CUDA, convert batch norm to ``SyncBatchNorm`` (statistics
             over the global batch); by default each rank's batch norm sees only its shard.
+            A no-op in one process; under torchrun on the CPU a ``ValueError`` (torch's
+            SyncBatchNorm runs on GPUs only).
 
     Data parallel: started by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment), the
     Trainer joins the process group (:func:`~trainwell.train.distributed.from_env`), wraps
@@ -127,11 +141,23 @@ class Trainer:
         failure: after ``fit``, None, or one line saying why the run failed (most steps
             skipped, or a non-finite final loss); a command line maps it to exit code 1.
 
-    Resume: checkpoints are taken at epoch ends; ``fit(resume=True)`` restarts the epoch
-    after the newest one. The epoch's order is a pure function of (seed, epoch) for
-    in-memory data and map-style torch Datasets, so the result is bit-identical; for an
-    ``IterableDataset`` it is exact only if its stream is a function of the epoch (see
-    :mod:`trainwell.data.loaders`).
+    Gradient accumulation under DDP: the micro-batches before an optimizer step's last run
+    inside DDP's ``no_sync()``, so each optimizer step all-reduces the gradients once.
+
+    Resume: checkpoints are taken at epoch ends, and with ``checkpoint_every_steps`` also
+    after every that many optimizer steps inside an epoch; ``fit(resume=True)`` continues
+    from the newest one. The epoch's order is a pure function of (seed, epoch) for
+    in-memory data and map-style torch Datasets, so the result is bit-identical: a
+    mid-epoch checkpoint holds the batch to continue at, the epoch's metrics so far and the
+    random-number generators' states (torch's, CUDA's, the augmentation's; per rank under
+    torchrun, which must resume with as many processes), and the batches already trained
+    are skipped without loading them (a user's own DataLoader loads and drops them). Two
+    limits: a Dataset whose ``__getitem__`` draws random numbers in DataLoader workers draws
+    new ones for the rest of a resumed epoch; and an ``IterableDataset`` gets no mid-epoch
+    checkpoints (a stream cannot be rewound; one warning): its resume restarts the
+    interrupted epoch, exact only if its stream is a function of the epoch (see
+    :mod:`trainwell.data.loaders`). Callbacks that collect per-step values over an epoch
+    keep them across a mid-epoch resume only if their ``state_dict`` holds them.
 
     Example:
         >>> trainer = Trainer(model, optimizer, epochs=20, batch_size=128, seed=0)
@@ -152,7 +178,7 @@ class Trainer:
                  num_workers: int = 0,
                  callbacks: Sequence[Callback] = (), device: str | torch.device = "auto",
                  run_dir: str | Path | None = None, checkpoint_every: int = 1,
-                 progress: bool = True,
+                 checkpoint_every_steps: int | None = None, progress: bool = True,
                  augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
                  sync_batch_norm: bool = False) -> None:
         if epochs < 1:
@@ -164,6 +190,9 @@ class Trainer:
         check_precision(precision)
         if int(accumulate) < 1:
             raise ValueError(f"accumulate: must be >= 1, got {accumulate}")
+        if checkpoint_every_steps is not None and int(checkpoint_every_steps) < 1:
+            raise ValueError(f"checkpoint_every_steps: must be >= 1 or None, "
+                             f"got {checkpoint_every_steps}")
         self.device = resolve_device(device)
         self.dist = from_env(self.device)
         if self.dist.active and self.device.type == "cuda":  # one GPU per process
@@ -193,6 +222,10 @@ class Trainer:
         self._resume_dir = Path(run_dir) if run_dir is not None else None  # read by every rank
         self.run_dir = self._resume_dir if self.dist.is_main else None  # written by rank 0
         self.checkpoint_every = max(1, int(checkpoint_every))
+        self.checkpoint_every_steps = None if checkpoint_every_steps is None \
+            else int(checkpoint_every_steps)
+        self._mid_every = 0  # steps between mid-epoch checkpoints for this data (0: none)
+        self._resume_at: dict[str, Any] | None = None  # a mid-epoch checkpoint's position
         self.show_progress = progress and self.dist.is_main
         self.epoch = 0  # completed epochs
         self.step = 0  # completed optimizer steps (global step index)
@@ -305,6 +338,14 @@ class Trainer:
                     else "dropped each epoch")
             self._warn_once("bn", "the last batch would hold one sample, which batch norm cannot "
                             f"train on: it is {what}")
+        self._mid_every = 0
+        if self.checkpoint_every_steps is not None and self._resume_dir is not None:
+            if src.resumable_mid_epoch and src.num_batches is not None:
+                self._mid_every = self.checkpoint_every_steps
+            else:
+                self._warn_once("mid-epoch", "checkpoint_every_steps: an IterableDataset cannot "
+                                "be rewound to a batch, so checkpoints stay at epoch ends; a "
+                                "resume restarts the interrupted epoch")
         if src.num_batches is None:
             return None
         steps_per_epoch = math.ceil(src.num_batches / self.accumulate)
@@ -374,34 +415,42 @@ class Trainer:
         # Dropout, augmentation and a user DataLoader's own shuffling draw from torch's global
         # RNG: seeding it per epoch makes them a function of (seed, epoch), hence resumable.
         torch.manual_seed(epoch_seed(self.seed, epoch) + 1)
-        augment = self._epoch_augment(epoch)
+        augment, gen = self._epoch_augment(epoch)
+        resume, self._resume_at = self._resume_at, None  # set by restore() from a mid-epoch one
+        start = resume["batch"] if resume is not None else 0
+        restore = None if resume is None else (lambda: self._restore_rng(resume["rng"], gen))
         self.model.train()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        log = EpochLog()  # per-step values stay on the device until the epoch's end
+        # per-step values stay on the device until the epoch's end
+        log = EpochLog() if resume is None else EpochLog.from_state(resume["log"], self.device)
         bar.start_epoch(epoch)
         t0 = time.perf_counter()
         lr = self._apply_schedule(epoch) if self.schedule_unit == "epoch" else None
         k = self.accumulate
+        last = self._train_src.num_batches if self._train_src is not None else None
+        every = self._mid_every
         group: list[tuple[torch.Tensor, int]] = []  # (weighted loss, samples) of this step
-        for i, (batch, n) in enumerate(self._batches(epoch)):
+        for i, (batch, n) in enumerate(self._batches(epoch, start, restore), start):
             if i % k == 0:
                 self._guard.save_buffers()  # BN statistics, restored if the step is skipped
             if augment is not None:
                 batch = map_inputs(batch, augment)
             local = batch_size_of(batch)  # n: the global batch (this rank's shard: local)
-            out, loss = self._forward_loss(batch)
-            # Each micro-batch weighs n / (k·n₀) so that k full micro-batches give the mean
-            # over all k·n₀ samples; a short last group is rescaled in _optimizer_step.
-            weighted = loss if k == 1 else loss * (n / (k * (group[0][1] if group else n)))
-            weighted = weight_rank_loss(weighted, local, n, self.dist)  # DDP: × n_r·W/n
-            total = weighted
-            if i % k == 0:
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.penalty is not None and k == 1:  # with k > 1: see _optimizer_step
-                    pen = self.penalty(self.model)
-                    total = weighted + pen
-                    log.penalties.append(pen.detach())
-            (self.scaler.scale(total) if self.scaler is not None else total).backward()
+            # DDP all-reduces at a step's last micro-batch only (the epoch's last counts too)
+            with grad_sync(self._ddp, k == 1 or (i + 1) % k == 0 or i + 1 == last):
+                out, loss = self._forward_loss(batch)
+                # Each micro-batch weighs n / (k·n₀) so that k full micro-batches give the mean
+                # over all k·n₀ samples; a short last group is rescaled in _optimizer_step.
+                weighted = loss if k == 1 else loss * (n / (k * (group[0][1] if group else n)))
+                weighted = weight_rank_loss(weighted, local, n, self.dist)  # DDP: × n_r·W/n
+                total = weighted
+                if i % k == 0:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if self.penalty is not None and k == 1:  # with k > 1: see _optimizer_step
+                        pen = self.penalty(self.model)
+                        total = weighted + pen
+                        log.penalties.append(pen.detach())
+                (self.scaler.scale(total) if self.scaler is not None else total).backward()
             group.append((weighted.detach(), n))
             if local:  # the log keeps this rank's mean losses and counts (summed at epoch end)
                 log.losses.append(loss.detach())
@@ -412,7 +461,11 @@ class Trainer:
             if len(group) == k:
                 lr = self._optimizer_step(params, group, log, lr, bar)
                 group = []
+                if every and self.step % every == 0 and last is not None and i + 1 < last:
+                    self._save_mid_epoch(i + 1, log, gen)
         if group:
+            if last is None and k > 1:  # a stream's short last group: all ran in no_sync()
+                average_gradients(params, self.dist)
             lr = self._optimizer_step(params, group, log, lr, bar)
         seconds = time.perf_counter() - t0
         return self._epoch_metrics(epoch, log, lr, seconds, bar)
@@ -468,10 +521,7 @@ class Trainer:
             for key, value in self.evaluate(self._val_src).items():
                 metrics[f"val_{key}"] = value
         metrics["lr"] = self.optimizer.param_groups[0]["lr"] if lr is None else lr
-        skipped, line = self._guard.end_epoch(quiet_gradients=self.scaler is not None)
-        self.skipped_steps += skipped
-        if line is not None:
-            warnings.warn(line, RuntimeWarning, stacklevel=4)
+        self._count_skipped()
         metrics["skipped_steps"] = self.skipped_steps
         metrics.update(log.norm_metrics())  # the clipper computes them anyway: free to log
         if self.scaler is not None:
@@ -486,16 +536,62 @@ class Trainer:
         bar.end_epoch(metrics)
         return metrics
 
-    def _epoch_augment(self, epoch: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """The epoch's augmentation with its generator: a function of (seed, epoch, rank)."""
+    def _count_skipped(self) -> None:
+        """Read the guard's flags so far (one sync): count skipped steps, warn about the first."""
+        skipped, line = self._guard.end_epoch(quiet_gradients=self.scaler is not None)
+        self.skipped_steps += skipped
+        if line is not None:
+            warnings.warn(line, RuntimeWarning, stacklevel=5)
+
+    def _save_mid_epoch(self, batch: int, log: EpochLog, gen: torch.Generator | None) -> None:
+        """Checkpoint inside the epoch, after ``batch`` batches of it (a step's end).
+
+        Beside the usual state: the position (``batch``), every rank's epoch log so far and
+        its RNG states (gathered to rank 0, which writes). Every rank waits for the write.
+        """
+        self._count_skipped()  # the count goes in the checkpoint; the epoch's end adds the rest
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        if gen is not None:
+            rng["augment"] = gen.get_state()
+        mine = json.dumps({"log": log.state_dict(),
+                           "rng": {k: v.numpy().tobytes().hex() for k, v in rng.items()}})
+        ranks = [json.loads(b) for b in all_gather_bytes(mine.encode(), self.dist, self.device)]
+        if self.run_dir is not None:
+            tensors = {f"rng/{key}/{r}": torch.frombuffer(bytearray.fromhex(raw), dtype=torch.uint8)
+                       for r, part in enumerate(ranks) for key, raw in part["rng"].items()}
+            position = {"batch": batch, "world_size": self.dist.world_size,
+                        "logs": [part["log"] for part in ranks]}
+            save_checkpoint(self.run_dir, self.epoch, self.model, self.optimizer,
+                            {**trainer_state(self), "position": position}, step=self.step,
+                            extra_tensors=tensors)
+        barrier(self.dist)
+
+    def _restore_rng(self, rng: dict[str, torch.Tensor], gen: torch.Generator | None) -> None:
+        """Put back the RNG states a mid-epoch checkpoint saved (a state of another device's
+        generator, after a resume on another device, is left as seeded)."""
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if gen is not None and "augment" in rng:
+            try:
+                gen.set_state(rng["augment"])
+            except (RuntimeError, ValueError):  # a CPU generator's state on a CUDA one
+                pass
+
+    def _epoch_augment(self, epoch: int) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None,
+                                                   torch.Generator | None]:
+        """The epoch's augmentation and its generator: a function of (seed, epoch, rank)."""
         augment = self.augment
         if augment is None:
-            return None
+            return None, None
         gen = torch.Generator(device=self.device)  # on the device: the draws cost no copy
         gen.manual_seed(epoch_seed(self.seed, epoch) + 2 + self.dist.rank)
-        return lambda x: augment(x, gen)
+        return (lambda x: augment(x, gen)), gen
 
-    def _batches(self, epoch: int) -> Iterator[tuple[Any, int]]:
+    def _batches(self, epoch: int, start: int = 0,
+                 restore: Callable[[], None] | None = None) -> Iterator[tuple[Any, int]]:
         """``(batch, samples of its global batch)`` of ``epoch``; no one-sample BN batches.
 
         One process: the global batch is the batch. Under DDP it is the source's known global
@@ -506,7 +602,7 @@ class Trainer:
         src = self._train_src
         in_memory = src.split is not None
         world = self.dist.world_size
-        for batch in src.epoch(epoch, self.device):
+        for batch in src.epoch(epoch, self.device, start=start, restore=restore):
             n = batch_size_of(batch)
             if self._has_bn and not in_memory and n == 1 and not self.dist.active:
                 self._warn_once("bn", "a batch of one sample, which batch norm cannot train on, "
