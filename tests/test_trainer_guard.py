@@ -229,3 +229,23 @@ def test_compile_falls_back_with_one_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="Python 3.14 is not supported"):
         tw.Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), epochs=1, batch_size=10,
                    compile=True, progress=False, device="cpu")
+
+
+def test_host_mode_checks_with_one_pass_and_names_the_culprit(monkeypatch):
+    # On the CPU the flag is GradScaler's check (no norms) on healthy steps; a skipped step
+    # still names its parameter, and a huge but finite gradient is not skipped there.
+    norms = []
+    real = torch._foreach_norm
+    monkeypatch.setattr(torch, "_foreach_norm", lambda *a, **k: norms.append(1) or real(*a, **k))
+    model = bn_model()
+    poison, huge = PoisonAt(3), PoisonAt(5, value=1e30)
+    trainer = tw.Trainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), epochs=1,
+                         batch_size=10, progress=False, device="cpu", callbacks=[poison, huge])
+    assert trainer._guard.mode == "host"
+    with pytest.warns(RuntimeWarning, match=r"^step 3: the gradient of 3\.weight is not finite"):
+        history = trainer.fit(blobs())
+    assert history[-1]["skipped_steps"] == 1  # step 3 only: 1e30 is finite
+    assert len(norms) == 1  # computed once, for the skipped step's message
+    assert not torch.equal(huge.before["model/3.weight"], huge.after["model/3.weight"])
+    for key, value in poison.before.items():
+        assert torch.equal(value, poison.after[key]), key

@@ -5,7 +5,13 @@ Every optimizer step is checked, on the device, with no host sync in the hot loo
 1. ``check`` computes the per-parameter gradient norms (one ``_foreach_norm``) and a 0-dim
    bool flag ``finite = isfinite(loss + Σ norms)``, the way ``GradScaler`` keeps ``found_inf``. A NaN or ±Inf anywhere in a gradient
    makes its norm non-finite; so does a finite gradient whose float32 norm overflows
-   (|g| ≳ 1.8e19), a step that could only have thrown the weights away.
+   (|g| ≳ 1.8e19), a step that could only have thrown the weights away. On the CPU
+   (``host`` mode below) the flag is read at once anyway, so the check is cheaper: one
+   ``_amp_foreach_non_finite_check_and_unscale_`` pass (GradScaler's own check, with
+   scale 1: no allocation, half the time of the norms) and the loss read on the host;
+   it skips exactly the steps with a NaN or ±Inf in the loss or a gradient (a finite
+   gradient is never skipped there), and a skipped step's norms are computed then, to
+   name the culprit.
 2. ``step`` lets the optimizer consume the flag exactly:
 
    - an optimizer that takes torch's AMP arguments (``_step_supports_amp_scaling``, e.g.
@@ -37,7 +43,8 @@ from torch import nn
 
 __all__ = ["NonFiniteGuard", "has_batch_norm", "run_failure"]
 
-_NORM_TYPES = (nn.modules.batchnorm._NormBase,)  # BatchNorm*d, SyncBatchNorm, InstanceNorm*d
+_NORM_TYPES = (nn.modules.batchnorm._NormBase,)
+_AMP_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)  # BatchNorm*d, SyncBatchNorm, InstanceNorm*d
 
 
 def has_batch_norm(model: nn.Module) -> bool:
@@ -66,6 +73,9 @@ class NonFiniteGuard:
         self.mode = ("amp_args" if getattr(optimizer, "_step_supports_amp_scaling", False)
                      else "host" if device.type == "cpu" else "masked")
         self._records: list[tuple[int, torch.Tensor, torch.Tensor, list[torch.Tensor]]] = []
+        # host mode's flags and GradScaler-check buffers, allocated once
+        self._true, self._false = torch.tensor(True), torch.tensor(False)
+        self._found, self._one = torch.zeros(()), torch.ones(())
         self.warned = False
 
     def save_buffers(self) -> None:
@@ -80,11 +90,25 @@ class NonFiniteGuard:
         """
         with_grad = [p for p in params if p.grad is not None]
         grads = [p.grad for p in with_grad if p.grad is not None]  # the same list, typed
+        if self.mode == "host" and self._amp_checkable(grads):
+            self._found.zero_()
+            if grads:
+                torch._amp_foreach_non_finite_check_and_unscale_(grads, self._found, self._one)
+            if not self._found.item() and math.isfinite(loss.item()):
+                return self._true
+            finite = self._false  # rare: only skipped steps are recorded, with their norms
+        else:
+            finite = None
         # [loss, ‖g₁‖, …, ‖gₙ‖]: kept per step so the epoch's end can name the culprit.
         values = torch.stack([loss.detach().float(), *torch._foreach_norm(grads)])
-        finite = torch.isfinite(values.sum())
+        if finite is None:
+            finite = torch.isfinite(values.sum())
         self._records.append((step, finite, values, with_grad))
         return finite
+
+    def _amp_checkable(self, grads: list[torch.Tensor]) -> bool:
+        # GradScaler's check takes floating CPU tensors; anything else keeps the norms
+        return all(g.dtype in _AMP_DTYPES and g.layout == torch.strided for g in grads)
 
     def step(self, finite: torch.Tensor, after: Any = None) -> None:
         """Apply the optimizer step (and ``after()``, e.g. a max-norm) only if ``finite``."""
