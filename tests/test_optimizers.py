@@ -431,3 +431,28 @@ def test_momentum_with_changing_and_zero_lr_matches_the_lecture_formula(foreach,
             v = opt.velocity(xi)
             torch.testing.assert_close(v if convention == "lecture" else -v, mi,
                                        rtol=1e-12, atol=1e-14)
+
+
+def test_packed_state_is_one_buffer_and_survives_a_state_dict_round_trip(monkeypatch):
+    # Lecture Adam keeps exp_avg_sq as views of one buffer so that its ε shift is one add;
+    # a state_dict round trip (a checkpoint) packs again, and the results stay the same.
+    adds = []
+    real = torch._foreach_add_
+    monkeypatch.setattr(torch, "_foreach_add_", lambda *a, **k: adds.append(1) or real(*a, **k))
+    shapes = [(7, 3), (5,), (2, 2, 2)]
+    grads = _grads(shapes, 4, seed=6)
+    x = [torch.randn(s, dtype=torch.float64).requires_grad_() for s in shapes]
+    y = [t.detach().clone().requires_grad_() for t in x]
+    a, b = build("adam", x), build("adam", y, foreach=False)
+    _apply(a, x, grads[:2])
+    _apply(b, y, grads[:2])
+    flat = a.packed(a.param_groups[0], "exp_avg_sq", [a.state[p]["exp_avg_sq"] for p in x])
+    assert flat is not None and flat.numel() == 21 + 5 + 8 and not adds
+    c = build("adam", x)
+    c.load_state_dict(a.state_dict())
+    assert c.packed(c.param_groups[0], "exp_avg_sq", [c.state[p]["exp_avg_sq"] for p in x]) is not None
+    _apply(c, x, grads[2:])
+    _apply(b, y, grads[2:])
+    assert not adds  # never one add per tensor
+    for p, q in zip(x, y):
+        torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15)

@@ -166,6 +166,9 @@ class ExactOptimizer(torch.optim.Optimizer):
     """
 
     DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
+    # state tensors kept as views of one flat buffer per param group (see _pack), for
+    # updates that add one scalar to all of them each step: one op instead of one per tensor
+    PACKED: ClassVar[tuple[str, ...]] = ()
     # hyperparameter -> check(name, value) raising ValueError that names it
     CHECKS: ClassVar[dict[str, Callable[[str, Any], None]]] = {}
 
@@ -251,6 +254,7 @@ class ExactOptimizer(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             params, grads, states = [], [], []
+            fresh = False
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -259,16 +263,64 @@ class ExactOptimizer(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     self._init_state(p, state, group)
+                    fresh = True
                 params.append(p)
                 grads.append(p.grad)
                 states.append(state)
             if not params:
                 continue
+            if fresh and self.PACKED:
+                self._pack(group, states)
             if group["foreach"] is None and fusable(params, grads):
                 if self._fused(group, params, grads, states):
                     continue
             self._update(group, params, grads, states, use_foreach(group["foreach"], params))
         return loss
+
+
+    def _pack(self, group: dict[str, Any], states: list[dict[str, Any]]) -> None:
+        """Move each :attr:`PACKED` state tensor of ``states`` into one flat buffer.
+
+        The tensors become contiguous views of the buffer, in order, with their values;
+        :meth:`packed` hands the buffer out while the group's tensors are still exactly
+        those views. Skipped (left as separate tensors) when they differ in dtype or
+        device or are not contiguous.
+        """
+        packs = self.__dict__.setdefault("_packs", {})
+        for key in self.PACKED:
+            found = [s.get(key) for s in states]
+            tensors = [t for t in found if isinstance(t, torch.Tensor) and t.is_contiguous()]
+            if len(tensors) != len(found):
+                continue
+            if len({(t.dtype, t.device) for t in tensors}) != 1:
+                continue
+            flat = torch.cat([t.reshape(-1) for t in tensors])
+            offset = 0
+            for s, t in zip(states, tensors):
+                s[key] = flat[offset:offset + t.numel()].view_as(t)
+                offset += t.numel()
+            packs[(id(group), key)] = (flat, [s[key].data_ptr() for s in states])
+
+    def packed(self, group: dict[str, Any], key: str,
+               tensors: list[torch.Tensor]) -> torch.Tensor | None:
+        """The flat buffer whose views are exactly ``tensors`` (in order), else None."""
+        entry = self.__dict__.get("_packs", {}).get((id(group), key))
+        if entry is None:
+            return None
+        flat, ptrs = entry
+        if len(tensors) != len(ptrs) or any(t.data_ptr() != p for t, p in zip(tensors, ptrs)):
+            return None
+        return flat
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """``torch.optim.Optimizer.load_state_dict``, then the state packed again."""
+        super().load_state_dict(state_dict)
+        if self.PACKED:
+            self.__dict__["_packs"] = {}
+            for group in self.param_groups:
+                states = [self.state[p] for p in group["params"] if self.state.get(p)]
+                if states:
+                    self._pack(group, states)
 
 
 def bias_correction(beta: float, step: int) -> float:

@@ -51,7 +51,8 @@ def step_tensors(steps: list[int] | list[float], device: torch.device) -> list[t
 def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
                exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor], steps: list[int],
                *, lr: float, betas: tuple[float, float], eps: float, weight_decay: float,
-               decoupled: bool, convention: str) -> bool:
+               decoupled: bool, convention: str,
+               packed_sqs: torch.Tensor | None = None) -> bool:
     """Adam/AdamW with torch's fused kernel; returns False where it cannot express the math.
 
     torch convention: the kernel's own formula. keras convention: θ ← θ − η_t m / (√s + ε̂)
@@ -60,7 +61,9 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
     convention (ε inside the root): ``exp_avg_sqs`` hold s' = s + ε(1 − β2ᵗ), whose update
     is the kernel's with g² + ε for g² (see :mod:`.adam`); adding ε(1 − β2)/β2 to s' first
     makes the kernel's β2 s' + (1 − β2) g² that update, and its root with ε = 0 is then
-    the lecture's √(ŝ + ε). One scalar add more than torch's step; needs β2 > 0.
+    the lecture's √(ŝ + ε). One scalar add more than torch's step (one op on
+    ``packed_sqs``, the flat buffer the ``exp_avg_sqs`` are views of, when given); needs
+    β2 > 0.
     """
     beta1, beta2 = betas
     if convention == "keras" and len(set(steps)) != 1:
@@ -68,7 +71,7 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
     if convention == "lecture":
         if beta2 == 0.0:
             return False
-        torch._foreach_add_(exp_avg_sqs, eps * (1.0 - beta2) / beta2)
+        _add_all(exp_avg_sqs, packed_sqs, eps * (1.0 - beta2) / beta2)
         eps = 0.0
     elif convention == "keras":
         eps = eps / math.sqrt(1.0 - beta2 ** steps[0])
@@ -82,10 +85,18 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
 _NO_BIAS_CORRECTION = 1e30  # a step t with βᵗ = 0 exactly for every β < 1
 
 
+def _add_all(tensors: list[torch.Tensor], flat: torch.Tensor | None, value: float) -> None:
+    # one op on the flat buffer the tensors are views of, else one per tensor
+    if flat is not None:
+        flat.add_(value)
+    else:
+        torch._foreach_add_(tensors, value)
+
+
 def fused_rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
                   first_moments: list[torch.Tensor], square_avgs: list[torch.Tensor], *,
                   lr: float, beta: float, eps: float, weight_decay: float,
-                  convention: str) -> bool:
+                  convention: str, packed_avgs: torch.Tensor | None = None) -> bool:
     """RMSProp with torch's fused Adam kernel: θ ← θ − η g / (√s + ε).
 
     With β1 = 0 the kernel's first moment is g itself, and at t = 1e30 both bias
@@ -98,7 +109,7 @@ def fused_rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
     if convention == "keras":
         if beta == 0.0:
             return False
-        torch._foreach_add_(square_avgs, eps * (1.0 - beta) / beta)
+        _add_all(square_avgs, packed_avgs, eps * (1.0 - beta) / beta)
         eps = 0.0
     kernel = torch._fused_adamw_ if convention == "keras" else torch._fused_adam_
     steps = step_tensors([_NO_BIAS_CORRECTION] * len(params), params[0].device)

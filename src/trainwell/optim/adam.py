@@ -16,7 +16,7 @@ records the ε carried; a changed group ε is re-based exactly (:func:`._foreach
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -73,6 +73,7 @@ class Adam(ExactOptimizer):
     _second = "exp_avg_sq"  # name of the second state tensor
     _has_kernel = True  # torch has a fused kernel for this update (not Nadam, AdaMax)
     _carries_eps = True  # lecture: exp_avg_sq holds s + ε(1 − β2ᵗ) (not Nadam, AdaMax)
+    PACKED: ClassVar[tuple[str, ...]] = ("exp_avg_sq",)  # the lecture's ε shift: one add over one buffer per step
 
     def __init__(
         self,
@@ -135,7 +136,7 @@ class Adam(ExactOptimizer):
         ms, ss = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
         del kw["convention"]
         return fused_adam(params, grads, ms, ss, [s["step"] for s in states], convention=conv,
-                          **kw)
+                          packed_sqs=self.packed(group, "exp_avg_sq", ss), **kw)
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)
@@ -188,6 +189,7 @@ class Nadam(Adam):
     }
     _has_kernel = False
     _carries_eps = False
+    PACKED = ()
 
     def __init__(
         self,
@@ -255,6 +257,7 @@ class AdaMax(Adam):
     _second = "exp_inf"
     _has_kernel = False
     _carries_eps = False
+    PACKED = ()
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)

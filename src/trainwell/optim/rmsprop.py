@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -87,6 +87,8 @@ class RMSProp(ExactOptimizer):
         "weight_decay": check_nonnegative,
     }
 
+    PACKED: ClassVar[tuple[str, ...]] = ("square_avg",)  # keras' ε shift: one add over one buffer per step
+
     def _init_state(self, param: torch.Tensor, state: dict[str, Any], group: dict) -> None:
         inside = group["convention"] == "keras"  # ε inside the root: carried in the average
         state["square_avg"] = torch.full_like(param, group["eps"] if inside else 0.0,
@@ -108,9 +110,11 @@ class RMSProp(ExactOptimizer):
             if m is None or m.shape != p.shape or m.dtype != p.dtype or m.device != p.device:
                 m = scratch[id(p)] = torch.zeros_like(p)
             firsts.append(m)
-        return fused_rmsprop(params, grads, firsts, [s["square_avg"] for s in states],
-                             lr=group["lr"], beta=group["beta"], eps=group["eps"],
-                             weight_decay=group["weight_decay"], convention=group["convention"])
+        avgs = [s["square_avg"] for s in states]
+        return fused_rmsprop(params, grads, firsts, avgs, lr=group["lr"], beta=group["beta"],
+                             eps=group["eps"], weight_decay=group["weight_decay"],
+                             convention=group["convention"],
+                             packed_avgs=self.packed(group, "square_avg", avgs))
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         self._rebase(group, states)
