@@ -10,9 +10,11 @@ torch.optim.SGD (lr 0.05, momentum 0.9), both sides on the same tensors, no vali
 split on either side. ``ddp`` runs 2 CPU processes (gloo on loopback, started by
 ``torch.multiprocessing``), global batch 128 = 64 a rank, tw.Trainer under DDP vs the same job
 hand-written with ``DistributedDataParallel`` (the same per-epoch permutation on both ranks,
-each slicing its half of every global batch). Time: the two
+each slicing its half of every global batch). Both sides do the
+same job per epoch: train, keep the training loss and accuracy, and validate (loss and
+accuracy on the validation split; the ``resnet`` case has none). Time: the two
 alternate epoch by epoch in one process (the machine is noisy, so we compare the median of
-paired per-epoch ratios); trainwell's epochs include its validation pass and metrics. Peak memory: each variant runs once in a fresh subprocess and reports
+paired per-epoch ratios). Peak memory: each variant runs once in a fresh subprocess and reports
 its peak resident set size (ru_maxrss), so neither inherits the other's high-water mark.
 
     python benchmarks/engine.py [--epochs 2] [--rounds 10] [--quick]
@@ -55,23 +57,55 @@ def plain_model(seed: int) -> nn.Module:
 
 
 class PlainLoop:
-    """The hand-written baseline: shuffle by permutation, slice, forward, backward, step."""
+    """The hand-written baseline: shuffle by permutation, slice, forward, backward, step;
+    like any training loop that reports progress, it keeps the epoch's training loss and
+    accuracy (on the device, read once) and ends the epoch with a validation pass, which
+    is the job ``Trainer.fit`` does per epoch."""
 
     def __init__(self, data, seed: int) -> None:
         self.model = plain_model(seed)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.x, self.y = data.train.x, data.train.y
+        self.val = data.val
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, sums: list[torch.Tensor]) -> None:
+        """One training step; adds its loss·n and correct count to ``sums``."""
+        out = self.model(x)
+        loss = nn.functional.cross_entropy(out, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        sums[0] += loss.detach() * len(y)
+        sums[1] += (out.detach().argmax(1) == y).sum()
+
+    def validate(self, sums: list[torch.Tensor], n: int) -> dict:
+        """The epoch's metrics: its training sums, then loss and accuracy on validation."""
+        metrics = {"train_loss": float(sums[0]) / n, "train_accuracy": int(sums[1]) / n}
+        if self.val is None or len(self.val.x) == 0:
+            return metrics
+        model = self.model
+        model.eval()
+        loss, correct = torch.zeros(()), torch.zeros((), dtype=torch.int64)
+        with torch.no_grad():
+            for s in range(0, len(self.val.x), 4096):
+                x, y = self.val.x[s:s + 4096], self.val.y[s:s + 4096]
+                out = model(x)
+                loss += nn.functional.cross_entropy(out, y, reduction="sum")
+                correct += (out.argmax(1) == y).sum()
+        model.train()
+        metrics.update(val_loss=float(loss) / len(self.val.x),
+                       val_accuracy=int(correct) / len(self.val.x))
+        return metrics
 
     def epoch(self, epoch: int) -> float:
         t0 = time.perf_counter()
         g = torch.Generator().manual_seed(epoch)
         order = torch.randperm(len(self.x), generator=g)
         xs, ys = self.x[order], self.y[order]
+        sums = [torch.zeros(()), torch.zeros((), dtype=torch.int64)]
         for s in range(0, len(xs), 128):
-            loss = nn.functional.cross_entropy(self.model(xs[s:s + 128]), ys[s:s + 128])
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            self.step(xs[s:s + 128], ys[s:s + 128], sums)
+        self.validate(sums, len(xs))
         return time.perf_counter() - t0
 
 
@@ -107,11 +141,10 @@ class PlainLoaderLoop(PlainLoop):
     def epoch(self, epoch: int) -> float:
         t0 = time.perf_counter()
         torch.manual_seed(epoch)
+        sums = [torch.zeros(()), torch.zeros((), dtype=torch.int64)]
         for x, y in self.loader:
-            loss = nn.functional.cross_entropy(self.model(x), y)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            self.step(x, y, sums)
+        self.validate(sums, len(self.x))
         return time.perf_counter() - t0
 
 
@@ -146,13 +179,27 @@ class PlainDDPLoop(PlainLoop):
         order = torch.randperm(len(self.x), generator=g)
         xs, ys = self.x[order], self.y[order]
         half = 128 // self.world
+        sums = [torch.zeros(()), torch.zeros((), dtype=torch.int64)]
         for s in range(0, len(xs), 128):
             lo = s + self.rank * half
-            loss = nn.functional.cross_entropy(self.model(xs[lo:lo + half]), ys[lo:lo + half])
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            self.step(xs[lo:lo + half], ys[lo:lo + half], sums)
+        self.validate_ddp(sums)
         return time.perf_counter() - t0
+
+    def validate_ddp(self, sums: list[torch.Tensor]) -> None:
+        """Each rank validates its share and the sums are all-reduced, as the Trainer does."""
+        n_val = len(self.val.x)
+        share = slice(self.rank * n_val // self.world, (self.rank + 1) * n_val // self.world)
+        model = self.model.module
+        model.eval()
+        with torch.no_grad():
+            out = model(self.val.x[share])
+            val_loss = nn.functional.cross_entropy(out, self.val.y[share], reduction="sum")
+            val_correct = (out.argmax(1) == self.val.y[share]).sum()
+        model.train()
+        totals = torch.stack([sums[0], sums[1].double(), val_loss.double(), val_correct.double()])
+        dist.all_reduce(totals)
+        totals.tolist()
 
 
 class TrainwellDDPLoop(TrainwellLoop):
@@ -232,6 +279,7 @@ class PlainResNetLoop(PlainLoop):
 
     def __init__(self, data, seed: int) -> None:  # ``data`` unused: images of its own
         self.x, self.y = resnet_images()
+        self.val = None  # no validation split on either side
         self.model = resnet_model(seed)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
 
