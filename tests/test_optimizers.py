@@ -320,12 +320,12 @@ def test_automatic_path_equals_loop_to_rounding(name, convention, dtype):
     [("adam", "torch", "_fused_adam_", 1), ("adam", "keras", "_fused_adamw_", 1),
      ("adamw", "torch", "_fused_adamw_", 1), ("adam", "lecture", "_fused_adam_", 1),
      ("adamw", "lecture", "_fused_adamw_", 1),
-     ("nadam", "torch", "_fused_adam_", 0), ("sgd", "torch", "_fused_sgd_", 1),
+     ("nadam", "torch", "_fused_adam_", 1), ("sgd", "torch", "_fused_sgd_", 1),
      ("momentum", "lecture", "_fused_sgd_", 1), ("nesterov", "keras", "_fused_sgd_", 1),
      ("sgd", "keras", "_fused_sgd_", 1), ("adagrad", "torch", "_fused_adagrad_", 1),
      ("adagrad", "lecture", "_fused_adagrad_", 1), ("adagrad", "keras", "_fused_adagrad_", 1),
      ("rmsprop", "lecture", "_fused_adam_", 1), ("rmsprop", "torch", "_fused_adam_", 1),
-     ("rmsprop", "keras", "_fused_adamw_", 1), ("nadam", "lecture", "_fused_adam_", 0)],
+     ("rmsprop", "keras", "_fused_adamw_", 1), ("nadam", "lecture", "_fused_adam_", 1), ("adamax", "lecture", "_fused_adam_", 0)],
 )
 def test_fused_kernel_only_where_the_math_is_torchs(monkeypatch, name, convention, kernel,
                                                      expected):
@@ -375,7 +375,7 @@ def test_lecture_adam_without_second_moment_decay_is_not_fused(monkeypatch):
 
 
 @pytest.mark.parametrize("foreach", [False, True, None])
-@pytest.mark.parametrize("name", ["adagrad", "adam", "rmsprop"])
+@pytest.mark.parametrize("name", ["adagrad", "adam", "rmsprop", "nadam"])
 def test_eps_changed_mid_run_is_rebased_exactly(name, foreach):
     # ε inside the root is carried in the state (s + ε·w): changing the group's ε after some
     # steps must give what the textbook formula gives with the new ε from then on.
@@ -396,6 +396,11 @@ def test_eps_changed_mid_run_is_rebased_exactly(name, foreach):
         elif name == "rmsprop":
             s = 0.9 * s + 0.1 * g * g
             ref = ref - 0.1 * g / torch.sqrt(s + eps)
+        elif name == "nadam":  # lecture: ψ = 0, μ = β1
+            m = 0.9 * m + 0.1 * g
+            s = 0.999 * s + 0.001 * g * g
+            m_hat = 0.9 * m / (1 - 0.9 ** (t + 1)) + 0.1 * g / (1 - 0.9**t)
+            ref = ref - 0.1 * m_hat / torch.sqrt(s / (1 - 0.999**t) + eps)
         else:
             m = 0.9 * m + 0.1 * g
             s = 0.999 * s + 0.001 * g * g
@@ -456,3 +461,23 @@ def test_packed_state_is_one_buffer_and_survives_a_state_dict_round_trip(monkeyp
     assert not adds  # never one add per tensor
     for p, q in zip(x, y):
         torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nadam_fused_path_without_weight_decay_equals_loop(convention, dtype):
+    # The automatic Nadam path (kernel for the m̂ term, then the g term) without L2 decay.
+    shapes = [(7, 3), (5,), (2, 2, 2)]
+    grads = _grads(shapes, 6, seed=7)
+    init = [torch.randn(s, generator=torch.Generator().manual_seed(8), dtype=dtype)
+            for s in shapes]
+    runs = []
+    for foreach in (False, None):
+        params = [t.clone().requires_grad_() for t in init]
+        opt = build("nadam", params, convention=convention, foreach=foreach)
+        for step, g_step in enumerate(grads):
+            _apply(opt, params, [[g.to(dtype) for g in g_step]])
+            opt.param_groups[0]["lr"] *= 0.9 if step % 2 else 1.1
+        runs.append(params)
+    for a, b in zip(*runs):
+        torch.testing.assert_close(b, a, rtol=_FUSED_RTOL[dtype], atol=_FUSED_RTOL[dtype])

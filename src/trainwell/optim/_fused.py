@@ -20,7 +20,7 @@ import math
 
 import torch
 
-__all__ = ["fusable", "fused_adagrad", "fused_adam", "fused_rmsprop", "fused_sgd", "step_tensors"]
+__all__ = ["NO_BIAS_CORRECTION", "fusable", "fused_adagrad", "fused_adam", "fused_rmsprop", "fused_sgd", "step_tensors"]
 
 
 def fusable(params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
@@ -82,7 +82,7 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
     return True
 
 
-_NO_BIAS_CORRECTION = 1e30  # a step t with βᵗ = 0 exactly for every β < 1
+NO_BIAS_CORRECTION = 1e30  # a step t with βᵗ = 0 exactly for every β < 1
 
 
 def _add_all(tensors: list[torch.Tensor], flat: torch.Tensor | None, value: float) -> None:
@@ -112,7 +112,7 @@ def fused_rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
         _add_all(square_avgs, packed_avgs, eps * (1.0 - beta) / beta)
         eps = 0.0
     kernel = torch._fused_adamw_ if convention == "keras" else torch._fused_adam_
-    steps = step_tensors([_NO_BIAS_CORRECTION] * len(params), params[0].device)
+    steps = step_tensors([NO_BIAS_CORRECTION] * len(params), params[0].device)
     kernel(params, grads, first_moments, square_avgs, [], steps, lr=lr, beta1=0.0, beta2=beta,
            weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False)
     return True

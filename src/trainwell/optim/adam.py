@@ -29,7 +29,7 @@ from ._foreach import (
     decay_one,
     rebase_eps,
 )
-from ._fused import fused_adam
+from ._fused import NO_BIAS_CORRECTION, fused_adam, step_tensors
 
 __all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "nadam"]
 
@@ -72,7 +72,7 @@ class Adam(ExactOptimizer):
     _decoupled = False  # AdamW: θ ← θ (1 − η λ) instead of g ← g + λ θ
     _second = "exp_avg_sq"  # name of the second state tensor
     _has_kernel = True  # torch has a fused kernel for this update (not Nadam, AdaMax)
-    _carries_eps = True  # lecture: exp_avg_sq holds s + ε(1 − β2ᵗ) (not Nadam, AdaMax)
+    _carries_eps = True  # lecture: exp_avg_sq holds s + ε(1 − β2ᵗ) (not AdaMax)
     PACKED: ClassVar[tuple[str, ...]] = ("exp_avg_sq",)  # the lecture's ε shift: one add over one buffer per step
 
     def __init__(
@@ -188,8 +188,6 @@ class Nadam(Adam):
         "keras": {**Adam.DEFAULTS["keras"], "momentum_decay": 1.0},
     }
     _has_kernel = False
-    _carries_eps = False
-    PACKED = ()
 
     def __init__(
         self,
@@ -221,14 +219,55 @@ class Nadam(Adam):
         super()._init_state(param, state, group)
         state["mu_product"] = 1.0  # Π_t, a Python float
 
-    def _update(self, group, params, grads, states, foreach):  # noqa: D102
-        kw = self._common(group, states)
+    def _coefs(self, group: dict[str, Any], states: list[dict[str, Any]]) -> list[tuple]:
+        """(μ_t, μ_{t+1}, Π_t, Π_{t+1}) per tensor, advancing each state's Π."""
         beta1, psi = group["betas"][0], group["momentum_decay"]
-        coefs = []  # (μ_t, μ_{t+1}, Π_t, Π_{t+1}) per tensor
+        coefs = []
         for s in states:
             mu, mu_next = _mu(beta1, psi, s["step"]), _mu(beta1, psi, s["step"] + 1)
             s["mu_product"] = _product(s["mu_product"], mu, group["convention"])
             coefs.append((mu, mu_next, s["mu_product"], s["mu_product"] * mu_next))
+        return coefs
+
+    def _fused(self, group, params, grads, states):  # noqa: D102
+        # torch's fused Adam kernel at t = 1e30 (no bias correction of its own) applies the
+        # m̂ term with η_m = η μ_{t+1} √(1−β2ᵗ)/(1 − Π_{t+1}) as its rate; the g term is one
+        # root and one addcdiv after it. One η_m and one ε for the group: one t for all.
+        conv, wd, beta2 = group["convention"], group["weight_decay"], group["betas"][1]
+        if ((wd != 0 and conv != "keras") or (conv == "lecture" and beta2 == 0)
+                or len({s.get("step", 0) for s in states}) != 1):
+            return False  # L2 on g would need the pre-step θ in the g term
+        kw = self._common(group, states)
+        coefs = self._coefs(group, states)
+        t = states[0]["step"]
+        bc2 = 1.0 - beta2**t
+        mu, mu_next, prod, prod_next = coefs[0]
+        lr = kw["lr"]
+        c_grad = -lr * (1.0 - mu) / (1.0 - prod) * math.sqrt(bc2)
+        c_avg = -lr * mu_next / (1.0 - prod_next) * math.sqrt(bc2)
+        ms, ss = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+        if wd != 0:  # keras: decoupled, θ ← θ (1 − η λ) before the step
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+        if conv == "lecture":  # s' = s + ε(1 − β2ᵗ): see fused_adam
+            flat = self.packed(group, "exp_avg_sq", ss)
+            shift = kw["eps"] * (1.0 - beta2) / beta2
+            flat.add_(shift) if flat is not None else torch._foreach_add_(ss, shift)
+            eps = 0.0
+        else:  # Keras' Nadam adds ε to the corrected √ŝ, as torch does
+            eps = _eps_term(kw["eps"], bc2, "torch")
+        steps = step_tensors([NO_BIAS_CORRECTION] * len(params), params[0].device)
+        torch._fused_adam_(params, grads, ms, ss, [], steps, lr=-c_avg, beta1=kw["betas"][0],
+                           beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False,
+                           maximize=False)
+        denoms = torch._foreach_sqrt(ss)
+        if eps:
+            torch._foreach_add_(denoms, eps)
+        torch._foreach_addcdiv_(params, grads, denoms, c_grad)
+        return True
+
+    def _update(self, group, params, grads, states, foreach):  # noqa: D102
+        kw = self._common(group, states)
+        coefs = self._coefs(group, states)
         ms, ss = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
         nadam(params, grads, ms, ss, [s["step"] for s in states], coefs, foreach=foreach, **kw)
 
@@ -372,15 +411,20 @@ def nadam(params, grads, exp_avgs, exp_avg_sqs, steps, coefs, *, lr, betas, eps,
     rbc2 = [math.sqrt(1.0 - beta2**t) for t in steps]
     # Keras' Nadam, unlike its Adam, adds ε to the corrected √ŝ, as torch does.
     eps_conv = "torch" if convention == "keras" else convention
-    eps_terms = [_eps_term(eps, 1.0 - beta2**t, eps_conv) for t in steps]
     c_grad = [-lr * (1.0 - mu) / (1.0 - pr) * r for (mu, _, pr, _), r in zip(coefs, rbc2)]
     c_avg = [-lr * mu1 / (1.0 - pr1) * r for (_, mu1, _, pr1), r in zip(coefs, rbc2)]
     if foreach:
         grads = decay_many(params, grads, lr, weight_decay, decoupled)
     else:
         grads = [decay_one(p, g, lr, weight_decay, decoupled) for p, g in zip(params, grads)]
-    _moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, foreach)
-    denoms = _denoms(exp_avg_sqs, eps_terms, convention, foreach)
+    if convention == "lecture":  # s' = s + ε(1 − β2ᵗ) in exp_avg_sqs, as in adam()
+        _lecture_moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, eps, foreach)
+        denoms = (torch._foreach_sqrt(exp_avg_sqs) if foreach
+                  else [s.sqrt() for s in exp_avg_sqs])
+    else:
+        _moments(exp_avgs, exp_avg_sqs, grads, beta1, beta2, foreach)
+        eps_terms = [_eps_term(eps, 1.0 - beta2**t, eps_conv) for t in steps]
+        denoms = _denoms(exp_avg_sqs, eps_terms, convention, foreach)
     if foreach:
         torch._foreach_addcdiv_(params, grads, denoms, c_grad)
         torch._foreach_addcdiv_(params, exp_avgs, denoms, c_avg)
