@@ -1,10 +1,22 @@
-"""Dispatch to torch's fused optimizer kernels where a convention's math is torch's.
+"""Dispatch to torch's fused optimizer kernels, in every convention where one can compute it.
 
 A fused kernel reads and writes each element once per step (parameter, gradient and state
 in one pass) where the ``_foreach_`` path makes one pass per operation: on the 8×256 MLP
 (473,610 parameters, 1 thread) torch's fused CPU Adam step took ~1.2–1.6 ms against
 ~2.7–3.9 ms for a foreach Adam (``benchmarks/floor.py``). torch 2.13 has fused CPU and CUDA
-kernels for SGD, Adam, AdamW and Adagrad only.
+kernels for SGD, Adam, AdamW and Adagrad only; the conventions whose math is not theirs
+are brought to it exactly (to rounding), each at most one extra scalar pass:
+
+- ε inside the root (lecture Adam/AdamW/Nadam, lecture and keras AdaGrad, keras RMSProp):
+  the state carries ε (s + ε·w), which obeys the kernel's update with g² + ε, so the kernel
+  runs with ε = 0 (one add per step on a packed buffer, none for AdaGrad);
+- η inside the velocity (lecture and keras momentum/Nesterov): the buffer is kept in the
+  units of the last η and rescaled only when η changes (:mod:`.sgd`);
+- RMSProp is Adam with β1 = 0 and no bias correction (t = :data:`NO_BIAS_CORRECTION`);
+  Nadam is Adam's kernel for its m̂ term plus one addcdiv for its g term;
+- Keras' decoupled weight decay is one multiply before a kernel without decay.
+
+AdaMax (a running max, not an average) has no kernel and stays on the foreach path.
 
 The fused kernels order floating-point operations differently from our loop and foreach
 paths, so results agree with them to rounding, not bit for bit: within 1e-6 relative in
