@@ -18,6 +18,7 @@ gradient, each step's loss is averaged over ranks, and only rank 0 writes and pr
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -197,7 +198,10 @@ class Trainer:
         self.dist = from_env(self.device)
         if self.dist.active and self.device.type == "cuda":  # one GPU per process
             self.device = torch.device("cuda", self.dist.local_rank)
-        self.model = model.to(self.device)
+        # Module.to walks every module in Python (~1 ms for an 8-layer MLP): only when needed
+        on_device = all(t.device == self.device
+                        for t in itertools.chain(model.parameters(), model.buffers()))
+        self.model = model if on_device else model.to(self.device)
         self.optimizer = optimizer
         self.epochs, self.batch_size, self.seed = int(epochs), int(batch_size), int(seed)
         self.loss_name = "custom" if loss_fn is not None else loss
