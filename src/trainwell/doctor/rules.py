@@ -147,9 +147,10 @@ def exploding_gradients(s: Signals) -> Check | None:
     by_norm = finite(s.global_grad) and s.global_grad > EXPLODING_ABS  # type: ignore[operator]
     if not (s.failing and (by_ratio or by_norm)):
         return None
-    ev = {
+    ev: dict[str, Any] = {
         "max_grad_ratio_first_to_head": _g(s.max_grad_ratio),
         "global_grad_norm_median": _g(s.global_grad),
+        "at_initialization": s.exploding_at_init,
     }
     why = []
     if by_ratio:
@@ -160,6 +161,18 @@ def exploding_gradients(s: Signals) -> Check | None:
         f"{' and '.join(why)}: gradients grow layer by layer towards the input, so the "
         "early layers take huge steps"
     )
+    if s.exploding_at_init:
+        ev["init_grad_norm"] = _g(s.init_grad)
+        ev["init_grad_ratio_first_to_head"] = _g(s.init_grad_ratio)
+        at0 = []
+        if finite(s.init_grad) and s.init_grad > EXPLODING_ABS:  # type: ignore[operator]
+            at0.append(f"a gradient norm of {s.init_grad:.3g}")
+        if finite(s.init_grad_ratio) and s.init_grad_ratio > EXPLODING_RATIO:  # type: ignore[operator]
+            at0.append(f"a first/head ratio of {s.init_grad_ratio:.3g}")
+        text += (
+            f"; already at step 0, before any update ({' and '.join(at0)}): the "
+            "initialization, not the learning rate, makes them explode"
+        )
     conf = max(
         confidence(s.max_grad_ratio, EXPLODING_RATIO) if by_ratio else 0.5,
         confidence(s.global_grad, EXPLODING_ABS) if by_norm else 0.5,
@@ -315,7 +328,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "exploding_gradients",
         4,
-        ("clip_gradients", "reinit_by_activation", "add_batch_norm", "lr_down"),
+        # re-initializing first: where the init is already by activation it is not offered
+        ("reinit_by_activation", "clip_gradients", "add_batch_norm", "lr_down"),
         exploding_gradients,
     ),
     Rule(
