@@ -17,8 +17,9 @@ plans ``PLAN_RUNS · E`` so that building, evaluating and probing fit in the res
 3. **Trials.** With a finding, the ranked repairs that apply become trial patches; each
    trains ``d`` epochs from the same seed (built for ``E``, so a kept trial continues as
    the very run ``trainwell train repaired.toml`` gives). A trial that goes non-finite stops
-   at the end of that epoch. Trials run while the budget leaves room for the winner's
-   continuation; a trial as good as the yardstick ends the search. Then, if budget remains
+   at the end of that epoch. Trials run while ``PLAN_RUNS · E`` leaves room for the winner's
+   continuation (while no trial has gained, up to ``BUDGET_RUNS · E``, so that a late winner
+   still gets it); a trial as good as the yardstick ends the search. Then, if budget remains
    and no single repair matched the yardstick, the best pair (best single + the runner-up,
    patches on different fields) is tried.
 4. **The kept repair** is the best trial that beats the diagnostic run by ``MIN_GAIN``
@@ -438,13 +439,16 @@ def repair(
     reserve = (full - short) if finish else 0  # the winner's continuation
 
     def room() -> bool:
-        return spent + short + reserve <= allowed + 1e-9
+        # While no repair has gained, trials may use the margin up to BUDGET_RUNS: a late
+        # winner still gets its continuation, and the call stays within BUDGET_RUNS·E epochs.
+        limit = allowed if best is not None else BUDGET_RUNS * full
+        return spent + short + reserve <= limit + 1e-9
 
+    best: tuple[str, dict, Any, _Session, dict] | None = None
     if result.findings and not result.full_look:
         best_score = _score(result.before) + MIN_GAIN
         yard = dict(result.yardstick)
         matched = _score(yard) - WITHIN_ACCURACY  # a trial this good equals the recipe
-        best: tuple[str, dict, Any, _Session, dict] | None = None
         done: list[tuple[Trial, dict[str, Any]]] = []
         queue = candidate_patches(config, result.findings)
         paired = False
