@@ -160,3 +160,17 @@ def test_n01_init_is_the_root_cause_at_a_moderate_rate_a_high_rate_is_not_init()
     found = w.findings()
     assert found[0].kind == "lr_too_high"
     assert all(f.evidence.get("at_initialization") is not True for f in found)
+
+
+def test_units_saturated_at_initialization_are_not_blamed_on_the_learning_rate():
+    # tests/test_user_model.py's 8-layer sigmoid net with N(0, 4²) weights after one epoch:
+    # 88% of the units saturated (already at step 0), a marginal too-high-LR signal (update
+    # ratio 0.104, confidence 0.508): the saturation is the primary finding
+    sat = Finding("saturation", (), {"at_initialization": True}, "", ("swap_activation",), 0.883)
+    lr = _f("lr_too_high", 0.508)
+    ranked = rank([lr, sat])
+    assert [f.kind for f in ranked] == ["saturation", "lr_too_high"]
+    assert ranked[1].explained_by is None  # two roots, by confidence
+    # saturation that appears only after training started may come from the rate
+    later = Finding("saturation", (), {"at_initialization": False}, "", (), 0.883)
+    assert [f.kind for f in rank([lr, later])] == ["lr_too_high", "saturation"]

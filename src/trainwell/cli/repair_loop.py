@@ -1,8 +1,10 @@
 """The diagnose/repair loop over a config, within 1.5 runs of the config's own budget.
 
 The budget (issue 9, "time ≤ 1.5× one run"): ``E`` is the config's ``train.epochs``; a doctor
-call trains at most about ``BUDGET_RUNS · E`` epochs in all, the yardstick included, and
-plans ``PLAN_RUNS · E`` so that building, evaluating and probing fit in the rest.
+call trains at most ``BUDGET_RUNS · E`` epochs in all, the yardstick included, and plans
+``PLAN_RUNS · E`` so that building, evaluating and probing fit in the rest. Wall time can
+still pass 1.5 runs where the kept repair makes each epoch dearer (batch norm, Adam) or a
+whole run takes well under a second (measured per case by ``trainwell doctor --cases``).
 
 1. **Short look.** The broken config trains ``d`` = :func:`diagnostic_epochs` epochs
    (``DIAG_SHARE`` of ``E``, at least 1) with dense probes; the *yardstick* (the same
@@ -12,8 +14,8 @@ plans ``PLAN_RUNS · E`` so that building, evaluating and probing fit in the res
 2. **Full look.** Without a finding, the diagnostic run itself continues to ``E`` epochs
    (probed more sparsely) and the rules look at the whole run's trend: overfitting that
    appears late is seen, and only what early stopping at ``E`` would see is reported. Cost:
-   ``E + d`` epochs. A finding that appears only there is reported; its repairs are tried
-   only where the budget still holds a short trial and the continuation (rarely).
+   ``E + d`` epochs. A finding that appears only there is reported with its repairs, which
+   are not tried: the budget is spent (status *unresolved*).
 3. **Trials.** With a finding, the ranked repairs that apply become trial patches; each
    trains ``d`` epochs from the same seed (built for ``E``, so a kept trial continues as
    the very run ``trainwell train repaired.toml`` gives). A trial that goes non-finite stops
@@ -26,12 +28,12 @@ plans ``PLAN_RUNS · E`` so that building, evaluating and probing fit in the res
    (same budget, same seed); it continues to ``E`` epochs (``after``). The yardstick is not
    continued.
 
-**"Repaired"** (:func:`verdict`): at the same budget of ``d`` epochs the repaired run is
+**"Repaired"** (:func:`.yardstick.verdict`): at the same budget of ``d`` epochs the repaired run is
 within 2 points of the recipe trained for ``d`` epochs (regression: validation loss within
 10%), *and* the repaired run at ``E`` epochs holds that level (it does not end below the
 recipe's ``d``-epoch score by more than the same tolerance). ``judged_at_epochs`` in the
 result and the JSON says ``d``. Otherwise *improved* (≥ ``MIN_GAIN`` better than the
-diagnostic run at the same budget) or *unresolved*.
+diagnostic run at the same budget, and still so at ``E``) or *unresolved*.
 """
 
 from __future__ import annotations
@@ -413,8 +415,9 @@ def repair(
 ) -> DoctorResult:
     """Diagnose ``config``, try ranked repairs on short budgets, keep the best, finish it.
 
-    The whole call stays within :data:`PLAN_RUNS` runs of ``config`` in epochs (the module
-    docstring gives the plan and the rule for "repaired").
+    The whole call trains at most :data:`BUDGET_RUNS` runs' worth of ``config``'s epochs,
+    planning :data:`PLAN_RUNS` (the module docstring gives the plan and the rule for
+    "repaired"); ``epochs`` in the result counts them.
 
     Args:
         config: a :class:`~trainwell.config.Config`.

@@ -68,12 +68,15 @@ that follow are its consequences. Then ``lr_too_high`` no longer explains them."
 def arrows(findings: list[Finding]) -> dict[str, tuple[str, ...]]:
     """:data:`EXPLAINS` for this run: with gradients exploding at step 0, the exploding
     gradients explain :data:`EXPLAINS_AT_INIT` (the too-high-LR symptoms among them) instead
-    of being explained by a too-high learning rate. Still a DAG."""
+    of being explained by a too-high learning rate; units saturated at step 0 are not
+    explained by the learning rate either (no update has happened). Still a DAG."""
     out = dict(EXPLAINS)
-    if any(f.kind == "exploding_gradients" and f.evidence.get("at_initialization") is True
-           for f in findings):
+    at_init = {f.kind for f in findings if f.evidence.get("at_initialization") is True}
+    if "exploding_gradients" in at_init:
         out["lr_too_high"] = tuple(k for k in out["lr_too_high"] if k != "exploding_gradients")
         out["exploding_gradients"] = EXPLAINS_AT_INIT
+    if "saturation" in at_init:
+        out["lr_too_high"] = tuple(k for k in out["lr_too_high"] if k != "saturation")
     return out
 
 

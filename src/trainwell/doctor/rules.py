@@ -224,7 +224,17 @@ def saturation(s: Signals) -> Check | None:
         "(|z| ≥ 5), where the derivative is ~0, so almost no gradient passes"
     )
     conf = share_confidence(sat[worst], SATURATED_SHARE)  # type: ignore[arg-type]
-    return bad, {"saturated_share": {n: _g(sat[n]) for n in bad}}, text, conf
+    at_init = finite(s.init_saturated) and s.init_saturated >= SATURATED_SHARE  # type: ignore[operator]
+    if at_init:
+        text += (
+            f"; {s.init_saturated:.0%} already at step 0, before any update: the initialization "
+            "(or the inputs), not the learning rate, saturates them"
+        )
+    ev: dict[str, Any] = {"saturated_share": {n: _g(sat[n]) for n in bad},
+                          "at_initialization": at_init}
+    if at_init:
+        ev["init_saturated_share"] = _g(s.init_saturated)
+    return bad, ev, text, conf
 
 
 def vanishing_gradients(s: Signals) -> Check | None:

@@ -110,6 +110,7 @@ class Signals:
     input_scale: float = 0.0  # max(std, mean |x|) of the first layer's input at step 0
     init_grad: float | None = None  # global gradient norm at step 0 (before any update)
     init_grad_ratio: float | None = None  # first/head gradient-norm ratio at step 0
+    init_saturated: float | None = None  # largest saturated share of any layer at step 0
     epochs: tuple[dict[str, Any], ...] = ()
     yardstick_acc: float | None = None
     target_range: tuple[float, float] | None = None
@@ -332,6 +333,9 @@ def signals(health: Health) -> Signals:
         init_grad=_at_init(first_probe, first_probe.get("grad_norm")),
         init_grad_ratio=_at_init(first_probe, next(iter(_ratios(
             Health(layers=health.layers, probes=health.probes[:1]))), None)),
+        init_saturated=_at_init(first_probe, max(
+            (v.get("saturated_share") for v in first_probe.get("layers", {}).values()
+             if finite(v.get("saturated_share"))), default=None)),
         epochs=tuple(health.epochs),
         yardstick_acc=yard,
         target_range=target_range,
