@@ -7,7 +7,14 @@ from torch import nn
 from test_doctor_rules import _net, _train
 from trainwell.cli.repair_loop import DoctorResult, Trial, candidate_patches
 from trainwell.config import validate
-from trainwell.doctor.causes import EXPLAINS, format_findings, primary_and_consequences, rank
+from trainwell.doctor.causes import (
+    EXPLAINS,
+    EXPLAINS_AT_INIT,
+    arrows,
+    format_findings,
+    primary_and_consequences,
+    rank,
+)
 from trainwell.doctor.findings import KINDS, Finding
 from trainwell.doctor.rules import RULES
 
@@ -108,3 +115,62 @@ def test_repairs_target_the_primary_finding_first():
         "standardize_inputs",
         "add_batch_norm",
     ]
+
+
+def _ex(at_init: bool) -> Finding:
+    return Finding("exploding_gradients", (), {"at_initialization": at_init}, "", ("lr_down",))
+
+
+def test_gradients_exploding_at_initialization_explain_the_too_high_lr_symptoms():
+    found = [_f("lr_too_high"), _ex(True), _f("non_finite"), _f("dying_relu")]
+    ranked = rank(found)
+    assert [f.kind for f in ranked] == [
+        "exploding_gradients", "non_finite", "lr_too_high", "dying_relu"
+    ]  # fmt: skip
+    assert [f.explained_by for f in ranked] == [
+        None, "exploding_gradients", "exploding_gradients", "exploding_gradients"
+    ]  # fmt: skip
+    # not at initialization: the rate stays the cause (test_too_high_lr_comes_before_…)
+    assert rank([_f("lr_too_high"), _ex(False)])[0].kind == "lr_too_high"
+    # raw inputs still come first: they explode the gradients at step 0 too
+    assert rank([_ex(True), _f("unnormalized_inputs", 0.6)])[0].kind == "unnormalized_inputs"
+    table = arrows([_ex(True)])
+    assert "exploding_gradients" not in table["lr_too_high"]
+    assert table["exploding_gradients"] == EXPLAINS_AT_INIT
+
+
+def test_n01_init_is_the_root_cause_at_a_moderate_rate_a_high_rate_is_not_init():
+    # 6 ReLU layers of width 64 with N(0, 1) weights at SGD lr 0.05: the loss is huge and the
+    # gradients explode at step 0, before any update → exploding_gradients first, the
+    # init's repair first; the same net with its default init at lr 20 explodes from the
+    # steps → lr_too_high first.
+    def normal(m):
+        nn.init.normal_(m.weight, 0.0, 1.0)
+
+    _, w = _train(_net(6, nn.ReLU, normal, width=64), lr=0.05, epochs=2)
+    found = w.findings()
+    assert found[0].kind == "exploding_gradients"
+    ev = found[0].evidence
+    assert ev["at_initialization"] is True and ev["init_grad_norm"] > 1e4
+    assert "already at step 0, before any update" in found[0].explanation
+    assert found[0].repairs[0] == "reinit_by_activation"
+    kinds = {f.kind: f.explained_by for f in found[1:]}
+    assert kinds.get("lr_too_high", "exploding_gradients") == "exploding_gradients"
+    _, w = _train(_net(6, nn.ReLU, width=64), lr=20.0, epochs=2)
+    found = w.findings()
+    assert found[0].kind == "lr_too_high"
+    assert all(f.evidence.get("at_initialization") is not True for f in found)
+
+
+def test_units_saturated_at_initialization_are_not_blamed_on_the_learning_rate():
+    # tests/test_user_model.py's 8-layer sigmoid net with N(0, 4²) weights after one epoch:
+    # 88% of the units saturated (already at step 0), a marginal too-high-LR signal (update
+    # ratio 0.104, confidence 0.508): the saturation is the primary finding
+    sat = Finding("saturation", (), {"at_initialization": True}, "", ("swap_activation",), 0.883)
+    lr = _f("lr_too_high", 0.508)
+    ranked = rank([lr, sat])
+    assert [f.kind for f in ranked] == ["saturation", "lr_too_high"]
+    assert ranked[1].explained_by is None  # two roots, by confidence
+    # saturation that appears only after training started may come from the rate
+    later = Finding("saturation", (), {"at_initialization": False}, "", (), 0.883)
+    assert [f.kind for f in rank([lr, later])] == ["lr_too_high", "saturation"]

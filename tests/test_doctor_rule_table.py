@@ -106,7 +106,7 @@ def test_saturation():
     layers, ev, text, conf = RULE["saturation"].check(
         _sig({"l0": {"saturated": 0.75, "activation": "sigmoid"}})
     )
-    assert layers == ["l0"] and ev == {"saturated_share": {"l0": 0.75}}
+    assert layers == ["l0"] and ev == {"saturated_share": {"l0": 0.75}, "at_initialization": False}
     assert text.startswith("75% of the sigmoid outputs of layer l0") and conf == 0.75
     assert RULE["saturation"].check(_sig({"l0": {"saturated": 0.4}})) is None
 

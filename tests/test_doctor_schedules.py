@@ -16,7 +16,7 @@ import torch
 
 from test_data_files import make_idx_folder
 from trainwell.cli import main
-from trainwell.cli.repair_loop import _session, diagnose, diagnostic_epochs, repair
+from trainwell.cli.repair_loop import _Builder, diagnose, diagnostic_epochs, repair
 from trainwell.config import apply_patch, validate
 from trainwell.doctor import REPAIRS
 
@@ -60,9 +60,9 @@ def _config(schedule: dict, *, lr: float = 0.3, optim: str = "sgd", epochs: int 
 def test_diagnose_and_repair_run_to_a_verdict_under_every_schedule(name):
     config = _config(SCHEDULES[name], lr=30.0)  # SGD at lr 30 on moons: a broken run
     short = diagnostic_epochs(config)
-    assert short == 3 < config.train.epochs
+    assert short == 1 < config.train.epochs  # 10% of 8 epochs, at least 1
     result = diagnose(config)
-    assert result.before["epochs"] == short
+    assert result.before["epochs"] == short and result.yardstick["epochs"] == short
     assert result.findings, f"{name}: lr 30 should be flagged"
     result = repair(config, max_trials=2, finish=False)
     assert result.status in {"repaired", "unresolved", "improved"}
@@ -78,7 +78,7 @@ def test_every_repair_patch_trains_the_short_budget_under_every_schedule(name):
         patch = rep.patch(config)
         if patch is None:
             continue
-        session = _session(apply_patch(config, patch))
+        session = _Builder().session(apply_patch(config, patch), short)
         metrics = session.train_to(short)
         assert metrics["epochs"] == short, repair_name
         # continuing to the full budget is the same run a fresh `trainwell train` gives
@@ -90,10 +90,10 @@ def test_every_repair_patch_trains_the_short_budget_under_every_schedule(name):
 
 def test_short_then_continued_equals_one_run_under_one_cycle():
     config = _config(SCHEDULES["one_cycle"], lr=1e-2, optim="adam", epochs=6)
-    split = _session(config)
+    split = _Builder().session(config, 1)
     split.train_to(diagnostic_epochs(config))
     split.train_to(config.train.epochs)
-    whole = _session(config)
+    whole = _Builder().session(config, 1)
     whole.train_to(config.train.epochs)
     a = split.built.trainer.model.state_dict()
     b = whole.built.trainer.model.state_dict()

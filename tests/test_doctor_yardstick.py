@@ -7,7 +7,7 @@ import pytest
 from trainwell.cli.yardstick import (
     YARDSTICK_LR,
     judge,
-    needs_full_yardstick,
+    verdict,
     yardstick_config,
     yardstick_patch,
 )
@@ -53,11 +53,31 @@ def test_judge_without_a_final_score_is_unresolved():
     )
 
 
-def test_full_yardstick_only_when_the_verdict_needs_it():
-    assert not needs_full_yardstick(_acc(0.70), _acc(0.80))  # short of the recipe's early score
-    assert needs_full_yardstick(_acc(0.79), _acc(0.80))  # within 2 points of it: must see full
-    assert not needs_full_yardstick({"val_loss": 0.5}, {"val_loss": 0.1})
-    assert needs_full_yardstick({"val_loss": 0.105}, {"val_loss": 0.1})
+@pytest.mark.parametrize(
+    ("before", "trial", "after", "yard", "status"),
+    [
+        # within 2 points of the recipe at the short budget, and the full run holds it
+        (0.10, 0.80, 0.93, 0.81, "repaired"),
+        # within 2 points early, but the full run falls back below the recipe's short score
+        (0.10, 0.80, 0.60, 0.81, "improved"),
+        # …and below the broken run itself
+        (0.10, 0.80, 0.11, 0.81, "unresolved"),
+        # 6 points short of the recipe at the same budget: improved, however good the end
+        (0.10, 0.75, 0.95, 0.81, "improved"),
+        # gained early, lost it by the end
+        (0.50, 0.60, 0.49, 0.81, "unresolved"),
+        (0.50, 0.51, 0.95, 0.81, "unresolved"),  # no gain at the short budget
+    ],
+)
+def test_verdict_at_the_short_budget_held_at_the_full(before, trial, after, yard, status):
+    assert verdict(_acc(before), _acc(trial), _acc(after), _acc(yard)) == status
+
+
+def test_verdict_for_regression_by_val_loss():
+    loss = lambda v: {"val_loss": v}  # noqa: E731
+    assert verdict(loss(10.0), loss(0.105), loss(0.09), loss(0.1)) == "repaired"
+    assert verdict(loss(10.0), loss(0.105), loss(0.5), loss(0.1)) == "improved"  # fell back
+    assert verdict(loss(10.0), loss(0.2), loss(0.09), loss(0.1)) == "improved"  # 2× early
 
 
 def _config(**over) -> object:

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, apply_patch, load_config
+from ..doctor.callback import DoctorCallback
 from ..doctor.causes import format_findings  # primary first, then "because of it:"
 from ..doctor.report import write_report
 from ..errors import UserError
 from .args import add_config_args
-from .repair_loop import DoctorResult, diagnose, repair
+from .repair_loop import MAX_TRIALS, DoctorResult, diagnose, repair
+from .runner import build_run
 from .yardstick import WITHIN_LOSS
 
 __all__ = [
@@ -29,9 +31,11 @@ __all__ = [
     "register",
     "report_add_arguments",
     "report_command",
+    "case_outcome",
+    "load_cases",
+    "one_run_seconds",
     "run",
     "run_cases",
-    "load_cases",
 ]
 
 REFERENCE_TOLERANCE = 0.02  # a repaired case must end within 2 accuracy points of healthy
@@ -44,8 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--cases", metavar="DIR", help="run the cases listed in DIR/cases.toml")
     parser.add_argument("--fast", action="store_true", help="with --cases: only cases marked fast")
+    parser.add_argument("--no-timing", action="store_true",
+                        help="with --cases: do not time one run of each case (no time_ratio)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/NAME-doctor)")
-    parser.add_argument("--max-trials", type=int, default=3, help="repair trials at most")
+    parser.add_argument("--max-trials", type=int, default=MAX_TRIALS,
+                        help="repair trials at most (the time budget may allow fewer)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             fast=args.fast,
             diagnose_only=args.diagnose_only,
             out=args.out,
+            timing=not args.no_timing,
         )
     if not args.config:
         raise UserError("doctor: CONFIG is missing; give a TOML config (or --cases DIR)")
@@ -96,6 +104,10 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _ep(n: Any) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
 def _print_before_after(result: DoctorResult) -> None:
     print(f"\n{'trial':<22} {'val_accuracy':>12} {'val_loss':>10}  findings")
     rows = [("(diagnostic)", result.diagnostic)] + [(t.repair, t) for t in result.trials]
@@ -103,25 +115,27 @@ def _print_before_after(result: DoctorResult) -> None:
         print(
             f"{name:<22} {_fmt(t.val_accuracy):>12} {_fmt(t.val_loss):>10}  {', '.join(t.findings) or '-'}"
         )
-    print(f"\nchosen: {result.chosen or 'none'} -> status {result.status}")
+    print(f"\nchosen: {result.chosen or 'none'} -> status {result.status} "
+          f"(judged against the yardstick at {_ep(result.judged_at_epochs)}, held to "
+          f"{result.full_epochs}; {_ep(result.epochs)} trained in all)")
     if result.after or result.yardstick:
         print(f"{'':<10} {'val_accuracy':>12} {'test_accuracy':>13} {'val_loss':>10}")
         print(
             f"{'before':<10} {_fmt(result.before.get('val_accuracy')):>12} "
             f"{_fmt(result.before.get('test_accuracy')):>13} {_fmt(result.before.get('val_loss')):>10}"
-            f"  ({result.before.get('epochs')} epochs)"
+            f"  ({_ep(result.before.get('epochs'))})"
         )
         print(
             f"{'after':<10} {_fmt(result.after.get('val_accuracy')):>12} "
             f"{_fmt(result.after.get('test_accuracy')):>13} {_fmt(result.after.get('val_loss')):>10}"
-            f"  ({result.after.get('epochs')} epochs)"
+            f"  ({_ep(result.after.get('epochs'))})"
         )
         y = result.yardstick
         if y:
             print(
                 f"{'yardstick':<10} {_fmt(y.get('val_accuracy')):>12} "
                 f"{_fmt(y.get('test_accuracy')):>13} {_fmt(y.get('val_loss')):>10}  "
-                f"({y.get('epochs')} epochs; "
+                f"({_ep(y.get('epochs'))}, a complete run of its own; "
                 "auto init, standardized inputs, logits head, Adam + 1cycle)"
             )
 
@@ -158,27 +172,44 @@ def _case_config(folder: Path, case: dict[str, Any]) -> Config:
     return config
 
 
-def case_outcome(case: dict[str, Any], result: DoctorResult, full_epochs: int) -> dict[str, Any]:
-    """One case's row: detected, status against the yardstick and the reference, cost.
+TIMING_RUNS = 3  # one run is timed this often and the median kept (the machine: ±30%)
+
+
+def one_run_seconds(config: Config, repeats: int = 1) -> float:
+    """Wall time of one run of ``config`` as ``trainwell train`` trains it (building the
+    data and the model, the default doctor probes; not the report), the time ratio's unit:
+    the median of ``repeats`` runs."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        build_run(config, callbacks=[DoctorCallback()]).fit()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[(len(times) - 1) // 2]
+
+
+def case_outcome(
+    case: dict[str, Any], result: DoctorResult, one_run: float | None = None
+) -> dict[str, Any]:
+    """One case's row: detected, primary, status against the yardstick and the reference, cost.
+
+    ``detected``: the expected kind is among the findings (a healthy case: no finding);
+    ``primary_right``: it is the primary one; ``consequences_missing``: kinds the case lists
+    as consequences that were not found.
 
     ``epochs_ratio`` counts every epoch the doctor trained (diagnostic, yardstick, trials,
     continuations) over the case's full budget; ``time_ratio`` is the doctor's wall time
-    over one full run of the broken config, estimated from the diagnostic run's time per
-    epoch (measured, not assumed: the diagnostic *is* the broken config's first epochs).
+    over ``one_run``, the measured wall time of one run of the broken config (the median of
+    :data:`TIMING_RUNS`, :func:`one_run_seconds`, timed just before the doctor call). ``judged_at_epochs`` is the budget at which the repaired run
+    was compared with the yardstick (see :mod:`.repair_loop`).
     """
     kinds = [f.kind for f in result.findings]
     healthy = case["expected"] == "healthy"
     detected = kinds == [] if healthy else case["expected"] in kinds
-    final = (
-        result.after.get("test_accuracy") if result.after else result.before.get("test_accuracy")
-    )
-    short = result.before.get("epochs") or 0
-    # Trials are short; the kept one continues to the full budget (see loop.repair), and so
-    # does the yardstick when the verdict needs it.
-    yard_epochs = int(result.yardstick.get("epochs") or 0)
-    epochs = short * (1 + len(result.trials)) + max(0, (result.after.get("epochs") or 0) - short)
-    epochs += 0 if result.yardstick.get("reused") else yard_epochs
-    final_loss = (result.after or result.before).get("test_loss")
+    primary = (kinds[0] if kinds else None) == (None if healthy else case["expected"])
+    missing = [k for k in case.get("consequences", []) if k not in kinds]
+    last = result.after or result.full_look or result.before
+    final = last.get("test_accuracy")
+    final_loss = last.get("test_loss")
     if final is None and isinstance(final_loss, float):  # regression: reference is a test loss
         ok_final = result.status == "repaired" and final_loss <= case["reference"] * (
             1 + WITHIN_LOSS
@@ -189,18 +220,23 @@ def case_outcome(case: dict[str, Any], result: DoctorResult, full_epochs: int) -
             and isinstance(final, float)
             and final >= case["reference"] - REFERENCE_TOLERANCE
         )
-    one_run = result.diagnostic.seconds / short * full_epochs if short else 0.0
+    full = result.full_epochs or 1
     return {
         "case": case["name"], "expected": case["expected"], "found": kinds, "detected": detected,
+        "primary": kinds[0] if kinds else None, "primary_right": primary,
+        "consequences_missing": missing,
         "chosen": result.chosen, "status": result.status,
+        "judged_at_epochs": result.judged_at_epochs,
         "accuracy_before": result.before.get("test_accuracy"), "accuracy_after": final,
         "yardstick": result.yardstick.get("test_accuracy"),
         "loss_before": result.before.get("test_loss"), "loss_after": final_loss,
         "yardstick_loss": result.yardstick.get("test_loss"),
-        "yardstick_epochs": yard_epochs or None,
+        "yardstick_epochs": result.yardstick.get("epochs"),
         "reference": case["reference"], "within_reference": bool(ok_final) if not healthy else None,
-        "epochs_ratio": round(epochs / full_epochs, 3),
-        "time_ratio": round(result.seconds / one_run, 2) if one_run > 0 else None,
+        "epochs": result.epochs, "full_epochs": result.full_epochs,
+        "epochs_ratio": round(result.epochs / full, 3),
+        "one_run_seconds": None if one_run is None else round(one_run, 2),
+        "time_ratio": round(result.seconds / one_run, 2) if one_run else None,
         "seconds": round(result.seconds, 2),
     }  # fmt: skip
 
@@ -212,6 +248,7 @@ def run_cases(
     fast: bool = False,
     diagnose_only: bool = False,
     out: str | None = None,
+    timing: bool = True,
 ) -> int:
     """Run the doctor over every case; print one row per case and the totals.
 
@@ -226,12 +263,12 @@ def run_cases(
     for case in cases:
         config = _case_config(folder, case)
         run_out = Path(out) / case["name"] if out else None
+        # One run of the broken config first, then the doctor on it: both under the same load.
+        one_run = one_run_seconds(config, TIMING_RUNS) if timing else None
         result = (
-            diagnose(config, out_dir=run_out)
-            if diagnose_only or case["expected"] == "healthy"
-            else repair(config, out_dir=run_out)
+            diagnose(config, out_dir=run_out) if diagnose_only else repair(config, out_dir=run_out)
         )
-        row = case_outcome(case, result, config.train.epochs)
+        row = case_outcome(case, result, one_run)
         rows.append(row)
         if as_json:
             print(json.dumps(row), flush=True)
@@ -240,7 +277,8 @@ def run_cases(
                 f"{row['case']:<24} {row['expected']:<20} {'ok' if row['detected'] else 'MISSED':<7}"
                 f" {str(row['chosen']):<20} {row['status']:<10} {_fmt(row['accuracy_before']):>7}"
                 f" -> {_fmt(row['accuracy_after']):>7} (yardstick {_fmt(row['yardstick']):>7}, "
-                f"ref {row['reference']:.3f}) {row['seconds']:>6.1f}s ×{row['time_ratio']}",
+                f"ref {row['reference']:.3f}) {row['seconds']:>6.1f}s ×{row['time_ratio']} "
+                f"({row['epochs']}/{row['full_epochs']} epochs)",
                 flush=True,
             )
     broken = [r for r in rows if r["expected"] != "healthy"]
@@ -253,7 +291,11 @@ def run_cases(
         "repaired_vs_yardstick": sum(1 for r in broken if r["status"] == "repaired"),
         "improved": sum(1 for r in broken if r["status"] == "improved"),
         "unresolved": sum(1 for r in broken if r["status"] == "unresolved"),
+        "primary_right": sum(r["primary_right"] for r in rows),
+        "time_ratio_median": _median([r["time_ratio"] for r in rows]),
         "time_ratio_max": max((r["time_ratio"] or 0.0 for r in rows), default=0.0),
+        "epochs_ratio_median": _median([r["epochs_ratio"] for r in rows]),
+        "epochs_ratio_max": max((r["epochs_ratio"] for r in rows), default=0.0),
         "healthy_flagged": sum(1 for r in rows if r["expected"] == "healthy" and not r["detected"]),
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -262,6 +304,13 @@ def run_cases(
         diagnose_only or not broken or repaired >= 0.9 * len(broken)
     )
     return 0 if ok else 1
+
+
+def _median(values: list[float | None]) -> float | None:
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    return round((v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2, 3)
 
 
 def report_add_arguments(parser: argparse.ArgumentParser) -> None:

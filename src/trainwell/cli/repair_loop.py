@@ -1,22 +1,39 @@
-"""The diagnose/repair loop over a config.
+"""The diagnose/repair loop over a config, within 1.5 runs of the config's own budget.
 
-1. Train a short diagnostic budget (``diagnostic_epochs``) with dense probes, and the
-   *yardstick* (the same architecture with a known-good recipe, :mod:`.yardstick`) to the
-   same budget; the findings see the yardstick's early accuracy ("failing to learn" is
-   judged against what the recipe reaches by then).
-2. For the findings in order, their ranked repairs that apply to the config become trial
-   patches; each trial trains the same short budget from the same seed.
-3. A trial counts only if its validation accuracy beats the diagnostic run's by at least
-   ``MIN_GAIN`` (same budget, same seed): the symptom going away is not enough. A trial
-   that clears the gain and either leaves no finding or matches the yardstick's short run
-   ends the search early.
-4. The best trial continues to the full budget; the yardstick continues too unless the
-   repaired run is already short of the yardstick's *short* run. The verdict
-   (:func:`.yardstick.judge`): *repaired* within 2 points of the yardstick (regression: val
-   loss within 10%), else *improved* or *unresolved*. Every run is built for the full budget
-   and stopped early, so the continued trial is epoch for epoch the run that ``trainwell
-   train repaired.toml`` gives. Cost: (2 + trials)·short + (full − short) epochs, plus
-   (full − short) when the yardstick must be continued.
+The budget (issue 9, "time ≤ 1.5× one run"): ``E`` is the config's ``train.epochs``; a doctor
+call trains at most ``BUDGET_RUNS · E`` epochs in all, the yardstick included, and plans
+``PLAN_RUNS · E`` so that building, evaluating and probing fit in the rest. Wall time can
+still pass 1.5 runs where the kept repair makes each epoch dearer (batch norm, Adam) or a
+whole run takes well under a second (measured per case by ``trainwell doctor --cases``).
+
+1. **Short look.** The broken config trains ``d`` = :func:`diagnostic_epochs` epochs
+   (``DIAG_SHARE`` of ``E``, at least 1) with dense probes; the *yardstick* (the same
+   architecture with a known-good recipe, :mod:`.yardstick`) trains a complete ``d``-epoch
+   run of its own (its 1cycle spans those ``d`` epochs). The rules see the yardstick's
+   accuracy ("failing to learn" is judged against what the recipe reaches in ``d`` epochs).
+2. **Full look.** Without a finding, the diagnostic run itself continues to ``E`` epochs
+   (probed more sparsely) and the rules look at the whole run's trend: overfitting that
+   appears late is seen, and only what early stopping at ``E`` would see is reported. Cost:
+   ``E + d`` epochs. A finding that appears only there is reported with its repairs, which
+   are not tried: the budget is spent (status *unresolved*).
+3. **Trials.** With a finding, the ranked repairs that apply become trial patches; each
+   trains ``d`` epochs from the same seed (built for ``E``, so a kept trial continues as
+   the very run ``trainwell train repaired.toml`` gives). A trial that goes non-finite stops
+   at the end of that epoch. Trials run while ``PLAN_RUNS · E`` leaves room for the winner's
+   continuation (while no trial has gained, up to ``BUDGET_RUNS · E``, so that a late winner
+   still gets it); a trial as good as the yardstick ends the search. Then, if budget remains
+   and no single repair matched the yardstick, the best pair (best single + the runner-up,
+   patches on different fields) is tried.
+4. **The kept repair** is the best trial that beats the diagnostic run by ``MIN_GAIN``
+   (same budget, same seed); it continues to ``E`` epochs (``after``). The yardstick is not
+   continued.
+
+**"Repaired"** (:func:`.yardstick.verdict`): at the same budget of ``d`` epochs the repaired run is
+within 2 points of the recipe trained for ``d`` epochs (regression: validation loss within
+10%), *and* the repaired run at ``E`` epochs holds that level (it does not end below the
+recipe's ``d``-epoch score by more than the same tolerance). ``judged_at_epochs`` in the
+result and the JSON says ``d``. Otherwise *improved* (≥ ``MIN_GAIN`` better than the
+diagnostic run at the same budget, and still so at ``E``) or *unresolved*.
 """
 
 from __future__ import annotations
@@ -30,26 +47,49 @@ from typing import Any
 
 from ..config import Config, apply_patch, to_toml
 from ..data.dataset import Dataset
-from ..doctor.callback import DoctorCallback
+from ..doctor.callback import DEFAULT_EVERY, DoctorCallback
 from ..doctor.causes import primary_and_consequences
 from ..doctor.findings import Finding, Health
 from ..doctor.repairs import REPAIRS
 from ..doctor.report import write_report
+from ..errors import UserError
 from ..train.checkpoint import atomic_write_text
 from .runner import build_data, build_run
-from .yardstick import MIN_GAIN, WITHIN_ACCURACY, judge, needs_full_yardstick, yardstick_config
+from .yardstick import MIN_GAIN, WITHIN_ACCURACY, judge, verdict, yardstick_config
 
-__all__ = ["MIN_GAIN", "DoctorResult", "Trial", "diagnose", "diagnostic_epochs", "repair"]
+__all__ = [
+    "BUDGET_RUNS",
+    "MIN_GAIN",
+    "DoctorResult",
+    "Trial",
+    "candidate_patches",
+    "diagnose",
+    "diagnostic_epochs",
+    "repair",
+]
 
-DIAG_SHARE = 0.25  # share of the full budget the diagnostic and each trial train
-DIAG_MIN_EPOCHS = 3  # …but at least this many epochs (overfitting needs a trend)
-DIAG_PROBES = 40  # probe steps wanted in a diagnostic run (sets the probe period)
-MAX_TRIALS = 3
+BUDGET_RUNS = 1.5  # a doctor call's work ≤ this many runs of the config (issue 9, item 8)
+PLAN_RUNS = 1.35  # epochs planned; the other 0.15 run covers building, evaluating, probing
+DIAG_SHARE = 0.1  # share of the full budget the diagnostic, the yardstick and each trial train
+DIAG_MIN_EPOCHS = 1  # …but at least one epoch
+# A probe step runs the 256-sample probe batch with hooks and activation histograms: ~11 ms
+# for the 8×64 digits MLP, whose whole 10-epoch run takes ~0.3 s (cProfile, relu_sgd_lr1: 22
+# probes were 0.25 s of a 1.7 s doctor call). So only the short look is probed densely; trials
+# and the yardstick are probed at step 0 only (their metrics decide, their findings are
+# shown), and a continued run is probed like ``trainwell train`` (every DEFAULT_EVERY steps).
+# The rules read medians and give the same primary finding probed every 5, 50 or 200 steps
+# (tests/test_doctor_stability.py).
+DIAG_PROBES = 5  # probe steps wanted in the short look (sets its probe period)
+MAX_TRIALS = 4  # repair trials at most (singles and the pair), budget permitting
 
 
 @dataclass
 class Trial:
-    """One short training run: the diagnostic (``repair=None``) or a repair's trial."""
+    """One short training run: the diagnostic (``repair=None``) or a repair's trial.
+
+    ``epochs`` is what it trained (fewer than the short budget when it was stopped
+    non-finite); ``aborted`` says it was.
+    """
 
     repair: str | None
     patch: dict[str, Any]
@@ -57,6 +97,8 @@ class Trial:
     val_loss: float | None
     findings: list[str]
     seconds: float
+    epochs: int = 0
+    aborted: bool = False
 
 
 @dataclass
@@ -64,20 +106,25 @@ class DoctorResult:
     """What :func:`repair` (or :func:`diagnose`) found and did.
 
     Attributes:
-        findings: findings of the diagnostic run.
-        diagnostic: the diagnostic :class:`Trial`.
-        trials: the repair trials, in the order run.
-        chosen: name of the kept repair, or None.
+        findings: findings of the diagnostic run (over the whole run after a full look).
+        diagnostic: the diagnostic :class:`Trial` (its short budget).
+        trials: the repair trials, in the order run (a pair's ``repair`` is ``"a+b"``).
+        chosen: name of the kept repair (``"a+b"`` for a pair), or None.
         patch: its config patch ({} when none).
         repaired_config: the config to rerun (the original when nothing was kept).
-        before, after: ``{"val_accuracy", "test_accuracy", ...}`` of the diagnostic run
-            and of the final full-budget run (``after`` empty without a final run).
+        before: ``{"val_accuracy", "test_accuracy", ..., "epochs"}`` of the diagnostic run
+            at the short budget (the budget the verdict compares at).
+        after: the same of the kept repair continued to the full budget (empty without).
+        full_look: the diagnostic run's metrics at the full budget when it continued there
+            (no finding at the short budget), else empty.
         yardstick: the same metrics of the known-good recipe on the same architecture
-            (:mod:`.yardstick`) at the last budget it trained (``epochs`` says which);
-            empty where the architecture does not allow the recipe.
-        status: ``"healthy"``, ``"repaired"`` (within 2 points of the yardstick),
-            ``"improved"`` (≥ ``MIN_GAIN`` better than before, short of the yardstick) or
-            ``"unresolved"``.
+            trained for ``judged_at_epochs`` epochs (:mod:`.yardstick`); empty where the
+            architecture does not allow the recipe.
+        judged_at_epochs: the budget at which trial and yardstick were compared.
+        status: ``"healthy"``, ``"repaired"``, ``"improved"`` or ``"unresolved"`` (see the
+            module docstring for the rule).
+        epochs: every epoch the call trained (diagnostic, yardstick, trials, continuation).
+        full_epochs: the config's own budget (``train.epochs``).
         seconds: total wall time.
     """
 
@@ -89,8 +136,12 @@ class DoctorResult:
     repaired_config: Any = None
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
+    full_look: dict[str, Any] = field(default_factory=dict)
     yardstick: dict[str, Any] = field(default_factory=dict)
+    judged_at_epochs: int = 0
     status: str = "healthy"
+    epochs: int = 0
+    full_epochs: int = 0
     seconds: float = 0.0
 
     @property
@@ -107,19 +158,29 @@ class DoctorResult:
             **primary_and_consequences(self.findings),  # primary first, then what it explains
             "chosen": self.chosen,
             "patch": self.patch,
+            "judged_at_epochs": self.judged_at_epochs,
             "before": self.before,
             "after": self.after,
+            "full_look": self.full_look,
             "yardstick": self.yardstick,
             "diagnostic": asdict(self.diagnostic),
             "trials": [asdict(t) for t in self.trials],
+            "epochs": self.epochs,
+            "full_epochs": self.full_epochs,
             "seconds": round(self.seconds, 3),
         }
 
 
 def diagnostic_epochs(config: Config) -> int:
-    """Epochs of the diagnostic and trial runs: max(3, ⌈0.25·epochs⌉), at most epochs."""
+    """Epochs of the diagnostic, yardstick and trial runs: ``max(1, round(0.1·E))`` ≤ ``E``.
+
+    10% of the run keeps ``E + d·(2 + trials)`` within :data:`PLAN_RUNS` ``· E`` for a few
+    trials; a single epoch of a 10-epoch run shows what the rules need at the start (non-finite
+    values, dead or saturated units, gradient ratios, a bad head), and a run that looks
+    healthy there is looked at again over its whole length.
+    """
     e = config.train.epochs
-    return min(e, max(DIAG_MIN_EPOCHS, math.ceil(DIAG_SHARE * e)))
+    return min(e, max(DIAG_MIN_EPOCHS, round(DIAG_SHARE * e)))
 
 
 @dataclass
@@ -130,6 +191,7 @@ class _Session:
     built: Any
     callback: DoctorCallback
     seconds: float = 0.0
+    epochs: int = 0
 
     def train_to(self, epochs: int) -> dict[str, Any]:
         """Train until ``epochs`` epochs are done (continuing); return the metrics."""
@@ -138,10 +200,11 @@ class _Session:
         # The trainer keeps the run's full length, so a schedule built for the full budget
         # (1cycle, cosine, …) stays valid and continuing later equals one uninterrupted run.
         history = self.built.fit(until=epochs)
-        self.seconds += time.perf_counter() - t0
-        last = history[-1] if history else {}
+        self.epochs = len(history)
         split = self.built.data.test
         test = trainer.evaluate(split) if split is not None else {}
+        self.seconds += time.perf_counter() - t0
+        last = history[-1] if history else {}
         return {
             "val_accuracy": last.get("val_accuracy"),
             "val_loss": last.get("val_loss"),
@@ -150,25 +213,65 @@ class _Session:
             "epochs": len(history),
         }
 
+    def trial_to(self, epochs: int) -> tuple[dict[str, Any], bool]:
+        """Like :meth:`train_to`, epoch by epoch, stopping once the loss is non-finite.
 
-def _session(config: Config) -> _Session:
-    """Build ``config`` for its *full* budget (schedules see the full length), not yet trained.
+        Returns:
+            The metrics and whether the trial was stopped early (a diverged run does not
+            come back within a short budget, and its epochs are better spent elsewhere).
+        """
+        for e in range(self.epochs + 1, epochs + 1):
+            metrics = self.train_to(e)
+            last = self.built.trainer.history[-1] if self.built.trainer.history else {}
+            if e < epochs and not all(
+                isinstance(last.get(k), int | float) and math.isfinite(last[k])
+                for k in ("train_loss", "val_loss")
+                if k in last
+            ):
+                return metrics, True
+        return self.train_to(epochs), False
 
-    Training it to the short budget and later continuing gives, epoch for epoch, the same
-    run as ``trainwell train`` on the config (each epoch's shuffling is seeded by the seed
-    and the epoch), so the reported "after" is what rerunning repaired.toml gives.
-    """
+    def reprobe(self) -> None:
+        """Probe the rest of the run as ``trainwell train`` does (every DEFAULT_EVERY steps)."""
+        self.callback.every = max(self.callback.every, DEFAULT_EVERY)
 
-    data = build_data(config)
-    steps = diagnostic_epochs(config) * -(-len(data.train) // config.train.batch_size)
-    target_range = None
-    if isinstance(data, Dataset) and data.task == "regression" and data.train.y.numel():
-        y = data.train.y
-        target_range = (float(y.min()), float(y.max()))
-    cb = DoctorCallback(every=max(1, steps // DIAG_PROBES),
-                        num_classes=getattr(data, "num_classes", None),  # None: user's torch data
-                        target_range=target_range)
-    return _Session(config, build_run(config, callbacks=[cb], data=data), cb)
+
+class _Builder:
+    """Builds sessions, sharing the loaded data between configs whose data agree."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+
+    def session(self, config: Config, probe_epochs: int, probes: int = DIAG_PROBES) -> _Session:
+        """``config`` built for its *full* budget (schedules see the full length), untrained.
+
+        Training it to the short budget and later continuing gives, epoch for epoch, the
+        same run as ``trainwell train`` on the config (each epoch's shuffling is seeded by
+        the seed and the epoch), so the reported "after" is what rerunning repaired.toml
+        gives. ``probe_epochs`` and ``probes`` set the probe period: ``probes`` probe steps
+        in ``probe_epochs`` epochs (0: step 0 only).
+        """
+        data = self._load(config)
+        steps = probe_epochs * -(-len(data.train) // config.train.batch_size)
+        # probes=0 (the yardstick): a probe period past the run's end, step 0 only.
+        every = max(1, steps // probes) if probes else 10 * steps * config.train.epochs + 1
+        target_range = None
+        if isinstance(data, Dataset) and data.task == "regression" and data.train.y.numel():
+            y = data.train.y
+            target_range = (float(y.min()), float(y.max()))
+        cb = DoctorCallback(every=every,
+                            num_classes=getattr(data, "num_classes", None),  # None: torch data
+                            target_range=target_range)
+        return _Session(config, build_run(config, callbacks=[cb], data=data), cb)
+
+    def _load(self, config: Config) -> Any:
+        if config.data.target is not None:  # the user's own loader: build it each time
+            return build_data(config)
+        key = json.dumps([config.data.model_dump(mode="json"), config.seed, str(config.root)],
+                         sort_keys=True, default=str)
+        if key not in self._data:
+            self._data[key] = build_data(config)
+        return self._data[key]
 
 
 def _score(m: dict[str, Any]) -> float:
@@ -180,7 +283,8 @@ def _score(m: dict[str, Any]) -> float:
 
 
 def diagnose(
-    config: Config, *, out_dir: str | Path | None = None, yardstick: bool = True
+    config: Config, *, out_dir: str | Path | None = None, yardstick: bool = True,
+    full_look: bool = True,
 ) -> DoctorResult:
     """Train the diagnostic budget of ``config`` and return its findings (no repair).
 
@@ -188,57 +292,75 @@ def diagnose(
         config: a :class:`~trainwell.config.Config`.
         out_dir: folder for the diagnostic run (health.jsonl, report.html); None keeps
             nothing on disk.
-        yardstick: also train the yardstick to the same budget; its accuracy there is the
-            bar for "failing to learn" (without it the rules use a fixed bar).
+        yardstick: also train the yardstick for the same short budget; its accuracy there
+            is the bar for "failing to learn" (without it the rules use a fixed bar).
+        full_look: continue a run without a finding at the short budget to the full budget
+            and diagnose the whole run (the module docstring, step 2).
 
     Returns:
-        A :class:`DoctorResult` with ``findings``, ``diagnostic``, ``before`` and
-        ``yardstick`` (short budget) set and ``status`` "healthy" or "unresolved".
+        A :class:`DoctorResult` with ``findings``, ``diagnostic``, ``before``,
+        ``full_look`` and ``yardstick`` set and ``status`` "healthy" or "unresolved".
     """
-    return _diagnose(config, out_dir, yardstick)[0]
+    t0 = time.perf_counter()
+    result, _, _ = _diagnose(config, out_dir, yardstick, full_look, _Builder())
+    result.seconds = time.perf_counter() - t0
+    return result
 
 
 def _diagnose(
-    config: Config, out_dir: str | Path | None, with_yardstick: bool
-) -> tuple[DoctorResult, _Session | None]:
-    t0 = time.perf_counter()
+    config: Config, out_dir: str | Path | None, with_yardstick: bool, full_look: bool,
+    builder: _Builder,
+) -> tuple[DoctorResult, _Session, int]:
+    """The short look (and the full look when it finds nothing); returns the result, the
+    diagnostic session and the epochs trained so far."""
     short = diagnostic_epochs(config)
-    session = _session(config)
+    session = builder.session(config, short)
     metrics = session.train_to(short)
-    yard_session, yard = None, {}
+    yard: dict[str, Any] = {}
+    spent = short
     ycfg = yardstick_config(config) if with_yardstick else None
     if ycfg is not None and ycfg == config:
         # The config already is the recipe: its own run is the yardstick (no extra epochs).
         yard = {**metrics, "reused": True}
     elif ycfg is not None:
-        yard_session = _session(ycfg)
-        yard = yard_session.train_to(short)
+        try:  # the recipe with a schedule of its own over the short budget
+            ycfg = apply_patch(ycfg, {"train.epochs": short})
+        except (UserError, ValueError):
+            ycfg = None
+        if ycfg is not None:
+            yard_session = builder.session(ycfg, short, 0)
+            yard = yard_session.train_to(short)
+            spent += yard_session.epochs
     _tell_yardstick(session, yard)
     findings = session.callback.findings()
-    diag = Trial(
-        None,
-        {},
-        metrics["val_accuracy"],
-        metrics["val_loss"],
-        [f.kind for f in findings],
-        session.seconds,
-    )
+    diag = Trial(None, {}, metrics["val_accuracy"], metrics["val_loss"],
+                 [f.kind for f in findings], session.seconds, session.epochs)
+    whole: dict[str, Any] = {}
+    if not findings and full_look and short < config.train.epochs:
+        session.reprobe()
+        whole = session.train_to(config.train.epochs)
+        spent += whole["epochs"] - short
+        _tell_yardstick(session, yard)
+        findings = session.callback.findings()
     if out_dir is not None:
         _save_run(Path(out_dir) / "diagnostic", session, findings)
     result = DoctorResult(
         findings,
         diag,
         before=metrics,
+        full_look=whole,
         yardstick=yard,
+        judged_at_epochs=short,
         repaired_config=config,
         status="unresolved" if findings else "healthy",
-        seconds=time.perf_counter() - t0,
+        epochs=spent,
+        full_epochs=config.train.epochs,
     )
-    return result, yard_session
+    return result, session, spent
 
 
 def _tell_yardstick(session: _Session, yard: dict[str, Any]) -> None:
-    """Give the rules the yardstick's accuracy at the same budget (see Signals)."""
+    """Give the rules the yardstick's accuracy at the short budget (see Signals)."""
     acc = yard.get("val_accuracy")
     if isinstance(acc, int | float) and math.isfinite(acc):
         session.callback.health.context["yardstick_accuracy"] = float(acc)
@@ -266,62 +388,110 @@ def candidate_patches(config: Config, findings: list[Finding]) -> list[tuple[str
     return out
 
 
+def _pair(
+    config: Config, trials: list[tuple[Trial, dict[str, Any]]]
+) -> tuple[str, dict[str, Any]] | None:
+    """The best single trial's patch joined with the runner-up's (patches on different
+    fields, the joined config valid), or None."""
+    ranked = sorted(trials, key=lambda tm: -_score(tm[1]))
+    if len(ranked) < 2 or ranked[0][0].repair is None:
+        return None
+    first = ranked[0][0]
+    for other, _ in ranked[1:]:
+        if other.repair is None or set(other.patch) & set(first.patch):
+            continue
+        patch = {**first.patch, **other.patch}
+        try:
+            apply_patch(config, patch)
+        except (UserError, ValueError):
+            continue
+        return f"{first.repair}+{other.repair}", patch
+    return None
+
+
 def repair(
     config: Config, *, out_dir: str | Path | None = None, max_trials: int = MAX_TRIALS,
     finish: bool = True,
 ) -> DoctorResult:
     """Diagnose ``config``, try ranked repairs on short budgets, keep the best, finish it.
 
+    The whole call trains at most :data:`BUDGET_RUNS` runs' worth of ``config``'s epochs,
+    planning :data:`PLAN_RUNS` (the module docstring gives the plan and the rule for
+    "repaired"); ``epochs`` in the result counts them.
+
     Args:
         config: a :class:`~trainwell.config.Config`.
         out_dir: where ``diagnostic/``, ``final/``, ``repaired.toml``, ``doctor.json`` and
             ``report.html`` go; None writes nothing.
-        max_trials: most repair trials to run.
-        finish: train the kept config for the full budget (``after``).
+        max_trials: most repair trials to run (the budget may allow fewer).
+        finish: continue the kept trial to the full budget (``after``).
 
     Returns:
-        A :class:`DoctorResult`; ``status`` is "repaired" only if the final run ends
-        within 2 points of the yardstick (:func:`.yardstick.judge`), "improved" if it
-        gained at least :data:`MIN_GAIN` but not that, "unresolved" otherwise (with
-        ``finish`` False: the short trial judged against the yardstick's short run).
+        A :class:`DoctorResult`; ``status`` is "repaired" only by :func:`.yardstick.verdict`
+        (within 2 points of the yardstick at the short budget, held at the full budget),
+        "improved" if it gained at least :data:`MIN_GAIN` but not that, "unresolved"
+        otherwise (with ``finish`` False: the short trial's verdict alone).
     """
 
     t0 = time.perf_counter()
-    result, yard_session = _diagnose(config, out_dir, True)
-    if not result.findings:
-        result.seconds = time.perf_counter() - t0
-        _write(result, out_dir, config)
-        return result
-    short_epochs = diagnostic_epochs(config)
-    best_score = _score(result.before) + MIN_GAIN
-    yard_short = dict(result.yardstick)
-    matched = _score(yard_short) - WITHIN_ACCURACY  # a trial this good equals the recipe
+    builder = _Builder()
+    result, _, spent = _diagnose(config, out_dir, True, True, builder)
+    full = config.train.epochs
+    short = diagnostic_epochs(config)
+    allowed = PLAN_RUNS * full
+    reserve = (full - short) if finish else 0  # the winner's continuation
+
+    def room() -> bool:
+        # While no repair has gained, trials may use the margin up to BUDGET_RUNS: a late
+        # winner still gets its continuation, and the call stays within BUDGET_RUNS·E epochs.
+        limit = allowed if best is not None else BUDGET_RUNS * full
+        return spent + short + reserve <= limit + 1e-9
+
     best: tuple[str, dict, Any, _Session, dict] | None = None
-    for name, patch in candidate_patches(config, result.findings)[:max_trials]:
-        patched = apply_patch(config, patch)
-        session = _session(patched)
-        metrics = session.train_to(short_epochs)
-        _tell_yardstick(session, yard_short)
-        kinds = [f.kind for f in session.callback.findings()]
-        result.trials.append(
-            Trial(name, patch, metrics["val_accuracy"], metrics["val_loss"], kinds, session.seconds)
-        )
-        if _score(metrics) >= best_score:
-            best_score, best = _score(metrics), (name, patch, patched, session, metrics)
-            if not kinds or best_score >= matched:
-                break  # symptom gone, or as good as the recipe, *and* accuracy gained
-    if best is not None:
-        result.chosen, result.patch, result.repaired_config, session, trial = best
-        # Without a full run the verdict is the short trial's against the short yardstick.
-        result.status = judge(result.before, trial, yard_short or None)
-        if finish:
-            # Continue the kept trial to the full budget (same run as rerunning repaired.toml).
-            result.after = session.train_to(config.train.epochs)
-            if yard_session is not None and needs_full_yardstick(result.after, yard_short):
-                result.yardstick = yard_session.train_to(config.train.epochs)
-            result.status = judge(result.before, result.after, result.yardstick or None)
-            if out_dir is not None:
-                _save_run(Path(out_dir) / "final", session, session.callback.findings())
+    if result.findings and not result.full_look:
+        best_score = _score(result.before) + MIN_GAIN
+        yard = dict(result.yardstick)
+        matched = _score(yard) - WITHIN_ACCURACY  # a trial this good equals the recipe
+        done: list[tuple[Trial, dict[str, Any]]] = []
+        queue = candidate_patches(config, result.findings)
+        paired = False
+        while len(result.trials) < max_trials and room():
+            if queue:
+                name, patch = queue.pop(0)
+            elif not paired:  # no single matched the recipe (a match ends the loop)
+                paired = True
+                pair = _pair(config, done)
+                if pair is None:
+                    break
+                name, patch = pair
+            else:
+                break
+            patched = apply_patch(config, patch)
+            session = builder.session(patched, short, 0)
+            metrics, aborted = session.trial_to(short)
+            spent += session.epochs
+            _tell_yardstick(session, yard)
+            kinds = [f.kind for f in session.callback.findings()]
+            trial = Trial(name, patch, metrics["val_accuracy"], metrics["val_loss"], kinds,
+                          session.seconds, session.epochs, aborted)
+            result.trials.append(trial)
+            done.append((trial, metrics))
+            if not aborted and _score(metrics) >= best_score:
+                best_score, best = _score(metrics), (name, patch, patched, session, metrics)
+                if best_score >= matched:
+                    break  # as good as the recipe at the same budget, and accuracy gained
+        if best is not None:
+            result.chosen, result.patch, result.repaired_config, session, trial_m = best
+            result.status = judge(result.before, trial_m, yard or None)
+            if finish:
+                # Continue the kept trial to the full budget (= rerunning repaired.toml).
+                session.reprobe()
+                result.after = session.train_to(full)
+                spent += full - short
+                result.status = verdict(result.before, trial_m, result.after, yard or None)
+                if out_dir is not None:
+                    _save_run(Path(out_dir) / "final", session, session.callback.findings())
+    result.epochs = spent
     result.seconds = time.perf_counter() - t0
     if out_dir is not None and result.repaired_config is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ __all__ = [
     "WITHIN_LOSS",
     "YARDSTICK_LR",
     "judge",
-    "needs_full_yardstick",
+    "verdict",
     "yardstick_config",
     "yardstick_patch",
 ]
@@ -61,6 +61,7 @@ def yardstick_patch(config: Any) -> dict[str, Any]:
         "optim.beta": None,
         "schedule.name": "one_cycle",
         "schedule.params": {},
+        "schedule.unit": "step",
     }
 
 
@@ -118,17 +119,30 @@ def judge(
     return "repaired" if gained else "unresolved"
 
 
-def needs_full_yardstick(after: dict[str, Any], yardstick_short: dict[str, Any]) -> bool:
-    """Whether the yardstick must be continued to the full budget to judge ``after``.
+def verdict(
+    before: dict[str, Any],
+    trial: dict[str, Any],
+    after: dict[str, Any],
+    yardstick: dict[str, Any] | None,
+) -> str:
+    """The doctor's verdict on a kept repair, judged at the short budget and held at the full.
 
-    Not when the repaired run already ends below what the yardstick reached at the short
-    budget by more than the tolerance: the recipe (Adam, 1cycle) does not get worse with
-    more epochs, so *repaired* is out of reach either way and the verdict is the same.
+    *repaired* when the repaired run at the short budget is within tolerance of the
+    yardstick trained for that budget (:func:`judge` of ``trial``) **and** the repaired run
+    continued to the full budget still is (:func:`judge` of ``after`` against the same
+    yardstick: it did not fall back, e.g. diverge or overfit, later). A repair that is
+    within tolerance early but falls back, or one that gained at the short budget without
+    reaching the yardstick, is *improved* only if ``after`` still beats ``before`` by
+    :data:`MIN_GAIN` (accuracy; regression: loss 10% lower), else *unresolved*.
+
+    Args:
+        before: metrics of the diagnostic run at the short budget.
+        trial: metrics of the repaired run at the same short budget.
+        after: metrics of the repaired run continued to the full budget.
+        yardstick: metrics of the recipe trained for the short budget, or None.
     """
-    acc, ref = _num(after, "val_accuracy"), _num(yardstick_short, "val_accuracy")
-    if acc is not None and ref is not None:
-        return acc >= ref - WITHIN_ACCURACY
-    loss, ref_loss = _num(after, "val_loss"), _num(yardstick_short, "val_loss")
-    if loss is not None and ref_loss is not None:
-        return loss <= (1 + WITHIN_LOSS) * ref_loss
-    return ref is not None or ref_loss is not None
+    short = judge(before, trial, yardstick)
+    if short == "repaired" and judge(before, after, yardstick) == "repaired":
+        return "repaired"
+    held = judge(before, after, None) == "repaired"  # still MIN_GAIN above the broken run
+    return "improved" if short in ("repaired", "improved") and held else "unresolved"

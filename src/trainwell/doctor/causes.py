@@ -19,6 +19,8 @@ from .signals import finite
 
 __all__ = [
     "EXPLAINS",
+    "EXPLAINS_AT_INIT",
+    "arrows",
     "confidence",
     "format_findings",
     "primary_and_consequences",
@@ -49,6 +51,34 @@ EXPLAINS: dict[str, tuple[str, ...]] = {
 }
 """Cause kind → the kinds it explains when both are found in one run (a DAG)."""
 
+EXPLAINS_AT_INIT: tuple[str, ...] = (
+    "non_finite",
+    "lr_too_high",
+    "dying_relu",
+    "saturation",
+    "vanishing_gradients",
+)
+"""What gradients that explode at step 0 (``evidence["at_initialization"]``) explain. No
+update has happened at step 0, so the learning rate is not in them: the initialization is the
+cause (e.g. N(0, 1) weights: a 20-layer tanh net's first-layer gradient is 3.4e6× the head's,
+an 8-layer ReLU net starts at a loss of 6.4e6), and the huge steps, overflows and dead units
+that follow are its consequences. Then ``lr_too_high`` no longer explains them."""
+
+
+def arrows(findings: list[Finding]) -> dict[str, tuple[str, ...]]:
+    """:data:`EXPLAINS` for this run: with gradients exploding at step 0, the exploding
+    gradients explain :data:`EXPLAINS_AT_INIT` (the too-high-LR symptoms among them) instead
+    of being explained by a too-high learning rate; units saturated at step 0 are not
+    explained by the learning rate either (no update has happened). Still a DAG."""
+    out = dict(EXPLAINS)
+    at_init = {f.kind for f in findings if f.evidence.get("at_initialization") is True}
+    if "exploding_gradients" in at_init:
+        out["lr_too_high"] = tuple(k for k in out["lr_too_high"] if k != "exploding_gradients")
+        out["exploding_gradients"] = EXPLAINS_AT_INIT
+    if "saturation" in at_init:
+        out["lr_too_high"] = tuple(k for k in out["lr_too_high"] if k != "saturation")
+    return out
+
 
 def confidence(value: float | None, threshold: float, *, above: bool = True) -> float:
     """0.5 at the threshold rising to 1 one decade beyond it (log scale), 1 without a value.
@@ -71,8 +101,10 @@ def share_confidence(share: float, threshold: float) -> float:
     return round(0.5 + 0.5 * min(1.0, max(0.0, (share - threshold) / (1.0 - threshold))), 3)
 
 
-def _explainers(kind: str, present: set[str]) -> list[str]:
-    return [c for c in KINDS if c in present and kind in EXPLAINS.get(c, ())]
+def _explainers(
+    kind: str, present: set[str], table: dict[str, tuple[str, ...]]
+) -> list[str]:
+    return [c for c in KINDS if c in present and kind in table.get(c, ())]
 
 
 def rank(findings: list[Finding]) -> list[Finding]:
@@ -81,7 +113,8 @@ def rank(findings: list[Finding]) -> list[Finding]:
     Roots (findings no other present finding explains) are ranked by confidence, then by
     the order of :data:`~trainwell.doctor.findings.KINDS`; each root is followed by the
     findings it explains (depth first). A consequence gets ``explained_by`` set to its
-    first explaining cause.
+    first explaining cause. The arrows are :func:`arrows` of the findings (:data:`EXPLAINS`,
+    turned where gradients explode at initialization).
 
     Args:
         findings: findings of one run, in any order.
@@ -91,7 +124,10 @@ def rank(findings: list[Finding]) -> list[Finding]:
     """
     by_kind = {f.kind: f for f in findings}
     present = set(by_kind)
-    cause: dict[str, str | None] = {k: next(iter(_explainers(k, present)), None) for k in present}
+    table = arrows(findings)
+    cause: dict[str, str | None] = {
+        k: next(iter(_explainers(k, present, table)), None) for k in present
+    }
     roots = sorted(
         (k for k in present if cause[k] is None),
         key=lambda k: (-by_kind[k].confidence, KINDS.index(k)),

@@ -147,9 +147,10 @@ def exploding_gradients(s: Signals) -> Check | None:
     by_norm = finite(s.global_grad) and s.global_grad > EXPLODING_ABS  # type: ignore[operator]
     if not (s.failing and (by_ratio or by_norm)):
         return None
-    ev = {
+    ev: dict[str, Any] = {
         "max_grad_ratio_first_to_head": _g(s.max_grad_ratio),
         "global_grad_norm_median": _g(s.global_grad),
+        "at_initialization": s.exploding_at_init,
     }
     why = []
     if by_ratio:
@@ -160,6 +161,18 @@ def exploding_gradients(s: Signals) -> Check | None:
         f"{' and '.join(why)}: gradients grow layer by layer towards the input, so the "
         "early layers take huge steps"
     )
+    if s.exploding_at_init:
+        ev["init_grad_norm"] = _g(s.init_grad)
+        ev["init_grad_ratio_first_to_head"] = _g(s.init_grad_ratio)
+        at0 = []
+        if finite(s.init_grad) and s.init_grad > EXPLODING_ABS:  # type: ignore[operator]
+            at0.append(f"a gradient norm of {s.init_grad:.3g}")
+        if finite(s.init_grad_ratio) and s.init_grad_ratio > EXPLODING_RATIO:  # type: ignore[operator]
+            at0.append(f"a first/head ratio of {s.init_grad_ratio:.3g}")
+        text += (
+            f"; already at step 0, before any update ({' and '.join(at0)}): the "
+            "initialization, not the learning rate, makes them explode"
+        )
     conf = max(
         confidence(s.max_grad_ratio, EXPLODING_RATIO) if by_ratio else 0.5,
         confidence(s.global_grad, EXPLODING_ABS) if by_norm else 0.5,
@@ -211,7 +224,17 @@ def saturation(s: Signals) -> Check | None:
         "(|z| ≥ 5), where the derivative is ~0, so almost no gradient passes"
     )
     conf = share_confidence(sat[worst], SATURATED_SHARE)  # type: ignore[arg-type]
-    return bad, {"saturated_share": {n: _g(sat[n]) for n in bad}}, text, conf
+    at_init = finite(s.init_saturated) and s.init_saturated >= SATURATED_SHARE  # type: ignore[operator]
+    if at_init:
+        text += (
+            f"; {s.init_saturated:.0%} already at step 0, before any update: the initialization "
+            "(or the inputs), not the learning rate, saturates them"
+        )
+    ev: dict[str, Any] = {"saturated_share": {n: _g(sat[n]) for n in bad},
+                          "at_initialization": at_init}
+    if at_init:
+        ev["init_saturated_share"] = _g(s.init_saturated)
+    return bad, ev, text, conf
 
 
 def vanishing_gradients(s: Signals) -> Check | None:
@@ -315,7 +338,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "exploding_gradients",
         4,
-        ("clip_gradients", "reinit_by_activation", "add_batch_norm", "lr_down"),
+        # re-initializing first: where the init is already by activation it is not offered
+        ("reinit_by_activation", "clip_gradients", "add_batch_norm", "lr_down"),
         exploding_gradients,
     ),
     Rule(

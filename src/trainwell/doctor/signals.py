@@ -15,12 +15,17 @@ from typing import Any
 
 from .findings import Health
 from .thresholds import (
+    EXPLODING_ABS,
+    EXPLODING_RATIO,
     FAIL_GAP_SHARE,
     FAIL_LOSS_SHARE,
     FAIL_YARDSTICK_SHARE,
     LOSS_WINDOWS,
     LR_LOW_UPDATE,
     LR_PEAK_UPDATE,
+    OVERFIT_ACC_DROP,
+    OVERFIT_BIG_RISE,
+    OVERFIT_GAP,
     OVERFIT_PATIENCE,
     OVERFIT_RISE,
     SYMMETRY_SPREAD,
@@ -103,11 +108,22 @@ class Signals:
     global_grad: float | None = None  # median global gradient norm
     peak_update: float | None = None  # largest ‖ΔW‖/‖W‖ of any layer at any probe step
     input_scale: float = 0.0  # max(std, mean |x|) of the first layer's input at step 0
+    init_grad: float | None = None  # global gradient norm at step 0 (before any update)
+    init_grad_ratio: float | None = None  # first/head gradient-norm ratio at step 0
+    init_saturated: float | None = None  # largest saturated share of any layer at step 0
     epochs: tuple[dict[str, Any], ...] = ()
     yardstick_acc: float | None = None
     target_range: tuple[float, float] | None = None
 
     # ---- derived facts several rules share --------------------------------------------
+    @property
+    def exploding_at_init(self) -> bool:
+        """Gradients explode at step 0 already, before any update: the initialization (or
+        the inputs), not the learning rate, makes them explode."""
+        return (finite(self.init_grad) and self.init_grad > EXPLODING_ABS) or (  # type: ignore[operator]
+            finite(self.init_grad_ratio) and self.init_grad_ratio > EXPLODING_RATIO  # type: ignore[operator]
+        )
+
     @property
     def head(self) -> LayerSignals:
         """The output layer's signals (empty when the model has no weighted layer)."""
@@ -314,11 +330,23 @@ def signals(health: Health) -> Signals:
         global_grad=_median([p.get("grad_norm") for p in health.probes]),
         peak_update=max(updates) if updates else None,
         input_scale=max(inp.get("std", 0.0) or 0.0, inp.get("abs_mean", 0.0) or 0.0),
+        init_grad=_at_init(first_probe, first_probe.get("grad_norm")),
+        init_grad_ratio=_at_init(first_probe, next(iter(_ratios(
+            Health(layers=health.layers, probes=health.probes[:1]))), None)),
+        init_saturated=_at_init(first_probe, max(
+            (v.get("saturated_share") for v in first_probe.get("layers", {}).values()
+             if finite(v.get("saturated_share"))), default=None)),
         epochs=tuple(health.epochs),
         yardstick_acc=yard,
         target_range=target_range,
         **lo,
     )
+
+
+def _at_init(probe: dict[str, Any], value: Any) -> float | None:
+    """``value`` when ``probe`` is the probe of step 0 (the initialization: no update has
+    happened, so no learning rate is in it) and finite, else None."""
+    return float(value) if probe.get("step") == 0 and finite(value) else None
 
 
 def _behind(acc: Any, chance: float, top: float, share: float) -> bool:
@@ -353,7 +381,9 @@ def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
 
     Early stopping with patience P stops P epochs after the best validation loss; this asks
     for exactly what it would see within the same epochs (so a repair by early stopping can
-    act on it), with the training loss still below its value at the best epoch.
+    act on it), with the training loss still below its value at the best epoch. For
+    classification the rise must also cost accuracy (OVERFIT_ACC_DROP below the best val
+    accuracy, a train/val gap of OVERFIT_GAP, or a rise of OVERFIT_BIG_RISE).
     """
     if len(epochs) < OVERFIT_PATIENCE + 1 or not all(
         finite(e.get("val_loss")) and finite(e.get("train_loss")) for e in epochs
@@ -379,4 +409,13 @@ def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
     acc_best, acc_end = epochs[best].get("val_accuracy"), last.get("val_accuracy")
     if isinstance(acc_best, int | float) and isinstance(acc_end, int | float):
         out["val_accuracy_drop"] = float(acc_best) - float(acc_end)  # clean validation labels
+        accs = [float(e["val_accuracy"]) for e in epochs if finite(e.get("val_accuracy"))]
+        top = max(accs, default=float(acc_end))
+        costs = (
+            top - float(acc_end) >= OVERFIT_ACC_DROP
+            or ("train_accuracy" in last and gap >= OVERFIT_GAP)
+            or out["val_loss_rise"] >= OVERFIT_BIG_RISE
+        )
+        if not costs:  # the loss rose, the accuracy did not suffer: no finding (see thresholds)
+            return {}
     return out
