@@ -62,14 +62,17 @@ def test_judge_without_a_final_score_is_unresolved():
         (0.10, 0.80, 0.60, 0.81, "improved"),
         # …and below the broken run itself
         (0.10, 0.80, 0.11, 0.81, "unresolved"),
-        # 6 points short of the recipe at the same budget: improved, however good the end
-        (0.10, 0.75, 0.95, 0.81, "improved"),
+        # 6 points short of the recipe's complete short run early (the first part of a
+        # full-length schedule), but it gained, and its full run reaches the recipe's score
+        (0.10, 0.75, 0.95, 0.81, "repaired"),
+        # gained early, full run 3 points short of the recipe's short run: improved
+        (0.10, 0.75, 0.78, 0.81, "improved"),
         # gained early, lost it by the end
         (0.50, 0.60, 0.49, 0.81, "unresolved"),
         (0.50, 0.51, 0.95, 0.81, "unresolved"),  # no gain at the short budget
     ],
 )
-def test_verdict_at_the_short_budget_held_at_the_full(before, trial, after, yard, status):
+def test_verdict_gain_at_the_short_budget_and_the_recipe_at_the_full(before, trial, after, yard, status):
     assert verdict(_acc(before), _acc(trial), _acc(after), _acc(yard)) == status
 
 
@@ -77,7 +80,9 @@ def test_verdict_for_regression_by_val_loss():
     loss = lambda v: {"val_loss": v}  # noqa: E731
     assert verdict(loss(10.0), loss(0.105), loss(0.09), loss(0.1)) == "repaired"
     assert verdict(loss(10.0), loss(0.105), loss(0.5), loss(0.1)) == "improved"  # fell back
-    assert verdict(loss(10.0), loss(0.2), loss(0.09), loss(0.1)) == "improved"  # 2× early
+    # 2× the recipe's loss early, but a gain, and the full run reaches it
+    assert verdict(loss(10.0), loss(0.2), loss(0.09), loss(0.1)) == "repaired"
+    assert verdict(loss(10.0), loss(10.0), loss(0.09), loss(0.1)) == "unresolved"  # no gain
 
 
 def _config(**over) -> object:

@@ -125,15 +125,18 @@ def verdict(
     after: dict[str, Any],
     yardstick: dict[str, Any] | None,
 ) -> str:
-    """The doctor's verdict on a kept repair, judged at the short budget and held at the full.
+    """The doctor's verdict on a kept repair: it gained early, and its full run is healthy.
 
-    *repaired* when the repaired run at the short budget is within tolerance of the
-    yardstick trained for that budget (:func:`judge` of ``trial``) **and** the repaired run
-    continued to the full budget still is (:func:`judge` of ``after`` against the same
-    yardstick: it did not fall back, e.g. diverge or overfit, later). A repair that is
-    within tolerance early but falls back, or one that gained at the short budget without
-    reaching the yardstick, is *improved* only if ``after`` still beats ``before`` by
-    :data:`MIN_GAIN` (accuracy; regression: loss 10% lower), else *unresolved*.
+    *repaired* when the repair gained at the short budget (:func:`judge` of ``trial``:
+    within tolerance of the yardstick there, or :data:`MIN_GAIN` above the broken run) **and**
+    the repaired run continued to the full budget is within tolerance of the yardstick
+    (:func:`judge` of ``after``). The yardstick is a complete run of the recipe at the
+    short budget (its schedule annealed within it), the best the doctor's time budget
+    affords; a recipe trained longer does at least as well, so the full-budget test is a
+    lower bound, and the early test only asks for a gain: at the short budget the repaired
+    run is the first part of a full-length schedule, which a complete short run outpaces.
+    Otherwise *improved* when ``after`` still beats ``before`` by :data:`MIN_GAIN`
+    (accuracy; regression: loss 10% lower) after gaining early, else *unresolved*.
 
     Args:
         before: metrics of the diagnostic run at the short budget.
@@ -142,7 +145,7 @@ def verdict(
         yardstick: metrics of the recipe trained for the short budget, or None.
     """
     short = judge(before, trial, yardstick)
-    if short == "repaired" and judge(before, after, yardstick) == "repaired":
+    if short in ("repaired", "improved") and judge(before, after, yardstick) == "repaired":
         return "repaired"
     held = judge(before, after, None) == "repaired"  # still MIN_GAIN above the broken run
     return "improved" if short in ("repaired", "improved") and held else "unresolved"
