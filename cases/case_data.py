@@ -1,19 +1,18 @@
 """User data for the doctor's cases: what the built-in sources cannot say.
 
 A case names one with ``data.target = "case_data:NAME"`` (the config's folder is on the
-import path). Both start from scikit-learn's digits as ``data.source = "digits"`` loads them
-(same split, standardized with training statistics):
+import path):
 
-- :func:`noisy_digits`: a share of the *training* labels replaced by another class, drawn
-  from the seed; validation and test labels stay clean (label noise → overfitting);
-- :func:`onehot_digits`: the labels as one-hot float targets, a regression task, for
-  probability heads under a distance loss (MSE/MAE on one-hot targets).
+- :func:`noisy_digits`: scikit-learn's digits as ``data.source = "digits"`` loads them (same
+  split, standardized with training statistics) with a share of the *training* labels
+  moved to another class; validation and test labels stay clean (label noise → overfitting);
+- :func:`scaled_regression`: ``data.source = "synthetic"``'s regression task with its
+  targets in larger units (a user's prices or counts), for bounded output heads.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from trainwell.data import Dataset, Split, load
 
@@ -31,13 +30,14 @@ def noisy_digits(noise: float = 0.4, seed: int = 0, val_fraction: float = 0.1) -
                    f"digits, {noise:.0%} training labels noisy", dict(data.info))
 
 
-def onehot_digits(seed: int = 0, val_fraction: float = 0.1) -> Dataset:
-    """Digits with one-hot float targets: a 10-output regression task."""
-    data = load("digits", seed=seed, val_fraction=val_fraction)
-    k = int(data.num_classes)
+def scaled_regression(scale: float = 10.0, seed: int = 0, num_samples: int = 1000,
+                      num_features: int = 20, val_fraction: float = 0.1) -> Dataset:
+    """The synthetic regression task (targets ~N(0, 1.1²)) with its targets times ``scale``."""
+    data = load("synthetic", seed=seed, val_fraction=val_fraction, task="regression",
+                num_samples=num_samples, num_features=num_features)
 
-    def onehot(s: Split) -> Split:
-        return Split(s.x, F.one_hot(s.y, k).to(torch.float32))
+    def scaled(s: Split) -> Split:
+        return Split(s.x, s.y * scale)
 
-    return Dataset(onehot(data.train), onehot(data.val), onehot(data.test), "regression",
-                   None, "digits, one-hot targets", dict(data.info))
+    return Dataset(scaled(data.train), scaled(data.val), scaled(data.test), "regression", None,
+                   f"synthetic regression, targets x{scale:g}", dict(data.info))

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 _EXP_CLAMP = 30.0  # e^30 ≈ 1e13: (1 + e^z)² stays finite in float32, so no inf·0 = NaN grads
 
 
@@ -61,6 +60,14 @@ _CUSTOM = {"sigmoid": Squash, "relu": Rectifier, "tanh": Bend, "swish": Swish}
 _STYLES = ("module", "functional", "method", "custom")
 
 
+def _head_module(name: str) -> nn.Module:
+    if name == "softmax":
+        return nn.Softmax(dim=1)
+    if name == "log_softmax":
+        return nn.LogSoftmax(dim=1)
+    return _MODULES[name]()
+
+
 class Net(nn.Module):
     """An MLP whose activations are written in one of four styles (see the module doc).
 
@@ -75,7 +82,8 @@ class Net(nn.Module):
             classic N(0, 1) mistake), he (He normal) or glorot (Glorot normal).
         init_std: σ of ``init = "normal"``.
         bias: every hidden bias starts at this constant (negative: dead ReLUs); none = torch's.
-        head: an activation on the output (relu, sigmoid or softmax) in the same style, or none.
+        head: an activation on the output (relu, sigmoid, softmax or log_softmax) in the same
+            style, or none.
     """
 
     def __init__(self, n_in: int = 64, n_out: int = 10, width: int = 64, depth: int = 4,
@@ -91,8 +99,7 @@ class Net(nn.Module):
         self.style, self.act_name, self.head_name = style, act, head_name
         if style == "module":
             self.acts = nn.ModuleList(_MODULES[act]() for _ in self.layers)
-            self.head_act = (nn.Softmax(dim=1) if head_name == "softmax" else _MODULES[head_name]()) \
-                if head_name else None
+            self.head_act = _head_module(head_name) if head_name else None
         elif style == "custom":
             self.acts = nn.ModuleList(_CUSTOM[act]() for _ in self.layers)
             self.head_act = _CUSTOM[head_name]() if head_name in _CUSTOM else None
@@ -121,8 +128,9 @@ class Net(nn.Module):
             return x
         if self.style in ("module", "custom") and self.head_act is not None:
             return self.head_act(x)
-        if self.head_name == "softmax":
-            return F.softmax(x, dim=1) if self.style == "functional" else x.softmax(dim=1)
+        if self.head_name in ("softmax", "log_softmax"):
+            return getattr(F, self.head_name)(x, dim=1) if self.style == "functional" \
+                else getattr(x, self.head_name)(dim=1)
         if self.style == "functional":
             return _FUNCTIONS[self.head_name](x)
         return _METHODS[self.head_name](x)
