@@ -170,7 +170,7 @@ def test_evidence_reads_as_sentences_with_numbers():
         "A typical step changed a layer's weights by 0 of their norm (median ‖ΔW‖/‖W‖ of the "
         "layer that moves most).",
         "The largest single step moved a layer by 4.469× its weights.",
-        "The run ends at 6.9% validation accuracy (chance level: 10.0%).",
+        "The run ends at 6.9% accuracy (chance level: 10.0%).",
         "The training loss went from 2.756 at the start to 5.698e36 at the end.",
     ]
     dead = evidence_sentences({"dead_share": {"blocks.1.linear": 0.7344}, "bias_mean_start": -0.5,
@@ -180,6 +180,12 @@ def test_evidence_reads_as_sentences_with_numbers():
         "The mean bias at the first probe was -0.5.",
         "160 steps had a non-finite loss or gradient (inf/NaN), the first at step 3.",
         "new signal: 0.1235.",  # a key without a sentence yet still reads with its number
+    ]
+    head = {"output_activation": "sigmoid", "loss": "mse", "out_features": 1, "num_classes": None,
+            "target_min": -3.2, "target_max": 5.1}
+    assert evidence_sentences(head) == [
+        "The head has 1 output with a sigmoid activation, under the mse loss.",
+        "The targets range from -3.2 to 5.1.",
     ]
 
 

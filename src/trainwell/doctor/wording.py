@@ -190,7 +190,7 @@ def _accuracy(e: Mapping[str, Any]) -> str | None:
     if a is None:
         return None
     chance = f" (chance level: {pct(c)})" if c is not None else ""
-    return f"The run ends at {pct(a)} validation accuracy{chance}."
+    return f"The run ends at {pct(a)} accuracy{chance}."
 
 
 def _non_finite(e: Mapping[str, Any]) -> str | None:
@@ -214,12 +214,14 @@ def _overfit(e: Mapping[str, Any]) -> str | None:
 
 
 def _head(e: Mapping[str, Any]) -> str | None:
-    act = e.get("output_activation")
-    return (
-        f"The head has {num(e.get('out_features'))} outputs with "
-        f"{'no activation (logits)' if act is None else f'a {act} activation'}, the loss is "
-        f"{e.get('loss') or 'n/a'}, the data have {num(e.get('num_classes'))} classes."
-    )
+    act, out, classes = e.get("output_activation"), e.get("out_features"), e.get("num_classes")
+    units = "The head has " + (f"{out} output{'' if out == 1 else 's'}" if out else "outputs")
+    text = f"{units} with {'no activation (logits)' if act is None else f'a {act} activation'}"
+    if e.get("loss"):
+        text += f", under the {e['loss']} loss"
+    if classes:
+        text += f", for {classes} classes"
+    return text + "."
 
 
 def _targets(e: Mapping[str, Any]) -> str | None:
