@@ -445,7 +445,9 @@ def repair(
         # While no repair has gained, trials may use the margin up to BUDGET_RUNS: a late
         # winner still gets its continuation, and the call stays within BUDGET_RUNS·E epochs.
         limit = allowed if best is not None else BUDGET_RUNS * full
-        return spent + short + reserve <= limit + 1e-9
+        # The top-ranked repair is always tried: a finding is never left untried. Only a
+        # run of a few epochs (E < 5, where d = 1 is already a fifth of it) passes 1.5 runs.
+        return not result.trials or spent + short + reserve <= limit + 1e-9
 
     best: tuple[str, dict, Any, _Session, dict] | None = None
     if result.findings and not result.full_look:
