@@ -115,3 +115,27 @@ def test_watch_probes_a_fixed_batch_and_leaves_training_untouched():
     assert min(dead_train) > 0.3
     assert max(dead_batch) < 0.1
     assert all(r["layers"]["0"]["update_ratio"] > 0 for r in on_batch)
+
+
+def test_a_dataloader_run_probes_a_fixed_batch_drawn_from_its_dataset():
+    # A torch Dataset behind a DataLoader of batch size 1: the callback draws its 256-sample
+    # probe batch from the dataset (seeded) instead of probing the one-sample batch.
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from trainwell.doctor.probe_batch import draw_from_dataset
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(300, 8, generator=g), torch.randint(0, 3, (300,), generator=g)
+    ds = TensorDataset(x, y)
+    xb, yb = draw_from_dataset(ds, seed=5)
+    xr, yr = draw_probe_batch(x, y, seed=5)
+    assert torch.equal(xb, xr) and torch.equal(yb, yr)  # the same samples as in memory
+    assert draw_from_dataset([1, 2, 3], seed=0) is None  # not (x, y) samples
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
+    doctor = DoctorCallback(every=5)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), epochs=1,
+                      batch_size=1, progress=False, device="cpu", callbacks=[doctor])
+    trainer.fit(DataLoader(ds, batch_size=1, shuffle=True))
+    assert doctor._batch is not None and doctor._batch[0].shape == (256, 8)
+    assert max(r["layers"]["0"]["dead_share"] for r in doctor.health.probes) < 0.1

@@ -16,7 +16,7 @@ import torch
 from ..train.batch import default_forward
 from ..train.callbacks import Callback
 from .findings import Finding, Health
-from .probe_batch import PROBE_SAMPLES, draw_probe_batch, probe_on_batch
+from .probe_batch import PROBE_SAMPLES, draw_from_dataset, draw_probe_batch, probe_on_batch
 from .probes import Probe, probe_schedule
 from .report import write_report
 from .rules import diagnose_health
@@ -198,14 +198,25 @@ class DoctorCallback(Callback):
     def _probe_batch(
         self, trainer: Trainer, model: torch.nn.Module
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The fixed probe batch from the trainer's in-memory training split, on the model's
-        device (None: probe the training batch)."""
-        split = getattr(getattr(trainer, "_train_src", None), "split", None)
+        """The fixed probe batch from the trainer's training data, on the model's device:
+        its in-memory split, or a map-style torch dataset of ``(x, y)`` samples behind a
+        DataLoader (None: probe the training batch)."""
+        src = getattr(trainer, "_train_src", None)
+        split = getattr(src, "split", None)
         custom = trainer.user_loss is not None or trainer.forward is not default_forward
-        if self.probe_samples < 1 or split is None or custom:
+        if self.probe_samples < 1 or custom:
             return None  # a custom loss/forward takes whole batches: probe the training batch
+        if split is not None:
+            x, y = draw_probe_batch(split.x, split.y, seed=trainer.seed,
+                                    samples=self.probe_samples)
+        else:
+            dataset = getattr(getattr(src, "loader", None), "dataset", None)
+            drawn = (draw_from_dataset(dataset, seed=trainer.seed, samples=self.probe_samples)
+                     if dataset is not None else None)
+            if drawn is None:
+                return None
+            x, y = drawn
         device = next(model.parameters()).device
-        x, y = draw_probe_batch(split.x, split.y, seed=trainer.seed, samples=self.probe_samples)
         return x.to(device), y.to(device)
 
     def _resume(self, trainer: Trainer) -> None:
