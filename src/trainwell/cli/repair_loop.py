@@ -55,7 +55,14 @@ from ..doctor.report import write_report
 from ..errors import UserError
 from ..train.checkpoint import atomic_write_text
 from .runner import build_data, build_run
-from .yardstick import MIN_GAIN, WITHIN_ACCURACY, judge, verdict, yardstick_config
+from .yardstick import (
+    MIN_GAIN,
+    WITHIN_ACCURACY,
+    judge,
+    verdict,
+    yardstick_config,
+    yardstick_failed,
+)
 
 __all__ = [
     "BUDGET_RUNS",
@@ -88,7 +95,8 @@ class Trial:
     """One short training run: the diagnostic (``repair=None``) or a repair's trial.
 
     ``epochs`` is what it trained (fewer than the short budget when it was stopped
-    non-finite); ``aborted`` says it was.
+    non-finite); ``aborted`` says it was. ``error`` is the one-line reason a trial failed
+    to build or train (it is then aborted, and the diagnosis goes on).
     """
 
     repair: str | None
@@ -99,6 +107,7 @@ class Trial:
     seconds: float
     epochs: int = 0
     aborted: bool = False
+    error: str | None = None
 
 
 @dataclass
@@ -328,9 +337,15 @@ def _diagnose(
         except (UserError, ValueError):
             ycfg = None
         if ycfg is not None:
-            yard_session = builder.session(ycfg, short, 0)
-            yard = yard_session.train_to(short)
-            spent += yard_session.epochs
+            try:
+                yard_session = builder.session(ycfg, short, 0)
+                yard = yard_session.train_to(short)
+                spent += yard_session.epochs
+            except Exception as e:  # noqa: BLE001 - the recipe failing must not end the diagnosis
+                yard = {"failed": _one_line(e)}
+    weak = yardstick_failed(yard, session.callback.num_classes) if yard else ""
+    if weak:
+        yard["failed"] = weak  # judged without it: improved at best (yardstick.judge)
     _tell_yardstick(session, yard)
     findings = session.callback.findings()
     diag = Trial(None, {}, metrics["val_accuracy"], metrics["val_loss"],
@@ -359,10 +374,16 @@ def _diagnose(
     return result, session, spent
 
 
+def _one_line(e: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
+
+
 def _tell_yardstick(session: _Session, yard: dict[str, Any]) -> None:
     """Give the rules the yardstick's accuracy at the short budget (see Signals)."""
     acc = yard.get("val_accuracy")
-    if isinstance(acc, int | float) and math.isfinite(acc):
+    if isinstance(acc, int | float) and math.isfinite(acc) and not yard.get("failed"):
         session.callback.health.context["yardstick_accuracy"] = float(acc)
 
 
@@ -451,7 +472,8 @@ def repair(
     if result.findings and not result.full_look:
         best_score = _score(result.before) + MIN_GAIN
         yard = dict(result.yardstick)
-        matched = _score(yard) - WITHIN_ACCURACY  # a trial this good equals the recipe
+        # a trial this good equals the recipe (a failed recipe ends no search)
+        matched = math.inf if yard.get("failed") else _score(yard) - WITHIN_ACCURACY
         done: list[tuple[Trial, dict[str, Any]]] = []
         queue = candidate_patches(config, result.findings)
         paired = False
@@ -466,9 +488,15 @@ def repair(
                 name, patch = pair
             else:
                 break
-            patched = apply_patch(config, patch)
-            session = builder.session(patched, short, 0)
-            metrics, aborted = session.trial_to(short)
+            try:
+                patched = apply_patch(config, patch)
+                session = builder.session(patched, short, 0)
+                metrics, aborted = session.trial_to(short)
+            except Exception as e:  # noqa: BLE001 - a failing trial is recorded, not fatal
+                failed = Trial(name, patch, None, None, [], 0.0, 0, True, _one_line(e))
+                result.trials.append(failed)
+                done.append((failed, {}))
+                continue
             spent += session.epochs
             _tell_yardstick(session, yard)
             kinds = [f.kind for f in session.callback.findings()]

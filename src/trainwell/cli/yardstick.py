@@ -24,6 +24,7 @@ __all__ = [
     "judge",
     "verdict",
     "yardstick_config",
+    "yardstick_failed",
     "yardstick_patch",
 ]
 
@@ -32,6 +33,7 @@ WITHIN_ACCURACY = 0.02  # "repaired": final val accuracy ≥ yardstick's − 2 p
 WITHIN_LOSS = 0.10  # regression "repaired": final val loss ≤ 1.1 × the yardstick's;
 # "improved": val loss ≤ 0.9 × the diagnostic's (the same 10%, the other way)
 YARDSTICK_LR = 3e-3  # trainwell's usual Adam rate (the 1cycle peak)
+YARDSTICK_MIN_SHARE = 0.25  # a recipe below chance + 25% of the gap to 1 "failed to learn"
 SANE_ADAM_LR = (1e-4, 1e-2)  # an Adam rate the config keeps; outside it is itself the fault
 _ADAM = ("adam", "adamw", "nadam", "adamax")
 
@@ -44,17 +46,26 @@ def yardstick_patch(config: Any) -> dict[str, Any]:
     head with the task's loss, Adam at 3e-3 (the config's rate if it already uses an Adam
     variant at a rate in :data:`SANE_ADAM_LR`: Adam at 1e-10 or at 1 is the fault, not the
     recipe) and a 1cycle schedule. Model kind, sizes, activation, batch norm, dropout,
-    regularization, batch size, epochs and seed stay the config's.
+    regularization, batch size, epochs and seed stay the config's. A user's model
+    (``model.target``) keeps its head and loss: trainwell cannot edit its ``forward``.
     """
     adam = config.optim.name in _ADAM
     keep_lr = adam and SANE_ADAM_LR[0] <= config.optim.lr <= SANE_ADAM_LR[1]
+    head: dict[str, Any] = {
+        "model.output_activation": None,
+        "model.out_features": None,
+        "train.loss": "auto",
+    }
+    if config.model.target is not None:
+        # A user's model keeps its own head (its forward decides the output), so it keeps
+        # the loss that fits that output: "auto" on one sigmoid output under BCE would be
+        # cross-entropy over one class (IndexError: Target 1 is out of bounds).
+        head = {}
     return {
         "model.init": "auto",
         "data.standardize": True,
         "data.input_scale": 1.0,
-        "model.output_activation": None,
-        "model.out_features": None,
-        "train.loss": "auto",
+        **head,
         "optim.name": config.optim.name if adam else "adam",
         "optim.lr": config.optim.lr if keep_lr else YARDSTICK_LR,
         "optim.momentum": None,
@@ -74,6 +85,27 @@ def yardstick_config(config: Any) -> Any | None:
         return None
 
 
+def yardstick_failed(yard: dict[str, Any], num_classes: int | None) -> str:
+    """Why the yardstick is no bar ('' when it is one).
+
+    It failed to build or train (``yard["failed"]``), or, on a classification task, it
+    closed less than :data:`YARDSTICK_MIN_SHARE` of the gap from chance (1/classes) to 1:
+    e.g. a user's model whose own init the recipe cannot change stayed at 0.25 on 10
+    classes, and a repair at 0.28 was "within 2 points" of it.
+    """
+    if yard.get("failed"):
+        return str(yard["failed"])
+    acc = _num(yard, "val_accuracy")
+    if acc is None or not num_classes or num_classes < 2:
+        return ""
+    chance = 1.0 / num_classes
+    bar = chance + YARDSTICK_MIN_SHARE * (1.0 - chance)
+    if acc < bar:
+        return (f"the recipe itself stayed near chance (validation accuracy {acc:.3f}, chance "
+                f"{chance:.3f}, bar {bar:.3f}): it cannot judge a repair")
+    return ""
+
+
 def _num(m: dict[str, Any] | None, key: str) -> float | None:
     v = (m or {}).get(key)
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
@@ -89,13 +121,19 @@ def judge(
     Regression (validation loss only): *repaired* when ``after ≤ (1 + WITHIN_LOSS) ·
     yardstick``; *improved* when ``after ≤ (1 − WITHIN_LOSS) · before`` (or ``before`` was
     not finite). Without a yardstick score the old criterion stands: a gain of
-    ``MIN_GAIN`` (accuracy) or ``WITHIN_LOSS`` (loss) is *repaired*.
+    ``MIN_GAIN`` (accuracy) or ``WITHIN_LOSS`` (loss) is *repaired*. A yardstick marked
+    ``"failed"`` (it crashed, or stayed near chance: :func:`yardstick_failed`) is no bar:
+    a gain is then *improved*, never *repaired*.
 
     Args:
         before: metrics of the diagnostic run (``val_accuracy``, ``val_loss``).
         after: metrics of the repaired run at the full budget.
         yardstick: metrics of the yardstick run, or None.
     """
+    if yardstick is not None and yardstick.get("failed"):
+        # A recipe that failed (or stayed near chance) is no bar: a gain is only "improved".
+        gain = judge(before, after, None)
+        return "improved" if gain == "repaired" else "unresolved"
     acc = _num(after, "val_accuracy")
     if acc is not None:
         ref = _num(yardstick, "val_accuracy")
