@@ -45,6 +45,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config import Config, apply_patch, to_toml
 from ..data.dataset import Dataset
 from ..doctor.callback import DEFAULT_EVERY, DoctorCallback
@@ -381,7 +383,18 @@ def _one_line(e: BaseException) -> str:
 
 
 def _tell_yardstick(session: _Session, yard: dict[str, Any]) -> None:
-    """Give the rules the yardstick's accuracy at the short budget (see Signals)."""
+    """Give the rules the yardstick's accuracy at the short budget and the run's
+    regularization (see Signals): the largest dropout rate in the built model (the user's
+    own modules included) or the config's, and the config's L1/L2 penalties."""
+    model = session.built.trainer.model
+    rates = [float(m.p) for m in model.modules()
+             if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    reg = session.config.regularization
+    session.callback.health.context["regularization"] = {
+        "dropout": max([session.config.model.dropout, *rates]),
+        "l1": reg.l1,
+        "l2": reg.l2,
+    }
     acc = yard.get("val_accuracy")
     if isinstance(acc, int | float) and math.isfinite(acc) and not yard.get("failed"):
         session.callback.health.context["yardstick_accuracy"] = float(acc)

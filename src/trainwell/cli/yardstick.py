@@ -33,6 +33,7 @@ WITHIN_ACCURACY = 0.02  # "repaired": final val accuracy ≥ yardstick's − 2 p
 WITHIN_LOSS = 0.10  # regression "repaired": final val loss ≤ 1.1 × the yardstick's;
 # "improved": val loss ≤ 0.9 × the diagnostic's (the same 10%, the other way)
 YARDSTICK_LR = 3e-3  # trainwell's usual Adam rate (the 1cycle peak)
+RECIPE_DROPOUT, RECIPE_L2, RECIPE_L1 = 0.3, 1e-3, 1e-4  # the recipe's regularization caps
 YARDSTICK_MIN_SHARE = 0.25  # a recipe below chance + 25% of the gap to 1 "failed to learn"
 SANE_ADAM_LR = (1e-4, 1e-2)  # an Adam rate the config keeps; outside it is itself the fault
 _ADAM = ("adam", "adamw", "nadam", "adamax")
@@ -45,8 +46,9 @@ def yardstick_patch(config: Any) -> dict[str, Any]:
     (``data.input_scale = 1``: a scale is a fault injected after standardizing), a logits
     head with the task's loss, Adam at 3e-3 (the config's rate if it already uses an Adam
     variant at a rate in :data:`SANE_ADAM_LR`: Adam at 1e-10 or at 1 is the fault, not the
-    recipe) and a 1cycle schedule. Model kind, sizes, activation, batch norm, dropout,
-    regularization, batch size, epochs and seed stay the config's. A user's model
+    recipe) and a 1cycle schedule. Model kind, sizes, activation, batch norm, batch size,
+    epochs and seed stay the config's, and so do dropout and penalties up to the usual
+    strengths (dropout 0.3, λ2 1e-3, λ1 1e-4: beyond them they can be the fault). A user's model
     (``model.target``) keeps its head and loss: trainwell cannot edit its ``forward``.
     """
     adam = config.optim.name in _ADAM
@@ -61,8 +63,13 @@ def yardstick_patch(config: Any) -> dict[str, Any]:
         # the loss that fits that output: "auto" on one sigmoid output under BCE would be
         # cross-entropy over one class (IndexError: Target 1 is out of bounds).
         head = {}
+    reg = config.regularization
     return {
         "model.init": "auto",
+        # usual strengths at most: dropout 0.9 or λ2 0.5 is a fault, not a recipe
+        "model.dropout": min(config.model.dropout, RECIPE_DROPOUT),
+        "regularization.l2": min(reg.l2, RECIPE_L2),
+        "regularization.l1": min(reg.l1, RECIPE_L1),
         "data.standardize": True,
         "data.input_scale": 1.0,
         **head,

@@ -48,6 +48,14 @@ EXPLAINS: dict[str, tuple[str, ...]] = {
     "exploding_gradients": ("non_finite",),
     "dying_relu": ("vanishing_gradients",),
     "saturation": ("vanishing_gradients",),
+    # dropout 0.9 makes the loss jump between batches, and λ2 0.5 pulls every weight to 0
+    "over_regularized": (
+        "lr_too_high",
+        "vanishing_gradients",
+        "dying_relu",
+        "saturation",
+        "lr_too_low",
+    ),
 }
 """Cause kind → the kinds it explains when both are found in one run (a DAG)."""
 

@@ -114,6 +114,10 @@ class Signals:
     epochs: tuple[dict[str, Any], ...] = ()
     yardstick_acc: float | None = None
     target_range: tuple[float, float] | None = None
+    train_acc: float | None = None  # last epoch's training accuracy, when recorded
+    dropout: float = 0.0  # the largest dropout rate in the model (0 when unknown)
+    l1: float = 0.0  # λ1 of an L1 penalty (0 when unknown)
+    l2: float = 0.0  # λ2 of an L2 penalty (0 when unknown)
 
     # ---- derived facts several rules share --------------------------------------------
     @property
@@ -346,8 +350,16 @@ def signals(health: Health) -> Signals:
         epochs=tuple(health.epochs),
         yardstick_acc=yard,
         target_range=target_range,
+        train_acc=float(last["train_accuracy"]) if finite(last.get("train_accuracy")) else None,
+        **_regularization(ctx),
         **lo,
     )
+
+
+def _regularization(ctx: dict[str, Any]) -> dict[str, float]:
+    """``dropout``, ``l1`` and ``l2`` from ``context["regularization"]`` (0 when unknown)."""
+    reg = ctx.get("regularization") or {}
+    return {k: float(reg[k]) if finite(reg.get(k)) else 0.0 for k in ("dropout", "l1", "l2")}
 
 
 def _at_init(probe: dict[str, Any], value: Any) -> float | None:

@@ -11,6 +11,10 @@ __all__ = [
     "THRESHOLDS",
     "FAIL_GAP_SHARE",
     "FAIL_LOSS_SHARE",
+    "NEAR_CHANCE_SHARE",
+    "OVERREG_DROPOUT",
+    "OVERREG_L1",
+    "OVERREG_L2",
     "VANISHING_RATIO",
     "VANISHING_ABS",
     "EXPLODING_RATIO",
@@ -126,6 +130,18 @@ OVERFIT_PATIENCE = 3
 OVERFIT_ACC_DROP = 0.02
 OVERFIT_GAP = 0.08
 OVERFIT_BIG_RISE = 0.4
+
+# ---- over-regularization --------------------------------------------------------------
+# Penalties or dropout so strong the net cannot fit its training set: the run ends near
+# chance (validation and, when known, training accuracy below chance + NEAR_CHANCE_SHARE of
+# the gap to 100%) with a training loss above FAIL_LOSS_SHARE of chance's, while dropout is
+# OVERREG_DROPOUT or more, or λ2 ≥ OVERREG_L2, or λ1 ≥ OVERREG_L1. The case over_regularized
+# (dropout 0.9, λ2 0.5, digits) ends at 0.106 (0.22 val, 0.09 train after its 1-epoch short
+# look) with a training loss 3.3× chance's; healthy runs use dropout ≤ 0.3 and λ2 ≤ 1e-3.
+NEAR_CHANCE_SHARE = 0.25
+OVERREG_DROPOUT = 0.5
+OVERREG_L2 = 1e-2
+OVERREG_L1 = 1e-3
 
 THRESHOLDS: dict[str, float] = {
     k: v
