@@ -39,7 +39,7 @@ SANE_ADAM_LR = (1e-4, 1e-2)  # an Adam rate the config keeps; outside it is itse
 _ADAM = ("adam", "adamw", "nadam", "adamax")
 
 
-def yardstick_patch(config: Any) -> dict[str, Any]:
+def yardstick_patch(config: Any, activation: str | None = None) -> dict[str, Any]:
     """The known-good recipe as a config patch on ``config``'s architecture.
 
     Auto init (Glorot/He/LeCun by activation), standardized inputs at their own scale
@@ -49,7 +49,8 @@ def yardstick_patch(config: Any) -> dict[str, Any]:
     recipe) and a 1cycle schedule. Model kind, sizes, activation, batch norm, batch size,
     epochs and seed stay the config's, and so do dropout and penalties up to the usual
     strengths (dropout 0.3, λ2 1e-3, λ1 1e-4: beyond them they can be the fault). A user's model
-    (``model.target``) keeps its head and loss: trainwell cannot edit its ``forward``.
+    (``model.target``) keeps its head and loss: trainwell cannot edit its ``forward``; it is
+    re-initialized (``model.reinit``) by ``activation``, the hidden activation the probes saw.
     """
     adam = config.optim.name in _ADAM
     keep_lr = adam and SANE_ADAM_LR[0] <= config.optim.lr <= SANE_ADAM_LR[1]
@@ -61,8 +62,15 @@ def yardstick_patch(config: Any) -> dict[str, Any]:
     if config.model.target is not None:
         # A user's model keeps its own head (its forward decides the output), so it keeps
         # the loss that fits that output: "auto" on one sigmoid output under BCE would be
-        # cross-entropy over one class (IndexError: Target 1 is out of bounds).
-        head = {}
+        # cross-entropy over one class (IndexError: Target 1 is out of bounds). Its init is
+        # its constructor's: the recipe re-initializes it by walking its modules (He/Glorot
+        # by the hidden activation the probes saw, ``activation``; biases at zero).
+        head = {
+            "model.reinit": True,
+            "model.activation": activation or config.model.activation,
+            "model.bias_init": "zeros",
+            "model.head_init": None,
+        }
     reg = config.regularization
     return {
         "model.init": "auto",
@@ -83,11 +91,11 @@ def yardstick_patch(config: Any) -> dict[str, Any]:
     }
 
 
-def yardstick_config(config: Any) -> Any | None:
+def yardstick_config(config: Any, activation: str | None = None) -> Any | None:
     """``config`` with :func:`yardstick_patch` applied, or None where the architecture
     does not allow the recipe (the patched config does not validate)."""
     try:
-        return apply_patch(config, yardstick_patch(config))
+        return apply_patch(config, yardstick_patch(config, activation))
     except (UserError, ValueError):
         return None
 

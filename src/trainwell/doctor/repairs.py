@@ -52,6 +52,7 @@ EARLY_STOPPING = {"patience": 3, "restore_best": True}
 REG_DOWN = 10.0
 L1 = 1e-4
 REG_OFF = 1e-5
+_KEPT_LOSSES = ("mse", "mae", "huber")  # regression losses fix_output_head keeps
 _ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "adagrad")
 
 
@@ -204,7 +205,8 @@ def _init(
     if act is None:
         acts = [i.activation for i in describe_layers(model)[:-1] if i.activation]
         act = acts[0] if acts else "relu"
-    tw_nn.apply_init(model, value, generator=gen, activation=act)
+    tw_nn.apply_init(model, value, generator=gen, activation=act,
+                     bias_init=values.get("model.bias_init") or "zeros")
 
 
 def _activation(
@@ -320,12 +322,17 @@ REPAIRS: dict[str, Repair] = {
     for r in (
         Repair(
             "fix_output_head",
-            "logits on the output, loss by the task (cross-entropy)",
-            {"model.output_activation": None, "model.out_features": None, "train.loss": "auto"},
+            "logits on the output, loss by the task (cross-entropy); a regression loss stays",
+            # A distance loss (only valid on regression targets) is the user's choice, not the
+            # fault: MAE stays MAE, so "after" is comparable with the run before.
+            {"model.output_activation": None, "model.out_features": None,
+             "train.loss": lambda c: (
+                 c.settings["train.loss"] if c.settings.get("train.loss") in _KEPT_LOSSES
+                 else "auto")},
             needed=lambda c: (
                 c.settings["model.output_activation"] is not None
                 or c.settings["model.out_features"] is not None
-                or c.settings["train.loss"] not in ("auto", "cross_entropy", "mse")
+                or c.settings["train.loss"] not in ("auto", "cross_entropy", *_KEPT_LOSSES)
             ),
         ),
         Repair(
@@ -338,9 +345,11 @@ REPAIRS: dict[str, Repair] = {
         ),
         Repair(
             "reinit_by_activation",
-            "re-initialize by activation (Glorot/He/LeCun)",
-            {"model.init": "auto"},
-            needed=lambda c: c.settings["model.init"] != "auto",
+            "re-initialize by activation (Glorot/He/LeCun), hidden biases at zero",
+            {"model.init": "auto", "model.bias_init": "zeros"},
+            needed=lambda c: (
+                c.settings["model.init"] != "auto" or c.settings["model.bias_init"] != "zeros"
+            ),
         ),
         Repair(
             "swap_activation",
