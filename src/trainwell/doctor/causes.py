@@ -16,6 +16,7 @@ from typing import Any
 
 from .findings import KINDS, Finding
 from .signals import finite
+from .thresholds import OSCILLATION_SHARE
 
 __all__ = [
     "EXPLAINS",
@@ -77,7 +78,8 @@ def arrows(findings: list[Finding]) -> dict[str, tuple[str, ...]]:
     """:data:`EXPLAINS` for this run: with gradients exploding at step 0, the exploding
     gradients explain :data:`EXPLAINS_AT_INIT` (the too-high-LR symptoms among them) instead
     of being explained by a too-high learning rate; units saturated at step 0 are not
-    explained by the learning rate either (no update has happened). Still a DAG."""
+    explained by the learning rate either (no update has happened); and a too-high-LR finding
+    whose loss neither rose nor oscillated is explained by such an init cause. Still a DAG."""
     out = dict(EXPLAINS)
     at_init = {f.kind for f in findings if f.evidence.get("at_initialization") is True}
     if "exploding_gradients" in at_init:
@@ -85,7 +87,23 @@ def arrows(findings: list[Finding]) -> dict[str, tuple[str, ...]]:
         out["exploding_gradients"] = EXPLAINS_AT_INIT
     if "saturation" in at_init:
         out["lr_too_high"] = tuple(k for k in out["lr_too_high"] if k != "saturation")
+    lr = next((f for f in findings if f.kind == "lr_too_high"), None)
+    if lr is not None and not _loss_rose(lr.evidence):
+        # Huge steps alone, with a loss that neither rose nor oscillated, follow from an init
+        # that explodes or saturates (method_tanh_normal_deep: one step of 44.8× a layer's
+        # weights, loss_rising False, up share 0): the init cause comes first.
+        for kind in at_init & {"exploding_gradients", "saturation"}:
+            if "lr_too_high" not in out.get(kind, ()):
+                out[kind] = (*out.get(kind, ()), "lr_too_high")
     return out
+
+
+def _loss_rose(evidence: dict[str, Any]) -> bool:
+    """lr_too_high's evidence shows the loss rising or oscillating."""
+    share = evidence.get("loss_up_share")
+    return evidence.get("loss_rising") is True or (
+        isinstance(share, int | float) and share >= OSCILLATION_SHARE
+    )
 
 
 def confidence(value: float | None, threshold: float, *, above: bool = True) -> float:
