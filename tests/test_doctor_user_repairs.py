@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainwell.cli.repair_loop import candidate_patches, code_change, code_changes
+from trainwell.cli.candidates import candidate_patches, code_change, code_changes
 from trainwell.cli.runner import build_data, build_model
 from trainwell.config import apply_patch, load_config
 from trainwell.doctor import REPAIRS
