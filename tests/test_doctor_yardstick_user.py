@@ -51,13 +51,19 @@ def test_a_yardstick_near_chance_is_no_bar():
     assert yardstick_failed({"failed": "RuntimeError: boom"}, 10) == "RuntimeError: boom"
 
 
-def test_no_repaired_verdict_on_a_failed_yardstick():
-    weak = {**_acc(0.25), "failed": "near chance"}
+def test_no_repaired_verdict_on_the_strength_of_a_failed_yardstick():
+    weak = {**_acc(0.25), "failed": "near chance", "chance_accuracy": 0.1}
     # 0.28 is "within 2 points" of a recipe at 0.25, and 18 points above the broken run
     assert judge(_acc(0.10), _acc(0.28), _acc(0.25)) == "repaired"
     assert judge(_acc(0.10), _acc(0.28), weak) == "improved"
     assert verdict(_acc(0.10), _acc(0.28), _acc(0.28), weak) == "improved"
     assert verdict(_acc(0.10), _acc(0.105), _acc(0.095), weak) == "unresolved"
+    # a run that learns like a healthy one is repaired on its own, at 0.82 or more
+    # (relu_negative_bias: 0.944 beside a recipe at 0.086 after one epoch); bar 0.1 + 0.8 · 0.9
+    assert verdict(_acc(0.08), _acc(0.60), _acc(0.944), weak) == "repaired"
+    assert verdict(_acc(0.08), _acc(0.60), _acc(0.81), weak) == "improved"
+    crashed = {"failed": "RuntimeError: boom"}  # no chance level known: improved at best
+    assert verdict(_acc(0.08), _acc(0.60), _acc(0.944), crashed) == "improved"
 
 
 def _moons(**over) -> object:

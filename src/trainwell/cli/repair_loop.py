@@ -360,7 +360,10 @@ def _diagnose(
                 yard = {"failed": _one_line(e)}
     weak = yardstick_failed(yard, session.callback.num_classes) if yard else ""
     if weak:
-        yard["failed"] = weak  # judged without it: improved at best (yardstick.judge)
+        yard["failed"] = weak  # no bar: repaired only by learning like a healthy run (judge)
+        classes = session.callback.num_classes
+        if classes and classes >= 2:
+            yard["chance_accuracy"] = 1.0 / classes
     _tell_yardstick(session, yard)
     findings = session.callback.findings()
     diag = Trial(None, {}, metrics["val_accuracy"], metrics["val_loss"],
