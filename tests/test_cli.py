@@ -199,7 +199,7 @@ def test_lr_find_writes_a_plot_and_suggests_an_lr_inside_the_sweep(tmp_path, cap
     assert result["lrs"][0] == pytest.approx(1e-7)
     assert min(result["lrs"]) <= result["suggestion"] <= max(result["lrs"])
     assert (out / "lr_find.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert f"{result['suggestion']:.2e}" in stdout
+    assert f"set in the config: {result['advice']['line']}" in stdout
 
 
 def test_a_refused_resume_leaves_the_run_folder_byte_for_byte(tmp_path, capsys):

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from trainwell.data.dataset import Dataset, Split
-from trainwell.doctor import DoctorCallback
+from trainwell.doctor import DoctorCallback, watch
 from trainwell.doctor.probe_batch import draw_probe_batch
 from trainwell.train import Trainer
 
@@ -82,3 +82,60 @@ def test_batch_size_one_healthy_relu_net_is_not_called_dead():
     batch = DoctorCallback(every=8, num_classes=2, probe_samples=0)
     _train(_relu_net(), batch_size=1, callbacks=[batch])
     assert _dead_share(batch) > 0.3
+
+
+def _batch1_loop(probe_batch):
+    # A hand-written loop at batch size 1 with tw.doctor.watch; returns the watcher's
+    # probe records and the final weights.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
+                          nn.Linear(32, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(300, 8, generator=g), torch.randint(0, 3, (300,), generator=g)
+    with watch(model, every=5, num_classes=3, probe_batch=(x, y) if probe_batch else None) as w:
+        for i in range(40):
+            loss = torch.nn.functional.cross_entropy(model(x[i:i + 1]), y[i:i + 1])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    return w.health.probes, [p.detach().clone() for p in model.parameters()]
+
+
+def test_watch_probes_a_fixed_batch_and_leaves_training_untouched():
+    on_batch, weights = _batch1_loop(True)
+    on_training, weights_plain = _batch1_loop(False)
+    assert [r["step"] for r in on_batch] == [0, 5, 10, 15, 20, 25, 30, 35]
+    for a, b in zip(weights, weights_plain):
+        assert torch.equal(a, b)  # the probe's own forward/backward changes nothing
+    dead_batch = [r["layers"]["0"]["dead_share"] for r in on_batch]
+    dead_train = [r["layers"]["0"]["dead_share"] for r in on_training]
+    # one sample leaves about half the units at 0; 256 samples leave almost none "dead"
+    assert min(dead_train) > 0.3
+    assert max(dead_batch) < 0.1
+    assert all(r["layers"]["0"]["update_ratio"] > 0 for r in on_batch)
+
+
+def test_a_dataloader_run_probes_a_fixed_batch_drawn_from_its_dataset():
+    # A torch Dataset behind a DataLoader of batch size 1: the callback draws its 256-sample
+    # probe batch from the dataset (seeded) instead of probing the one-sample batch.
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from trainwell.doctor.probe_batch import draw_from_dataset
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(300, 8, generator=g), torch.randint(0, 3, (300,), generator=g)
+    ds = TensorDataset(x, y)
+    xb, yb = draw_from_dataset(ds, seed=5)
+    xr, yr = draw_probe_batch(x, y, seed=5)
+    assert torch.equal(xb, xr) and torch.equal(yb, yr)  # the same samples as in memory
+    assert draw_from_dataset([1, 2, 3], seed=0) is None  # not (x, y) samples
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
+    doctor = DoctorCallback(every=5)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.01), epochs=1,
+                      batch_size=1, progress=False, device="cpu", callbacks=[doctor])
+    trainer.fit(DataLoader(ds, batch_size=1, shuffle=True))
+    assert doctor._batch is not None and doctor._batch[0].shape == (256, 8)
+    assert max(r["layers"]["0"]["dead_share"] for r in doctor.health.probes) < 0.1

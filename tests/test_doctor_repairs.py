@@ -150,3 +150,12 @@ def test_rollback_repair_is_a_config_patch_and_the_same_guard_live():
     assert len(guards) == 1 and guards[0].every == 10
     (live_guard,) = kwargs["callbacks"]
     assert isinstance(live_guard, RollbackGuard) and live_guard.every == guards[0].every
+
+
+def test_learning_rate_repairs_write_short_decimals():
+    # 3 × 0.1 is 0.30000000000000004 in binary floating point; repaired.toml says 0.3.
+    from trainwell.doctor.repairs import _decimal
+
+    assert _decimal(3.0 * 0.1) == 0.3 and repr(_decimal(3.0 * 0.1)) == "0.3"
+    assert _decimal(1e-7 * 100.0) == 1e-5
+    assert _decimal(0.123456789012345) == 0.123456789012

@@ -1,16 +1,21 @@
-"""The LR finder on a small synthetic problem: suggestion in range, exact restore, PNG."""
+"""The LR finder on a small synthetic problem: suggestion in range, exact restore, PNG; the
+rate it suggests named for the configured schedule, with the config line to set."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from trainwell.cli import main
+from trainwell.cli.lr_find import rate_advice
+from trainwell.config import apply_patch, validate
 from trainwell.data.dataset import Split
 from trainwell.errors import UserError
-from trainwell.train.lr_find import LRFindResult, lr_find, plot
+from trainwell.train.lr_find import SUGGEST_DIVISOR, LRFindResult, lr_find, plot
 
 
 def _problem(n: int = 512) -> tuple[nn.Module, Split]:
@@ -117,3 +122,72 @@ def test_bad_arguments(kw, match):
             nn.functional.cross_entropy,
             **kw,
         )
+
+
+def test_the_suggestion_is_the_lowest_loss_lr_over_ten():
+    model, split = _problem()
+    res = lr_find(model, torch.optim.Adam(model.parameters(), lr=1e-3), split,
+                  nn.functional.cross_entropy, start_lr=1e-5, end_lr=10.0, steps=120,
+                  batch_size=64, generator=torch.Generator().manual_seed(1))
+    kept = res.losses[:-1] if len(res.lrs) < 120 else res.losses  # the diverged point is dropped
+    assert res.min_loss_lr == res.lrs[kept.index(min(kept))]
+    assert res.suggestion == pytest.approx(res.min_loss_lr / SUGGEST_DIVISOR, rel=1e-12)
+    assert res.steepest is not None and res.lrs[0] <= res.steepest <= res.lrs[-1]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "params", "field", "meaning"),
+    [
+        ("constant", {}, "optim.lr", "the constant learning rate"),
+        ("one_cycle", {}, "optim.lr", "the 1cycle peak (max_lr)"),
+        ("one_cycle", {"max_lr": 0.01}, "schedule.params.max_lr", "the 1cycle peak (max_lr)"),
+        ("cosine", {}, "optim.lr", "the cosine schedule's starting, highest rate (lr0)"),
+        ("cosine", {"lr0": 0.1}, "schedule.params.lr0", "starting, highest rate (lr0)"),
+        ("performance", {}, "optim.lr", "the starting rate"),
+    ],
+)
+def test_rate_advice_names_the_field_the_schedule_reads(schedule, params, field, meaning):
+    config = validate({"schedule": {"name": schedule, "params": params}})
+    advice = rate_advice(config, 0.00293)
+    assert advice["field"] == field and advice["value"] == 0.0029
+    assert advice["line"] == f"{field} = 0.0029" and advice["set"] == f"--set {field}=0.0029"
+    assert meaning in advice["meaning"]
+    # The printed field is the one the run reads: setting it there sets the schedule's rate.
+    patched = apply_patch(config, {field: advice["value"]})
+    assert patched.schedule.params.get(ARGS[schedule], patched.optim.lr) == 0.0029
+
+
+ARGS = {"constant": "lr", "one_cycle": "max_lr", "cosine": "lr0", "performance": "lr"}
+
+
+def test_piecewise_advice_says_to_scale_its_values():
+    config = validate({"schedule": {"name": "piecewise",
+                                    "params": {"boundaries": [10], "values": [0.1, 0.01]}}})
+    advice = rate_advice(config, 0.00293)
+    assert advice["line"] is None and "first (highest) of schedule.params.values" in advice["meaning"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "says", "where"),
+    [
+        ("constant", "is the constant learning rate", ""),
+        ("one_cycle", "is the 1cycle peak (max_lr)", " (the schedule takes its max_lr from optim.lr)"),
+    ],
+)
+def test_lr_find_prints_which_rate_and_the_config_line(tmp_path, capsys, schedule, says, where):
+    before = torch.get_num_threads()
+    out = tmp_path / "lrf"
+    try:
+        code = main(["lr-find", "--set", "data.source=synthetic", "--set", "data.num_samples=400",
+                     "--set", "model.depth=2", "--set", "model.width=16", "--set",
+                     f"schedule.name={schedule}", "--set", "train.threads=1", "--steps", "60",
+                     "--out", str(out)])
+    finally:
+        torch.set_num_threads(before)
+    stdout = capsys.readouterr().out
+    assert code == 0
+    saved = json.loads((out / "lr_find.json").read_text())
+    value = repr(float(f"{saved['suggestion']:.2g}"))
+    assert f"schedule {schedule}: the suggestion {float(value):g} (lowest-loss lr ÷ 10) {says}" in stdout
+    assert f"set in the config: optim.lr = {value}{where}   or: --set optim.lr={value}\n" in stdout
+    assert saved["advice"]["field"] == "optim.lr"

@@ -22,6 +22,7 @@ from ..doctor.causes import format_findings  # primary first, then "because of i
 from ..doctor.report import write_report
 from ..errors import UserError
 from .args import add_config_args
+from .doctor_text import applied_patch_lines  # each change tried, the applied patch as TOML
 from .repair_loop import MAX_TRIALS, DoctorResult, diagnose, repair
 from .runner import build_run
 from .yardstick import WITHIN_LOSS
@@ -89,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
         _print_findings(result)
         if not args.diagnose_only:
             _print_before_after(result)
-            if result.chosen:
-                print(f"repaired config: {out / 'repaired.toml'}")
+            print("\n".join(applied_patch_lines(config, result, out)))
         print(f"report: {out / 'report.html'}")
     return result.exit_code
 

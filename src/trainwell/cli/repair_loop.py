@@ -376,7 +376,7 @@ def _diagnose(
         _tell_yardstick(session, yard)
         findings = session.callback.findings()
     if out_dir is not None:
-        _save_run(Path(out_dir) / "diagnostic", session, findings)
+        _save_run(Path(out_dir) / "diagnostic", session)
     result = DoctorResult(
         findings,
         diag,
@@ -416,11 +416,12 @@ def _tell_yardstick(session: _Session, yard: dict[str, Any]) -> None:
         session.callback.health.context["yardstick_accuracy"] = float(acc)
 
 
-def _save_run(folder: Path, session: _Session, findings: list[Finding]) -> None:
+def _save_run(folder: Path, session: _Session) -> None:
+    # config and health only: the call writes one report.html, at its end (about a second
+    # each, a share of the 1.5-run budget); `trainwell doctor report FOLDER` renders this one
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.toml", to_toml(session.config))
     session.callback.health.write(folder / "health.jsonl")
-    write_report(folder, health=session.callback.health, findings=findings)
 
 
 def _pair(
@@ -483,7 +484,9 @@ def repair(
         # While no repair has gained, trials may use the margin up to BUDGET_RUNS: a late
         # winner still gets its continuation, and the call stays within BUDGET_RUNS·E epochs.
         limit = allowed if best is not None else BUDGET_RUNS * full
-        return spent + short + reserve <= limit + 1e-9
+        # The top-ranked repair is always tried: a finding is never left untried. Only a
+        # run of a few epochs (E < 5, where d = 1 is already a fifth of it) passes 1.5 runs.
+        return not result.trials or spent + short + reserve <= limit + 1e-9
 
     best: tuple[str, dict, Any, _Session, dict] | None = None
     if result.findings and not result.full_look:
@@ -535,7 +538,7 @@ def repair(
                 spent += full - short
                 result.status = verdict(result.before, trial_m, result.after, yard or None)
                 if out_dir is not None:
-                    _save_run(Path(out_dir) / "final", session, session.callback.findings())
+                    _save_run(Path(out_dir) / "final", session)
     result.epochs = spent
     result.seconds = time.perf_counter() - t0
     if out_dir is not None and result.repaired_config is not None:

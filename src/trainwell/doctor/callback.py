@@ -16,7 +16,7 @@ import torch
 from ..train.batch import default_forward
 from ..train.callbacks import Callback
 from .findings import Finding, Health
-from .probe_batch import PROBE_SAMPLES, draw_probe_batch, probe_on_batch
+from .probe_batch import PROBE_SAMPLES, draw_from_dataset, draw_probe_batch, probe_on_batch
 from .probes import Probe, probe_schedule
 from .report import write_report
 from .rules import diagnose_health
@@ -80,6 +80,9 @@ class DoctorCallback(Callback):
         self.health = Health()
         self.probe: Probe | None = None
         self._losses: list[torch.Tensor] = []
+        self._carried: list[float] = []  # the epoch's step losses before a mid-epoch resume
+        self._carried_probes: list[dict[str, Any]] = []  # …and its probe records
+        self._first_probe = 0  # index in health.probes of the epoch under way's first record
         self._probed = False
         self._epoch = 0
 
@@ -104,6 +107,9 @@ class DoctorCallback(Callback):
             self.health.context["target_range"] = list(self.target_range)
         self._epoch = int(trainer.epoch)
         self._resume(trainer)
+        # A resumed process has recorded before: the start-only statistics (unit spread,
+        # bias mean) belong to the run's first probe, not to its first probe after a resume.
+        self.probe.records = len(self.health.probes)
         if probe_schedule(int(trainer.step), self.every) and self._batch is None:
             self.probe.arm()
         self._write(trainer)
@@ -111,6 +117,8 @@ class DoctorCallback(Callback):
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         """Remember the epoch for the probe records."""
         self._epoch = epoch
+        if not self._carried:  # a resumed epoch's records so far came with the state
+            self._first_probe = len(self.health.probes)
 
     def on_after_backward(self, trainer: Trainer, step: int) -> None:
         """On a probe step: gradient statistics and the weight snapshot."""
@@ -143,14 +151,35 @@ class DoctorCallback(Callback):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         """Move the epoch's losses to floats (one sync per epoch) and append to the log."""
-        values = torch.stack(self._losses).double().cpu().tolist() if self._losses else []
+        values = self._losses_so_far()
         self.health.losses += values
         row = {k: metrics[k] for k in _EPOCH_KEYS if k in metrics}
         row["steps"] = len(values)
         self.health.epochs.append(row)
         self.health.context["skipped_steps"] = int(getattr(trainer, "skipped_steps", 0))
-        self._losses = []
+        self._losses, self._carried = [], []
+        self._first_probe = len(self.health.probes)
         self._write(trainer)
+
+    def _losses_so_far(self) -> list[float]:
+        """The epoch's step losses as floats (one sync), after any a resume carried over."""
+        values = torch.stack(self._losses).double().cpu().tolist() if self._losses else []
+        return self._carried + values
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"losses", "probes"}`` of the epoch under way (empty at an epoch's end).
+
+        ``health.jsonl`` is written at epochs' ends, so a mid-epoch checkpoint keeps what the
+        epoch recorded so far: its step losses and probe records.
+        """
+        losses = self._losses_so_far()
+        probes = self.health.probes[self._first_probe :]
+        return {"losses": losses, "probes": probes} if losses or probes else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Carry a mid-epoch checkpoint's step losses and probes into the resumed epoch."""
+        self._carried = [float(v) for v in state.get("losses", [])]
+        self._carried_probes = [dict(p) for p in state.get("probes", [])]
 
     def on_fit_end(self, trainer: Trainer, history: list[dict[str, Any]]) -> None:
         """Remove hooks; write the report when asked."""
@@ -169,28 +198,45 @@ class DoctorCallback(Callback):
     def _probe_batch(
         self, trainer: Trainer, model: torch.nn.Module
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The fixed probe batch from the trainer's in-memory training split, on the model's
-        device (None: probe the training batch)."""
-        split = getattr(getattr(trainer, "_train_src", None), "split", None)
+        """The fixed probe batch from the trainer's training data, on the model's device:
+        its in-memory split, or a map-style torch dataset of ``(x, y)`` samples behind a
+        DataLoader (None: probe the training batch)."""
+        src = getattr(trainer, "_train_src", None)
+        split = getattr(src, "split", None)
         custom = trainer.user_loss is not None or trainer.forward is not default_forward
-        if self.probe_samples < 1 or split is None or custom:
+        if self.probe_samples < 1 or custom:
             return None  # a custom loss/forward takes whole batches: probe the training batch
+        if split is not None:
+            x, y = draw_probe_batch(split.x, split.y, seed=trainer.seed,
+                                    samples=self.probe_samples)
+        else:
+            dataset = getattr(getattr(src, "loader", None), "dataset", None)
+            drawn = (draw_from_dataset(dataset, seed=trainer.seed, samples=self.probe_samples)
+                     if dataset is not None else None)
+            if drawn is None:
+                return None
+            x, y = drawn
         device = next(model.parameters()).device
-        x, y = draw_probe_batch(split.x, split.y, seed=trainer.seed, samples=self.probe_samples)
         return x.to(device), y.to(device)
 
     def _resume(self, trainer: Trainer) -> None:
-        """After a resume, keep the record of the epochs the checkpoint holds."""
+        """After a resume, keep the record of the epochs the checkpoint holds, and the
+        records of the interrupted epoch that a mid-epoch checkpoint carried."""
         run_dir = getattr(trainer, "run_dir", None)
         path = Path(run_dir) / "health.jsonl" if run_dir is not None else None
-        if trainer.epoch == 0 or self.health.epochs or path is None or not path.is_file():
+        carried, self._carried_probes = self._carried_probes, []
+        if trainer.step == 0 or self.health.epochs or path is None or not path.is_file():
             return
         old = Health.read(path)
         epochs = old.epochs[: trainer.epoch]
         steps = sum(int(e.get("steps", 0)) for e in epochs)
         self.health.epochs = epochs
         self.health.losses = old.losses[:steps]
-        self.health.probes = [p for p in old.probes if p["step"] < trainer.step]
+        # The file holds whole epochs only (it is written at their ends); the epoch the
+        # checkpoint interrupted comes from the checkpoint's state.
+        self.health.probes = [p for p in old.probes if p["step"] < steps]
+        self._first_probe = len(self.health.probes)
+        self.health.probes += [p for p in carried if p["step"] < trainer.step]
 
     def _write(self, trainer: Trainer) -> None:
         run_dir = getattr(trainer, "run_dir", None)

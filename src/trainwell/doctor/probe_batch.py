@@ -19,7 +19,7 @@ from torch import nn
 
 from .probes import Probe
 
-__all__ = ["PROBE_SAMPLES", "draw_probe_batch", "probe_on_batch"]
+__all__ = ["PROBE_SAMPLES", "draw_from_dataset", "draw_probe_batch", "probe_on_batch"]
 
 PROBE_SAMPLES = 256  # enough that a live ReLU unit fires on some sample (P(all 0) ≈ 2^-256)
 
@@ -43,6 +43,35 @@ def draw_probe_batch(
     gen = torch.Generator().manual_seed(int(seed))
     idx = torch.randperm(n, generator=gen)[: min(samples, n)].to(x.device)
     return x.index_select(0, idx), y.index_select(0, idx)
+
+
+def draw_from_dataset(
+    dataset: Any, *, seed: int, samples: int = PROBE_SAMPLES
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """:func:`draw_probe_batch` for a map-style torch ``Dataset`` of ``(x, y)`` samples.
+
+    The same seeded choice of indices; the samples are stacked with torch's default
+    collate. None where the dataset cannot give one: no ``len`` (iterable), or samples
+    that do not collate to two tensors — the doctor then probes the training batch.
+    """
+    if samples < 1:
+        raise ValueError(f"samples: must be >= 1, got {samples}")
+    try:
+        n = len(dataset)
+    except TypeError:
+        return None
+    if n == 0:
+        return None
+    gen = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(n, generator=gen)[: min(samples, n)].tolist()
+    try:
+        batch = torch.utils.data.default_collate([dataset[i] for i in idx])
+    except (TypeError, RuntimeError, IndexError, KeyError):
+        return None
+    if (isinstance(batch, (list, tuple)) and len(batch) == 2
+            and all(isinstance(t, torch.Tensor) for t in batch)):
+        return batch[0], batch[1]
+    return None
 
 
 def probe_on_batch(

@@ -34,6 +34,12 @@ __all__ = ["FIELD_ACTIONS", "REPAIRS", "Current", "Repair", "RollbackGuard"]
 
 LR_DOWN = 0.1  # one decade: lr 1–10 → 0.1–1 still too high, so the loop may chain trials
 LR_UP = 100.0  # flat loss at lr ≤ 1e-5 needs ≥ 2 decades to move within a short budget
+
+
+def _decimal(x: float) -> float:
+    """``x`` to 12 significant digits: 3 × 0.1 is written 0.3 in repaired.toml, not
+    0.30000000000000004 (a relative change of 1e-16; the rate means the same)."""
+    return float(f"{x:.12g}")
 USUAL_LR_ADAPTIVE = 3e-3  # trainwell's default for Adam-family optimizers
 USUAL_LR_SGD = 0.05  # …and for the SGD family, with standardized inputs
 ADAM_LR = 1e-3  # Kingma & Ba's default, for the switch to Adam
@@ -372,13 +378,13 @@ REPAIRS: dict[str, Repair] = {
             "lr_down",
             f"multiply the learning rate by {LR_DOWN}, at most the usual LR (3e-3 adaptive, 0.05 SGD)",
             # ×0.1, but at most the usual LR: from lr = 10 one decade still diverges.
-            {"optim.lr": lambda c: min(c.lr * LR_DOWN, c.usual_lr)},
+            {"optim.lr": lambda c: _decimal(min(c.lr * LR_DOWN, c.usual_lr))},
         ),
         Repair(
             "lr_up",
             f"multiply the learning rate by {LR_UP:g}, at least the usual LR (3e-3 adaptive, 0.05 SGD)",
             # ×100, but at least the usual LR: from 1e-10 two decades are still nothing.
-            {"optim.lr": lambda c: max(c.lr * LR_UP, c.usual_lr)},
+            {"optim.lr": lambda c: _decimal(max(c.lr * LR_UP, c.usual_lr))},
         ),
         Repair(
             "switch_optimizer",

@@ -451,11 +451,9 @@ def adamax(params, grads, exp_avgs, exp_infs, steps, *, lr, betas, eps, weight_d
         if convention == "torch":
             torch._foreach_add_(abs_grads, eps)
         torch._foreach_maximum_(exp_infs, abs_grads)
-        denoms = exp_infs
-        if convention != "torch":  # u + ε into the spent |g| buffers: no 2nd allocation
-            torch._foreach_copy_(abs_grads, exp_infs)
-            torch._foreach_add_(abs_grads, eps)
-            denoms = abs_grads
+        del abs_grads  # spent: freed before the denominators are allocated
+        # u + ε in one op (an allocation costs less than the copy and add of one more pass)
+        denoms = exp_infs if convention == "torch" else torch._foreach_add(exp_infs, eps)
         torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
         return
     for p, g, m, u, c in zip(params, grads, exp_avgs, exp_infs, step_sizes):

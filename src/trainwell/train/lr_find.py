@@ -21,7 +21,16 @@ from torch import nn
 from ..data.dataset import Split, iterate_batches
 from ..errors import UserError
 
-__all__ = ["LRFindResult", "lr_find", "plot"]
+__all__ = ["SUGGEST_DIVISOR", "LRFindResult", "lr_find", "plot"]
+
+
+SUGGEST_DIVISOR = 10.0
+"""The suggestion is the lr of the lowest smoothed loss ÷ 10 (Smith 2017; fastai's "min/10"):
+a decade below where the loss stops falling, still on the falling slope. Measured on the
+default run (MNIST-1D, 8×256 ReLU MLP, Adam, 20 epochs, seed 0): the sweep's lowest loss is at
+2.9e-2; as the 1cycle peak 2.9e-3 gives 86.6% test accuracy (the default 3e-3: 86.6%), while
+the steepest-descent point 7.9e-4 gives 79.9%; as a constant rate 2.9e-3 gives 83.8% against
+81.0% at 7.9e-4."""
 
 
 @dataclass(frozen=True)
@@ -31,26 +40,35 @@ class LRFindResult:
     Attributes:
         lrs: learning rate of each step taken.
         losses: bias-corrected exponentially smoothed loss after each step.
-        suggestion: the lr at the steepest descent of ``losses`` against log(lr).
+        suggestion: the lr of the lowest smoothed loss ÷ :data:`SUGGEST_DIVISOR` (the base
+            rate of a schedule: a constant rate, the 1cycle peak, a decay's start).
         raw_losses: the mini-batch loss of each step, unsmoothed.
+        min_loss_lr: the lr of the lowest smoothed loss (None when none was finite).
+        steepest: the lr at the steepest descent of ``losses`` against log(lr) (None with
+            fewer than 3 finite points); shown, not suggested (it sits ~1 decade too low).
     """
 
     lrs: list[float]
     losses: list[float]
     suggestion: float
     raw_losses: list[float]
+    min_loss_lr: float | None = None
+    steepest: float | None = None
 
 
-def _suggest(lrs: list[float], losses: list[float]) -> float:
-    """lr at the most negative d(loss)/d(log lr); min-loss lr / 10 with under 3 points."""
+def _suggest(lrs: list[float], losses: list[float]) -> tuple[float, float | None, float | None]:
+    """``(suggestion, min-loss lr, steepest-descent lr)`` of a sweep (see :class:`LRFindResult`);
+    with no finite loss the suggestion is the first lr."""
     finite = [(lr, v) for lr, v in zip(lrs, losses) if math.isfinite(v)]
-    if len(finite) < 3:
-        if not finite:
-            return lrs[0]
-        return min(finite, key=lambda t: t[1])[0] / 10
-    x = np.log(np.array([t[0] for t in finite], dtype=np.float64))
-    y = np.array([t[1] for t in finite], dtype=np.float64)
-    return float(finite[int(np.argmin(np.gradient(y, x)))][0])
+    if not finite:
+        return lrs[0], None, None
+    best = min(finite, key=lambda t: t[1])[0]
+    steepest = None
+    if len(finite) >= 3:
+        x = np.log(np.array([t[0] for t in finite], dtype=np.float64))
+        y = np.array([t[1] for t in finite], dtype=np.float64)
+        steepest = float(finite[int(np.argmin(np.gradient(y, x)))][0])
+    return best / SUGGEST_DIVISOR, best, steepest
 
 
 def _check(field: str, ok: bool, rule: str, value: object) -> None:
@@ -85,8 +103,8 @@ def lr_find(
     parameter group (times its ``lr_scale`` if any). The loss is smoothed as
     a_i = smooth·a_{i−1} + (1−smooth)·loss_i, reported as a_i / (1 − smooth^(i+1)). The sweep
     stops after a non-finite loss or once the smoothed loss exceeds diverge_factor × its best
-    (losses assumed >= 0). The suggestion is the lr where the smoothed loss falls fastest
-    against log(lr) (steepest descent; fewer than 3 recorded points: min-loss lr / 10).
+    (losses assumed >= 0). The suggestion is the lr of the lowest smoothed loss ÷ 10
+    (:data:`SUGGEST_DIVISOR`); the steepest-descent lr is reported beside it.
     The model's state_dict, training mode, the optimizer's state_dict and the global CPU RNG
     state are restored afterwards (deep copies taken before the sweep).
 
@@ -145,11 +163,15 @@ def lr_find(
     # The diverged last point would pull the steepest slope to its left edge: drop it.
     stopped_early = len(lrs) < steps
     keep = len(lrs) - 1 if stopped_early and len(lrs) > 3 else len(lrs)
-    return LRFindResult(lrs, losses, _suggest(lrs[:keep], losses[:keep]), raw)
+    suggestion, min_lr, steepest = _suggest(lrs[:keep], losses[:keep])
+    return LRFindResult(lrs, losses, suggestion, raw, min_lr, steepest)
 
 
-def plot(result: LRFindResult, path: str | Path) -> Path:
+def plot(result: LRFindResult, path: str | Path, label: str = "suggested lr") -> Path:
     """Write the smoothed loss against the learning rate (log x axis) as a PNG.
+
+    Marks the suggestion (called ``label``, e.g. "suggested 1cycle peak"), the lowest loss
+    and the steepest descent.
 
     Uses matplotlib's Agg canvas directly (no pyplot, no global backend switch).
 
@@ -169,9 +191,19 @@ def plot(result: LRFindResult, path: str | Path) -> Path:
         result.suggestion,
         color="tab:red",
         linestyle="--",
-        label=f"suggested lr {result.suggestion:.2e}",
+        label=f"{label} {result.suggestion:.2g}",
     )
+    if result.min_loss_lr is not None:
+        ax.axvline(result.min_loss_lr, color="tab:gray", linestyle=":",
+                   label=f"lowest loss {result.min_loss_lr:.2g}")
+    if result.steepest is not None:
+        ax.axvline(result.steepest, color="tab:green", linestyle="-.", alpha=0.6,
+                   label=f"steepest descent {result.steepest:.2g}")
     ax.set_xscale("log")
+    finite = [v for v in result.losses if math.isfinite(v)]
+    if finite:  # the divergence at the end would squash the curve that matters
+        low, first = min(finite), finite[0]
+        ax.set_ylim(low - 0.05 * abs(low), max(first, low) * 1.5 + 1e-12)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
     ax.set_title("LR finder")
