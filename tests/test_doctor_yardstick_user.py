@@ -96,3 +96,10 @@ def test_a_failing_trial_is_recorded_and_the_diagnosis_goes_on(monkeypatch):
     assert failed.error == "RuntimeError: CUDA error: boom" and failed.val_accuracy is None
     assert result.chosen != "fix_output_head"
     assert result.status in ("unresolved", "improved", "repaired")
+
+
+def test_the_yardstick_zeroes_the_biases():
+    config = load_config(CASES / "relu_negative_bias.toml")
+    y = yardstick_config(config)
+    assert config.model.bias_init != "zeros"
+    assert y.model.bias_init == "zeros" and y.model.init == "auto" and y.model.head_init is None

@@ -47,7 +47,7 @@ _ADAM = ("adam", "adamw", "nadam", "adamax")
 def yardstick_patch(config: Any, activation: str | None = None) -> dict[str, Any]:
     """The known-good recipe as a config patch on ``config``'s architecture.
 
-    Auto init (Glorot/He/LeCun by activation), standardized inputs at their own scale
+    Auto init (Glorot/He/LeCun by activation, biases at zero), standardized inputs at their own scale
     (``data.input_scale = 1``: a scale is a fault injected after standardizing), a logits
     head with the task's loss, Adam at 3e-3 (the config's rate if it already uses an Adam
     variant at a rate in :data:`SANE_ADAM_LR`: Adam at 1e-10 or at 1 is the fault, not the
@@ -73,12 +73,12 @@ def yardstick_patch(config: Any, activation: str | None = None) -> dict[str, Any
         head = {
             "model.reinit": True,
             "model.activation": activation or config.model.activation,
-            "model.bias_init": "zeros",
-            "model.head_init": None,
         }
     reg = config.regularization
     return {
         "model.init": "auto",
+        "model.bias_init": "zeros",  # biases at −3 kill ReLUs under any init
+        "model.head_init": None,
         # usual strengths at most: dropout 0.9 or λ2 0.5 is a fault, not a recipe
         "model.dropout": min(config.model.dropout, RECIPE_DROPOUT),
         "regularization.l2": min(reg.l2, RECIPE_L2),
