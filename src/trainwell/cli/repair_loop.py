@@ -28,6 +28,12 @@ whole run takes well under a second (measured per case by ``trainwell doctor --c
    (same budget, same seed); it continues to ``E`` epochs (``after``). The yardstick is not
    continued.
 
+A yardstick or trial that fails to build or train is recorded with a one-line reason
+(``yardstick["failed"]``, ``Trial.error``) and the diagnosis goes on; a yardstick that stays
+near chance is marked failed too (:func:`.yardstick.yardstick_failed`). For a user's model
+the repairs that would edit its ``forward`` are reported as code changes, not tried
+(:mod:`.candidates`).
+
 **"Repaired"** (:func:`.yardstick.verdict`): at the same budget of ``d`` epochs the repaired run is
 within 2 points of the recipe trained for ``d`` epochs (regression: validation loss within
 10%), *and* the repaired run at ``E`` epochs holds that level (it does not end below the
