@@ -27,3 +27,11 @@ def test_a_loss_that_rises_or_oscillates_keeps_the_learning_rate_a_cause():
     for lr in (_lr(True, 0.0), _lr(False, 0.5)):
         ranked = rank([lr, _sat()])
         assert ranked[0].kind == "lr_too_high" and ranked[1].explained_by is None
+
+
+def test_a_bad_head_explains_a_loss_trend_that_reads_as_a_high_rate():
+    # functional_softmax_nll: softmax under nll, the "loss" falls below 0, up share 0.56
+    head = Finding("bad_output_head", ("out",), {"loss": "nll"}, "", ("fix_output_head",), 1.0)
+    ranked = rank([_lr(False, 0.56), head])
+    assert [f.kind for f in ranked] == ["bad_output_head", "lr_too_high"]
+    assert ranked[1].explained_by == "bad_output_head"

@@ -93,3 +93,14 @@ def test_fix_output_head_keeps_a_regression_loss():
     ce = apply_patch(load_config(CASES / "relu_negative_bias.toml"),
                      {"model.output_activation": "softmax"})
     assert REPAIRS["fix_output_head"].patch(ce)["train.loss"] == "auto"
+
+
+def test_no_trials_for_the_symptoms_of_a_head_only_code_can_fix():
+    config = load_config(CASES / "functional_softmax_nll.toml")
+    head = Finding("bad_output_head", ("out",), {}, "", ("fix_output_head",), 1.0)
+    lr = Finding("lr_too_high", (), {}, "", ("lr_down", "add_schedule"), 1.0,
+                 explained_by="bad_output_head")
+    assert candidate_patches(config, [head, lr], "relu") == []
+    alone = Finding("lr_too_high", (), {}, "", ("lr_down", "add_schedule"), 1.0)
+    assert [n for n, _ in candidate_patches(config, [head, alone], "relu")] == [
+        "lr_down", "add_schedule"]  # an independent cause is still repaired

@@ -61,14 +61,21 @@ def candidate_patches(
 
     Re-initialization goes first where the finding's cause is the initialization
     (:func:`_init_caused`). For a user's model (``model.target``) the repairs that edit the
-    network are left out (:data:`CODE_REPAIRS`, see :func:`code_changes`) and
-    re-initialization walks the model's modules by ``activation``, the hidden activation the
-    probes saw.
+    network are left out (:data:`CODE_REPAIRS`, see :func:`code_changes`), and so are the
+    repairs of the consequences of a finding only such a change repairs; re-initialization
+    walks the model's modules by ``activation``, the hidden activation the probes saw.
     """
     seen: set[str] = set()
     out = []
     user = config.model.target is not None
+    blocked: set[str] = set()  # causes only a code change repairs
     for f in findings:
+        if f.explained_by in blocked:
+            # treating the symptoms of a cause only the user's code can remove wastes trials
+            blocked.add(f.kind)
+            continue
+        if user and f.repairs and all(n in CODE_REPAIRS for n in f.repairs):
+            blocked.add(f.kind)
         names = list(f.repairs)
         if _init_caused(f) and "reinit_by_activation" in names:
             names.remove("reinit_by_activation")

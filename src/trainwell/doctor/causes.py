@@ -30,7 +30,11 @@ __all__ = [
 ]
 
 EXPLAINS: dict[str, tuple[str, ...]] = {
-    "bad_output_head": ("vanishing_gradients", "dying_relu", "lr_too_low", "saturation"),
+    # …and lr_too_high: a head that cannot feed its loss makes the loss's trend, the LR's
+    # evidence, meaningless (softmax under nll: the "loss" −p falls below 0 and its windows
+    # "rose" in 56% of them while no step was large: update ratio ≤ 0.023)
+    "bad_output_head": ("vanishing_gradients", "dying_relu", "lr_too_low", "saturation",
+                        "lr_too_high"),
     "symmetric_init": ("vanishing_gradients", "dying_relu", "lr_too_low"),
     "unnormalized_inputs": (
         "saturation",
