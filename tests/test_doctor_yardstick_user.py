@@ -103,3 +103,22 @@ def test_the_yardstick_zeroes_the_biases():
     y = yardstick_config(config)
     assert config.model.bias_init != "zeros"
     assert y.model.bias_init == "zeros" and y.model.init == "auto" and y.model.head_init is None
+
+
+def test_a_cases_row_says_why_the_yardstick_is_no_bar_and_what_code_to_change():
+    from trainwell.cli.doctor import case_outcome
+    from trainwell.cli.repair_loop import DoctorResult, Trial
+    from trainwell.doctor.findings import Finding
+
+    head = Finding("bad_output_head", ("out",), {}, "", ("fix_output_head",), 1.0)
+    change = {"finding": "bad_output_head", "repair": "fix_output_head",
+              "change": "in forward, return the logits"}
+    result = DoctorResult([head], Trial(None, {}, 0.3, 2.0, [], 1.0, 1),
+                          before={"test_accuracy": 0.3}, status="unresolved",
+                          yardstick={"test_accuracy": 0.1, "failed": "near chance"},
+                          epochs=2, full_epochs=10, code_changes=[change])
+    row = case_outcome({"name": "c", "expected": "bad_output_head", "reference": 0.96}, result)
+    assert row["yardstick_failed"] == "near chance"
+    assert row["status_detail"] == (
+        "unresolved — needs a code change: in forward, return the logits")
+    assert result.to_dict()["code_changes"] == [change]
