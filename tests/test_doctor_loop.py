@@ -52,6 +52,7 @@ def test_every_repair_patch_validates_where_it_applies():
         {
             "model": {"activation": "sigmoid", "init": "normal", "output_activation": "relu"},
             "optim": {"name": "sgd", "lr": 0.1},
+            "regularization": {"l1": 0.01},  # for reduce_regularization
             "data": {"input_scale": 100.0},
             "schedule": {"name": "constant"},
         }

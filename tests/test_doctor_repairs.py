@@ -137,6 +137,7 @@ def test_every_repair_is_covered_here():
         "add_batch_norm", "add_dropout", "fix_output_head", "standardize_inputs",
         "clip_gradients", "add_l2", "add_plateau", "add_schedule", "rollback_skip",
         "early_stopping",  # tests/test_doctor_overfit.py
+        "reduce_regularization",  # tests/test_doctor_over_regularized.py
     }  # fmt: skip
     python_only = {n for n, r in REPAIRS.items() if r.python_only}
     assert python_only == set()  # every repair is also a config patch

@@ -226,12 +226,14 @@ def case_outcome(
         "primary": kinds[0] if kinds else None, "primary_right": primary,
         "consequences_missing": missing,
         "chosen": result.chosen, "status": result.status,
+        "status_detail": result.status_detail,  # "… needs a code change: …" (user models)
         "judged_at_epochs": result.judged_at_epochs,
         "accuracy_before": result.before.get("test_accuracy"), "accuracy_after": final,
         "yardstick": result.yardstick.get("test_accuracy"),
         "loss_before": result.before.get("test_loss"), "loss_after": final_loss,
         "yardstick_loss": result.yardstick.get("test_loss"),
         "yardstick_epochs": result.yardstick.get("epochs"),
+        "yardstick_failed": result.yardstick.get("failed"),  # why it is no bar, if it is not
         "reference": case["reference"], "within_reference": bool(ok_final) if not healthy else None,
         "epochs": result.epochs, "full_epochs": result.full_epochs,
         "epochs_ratio": round(result.epochs / full, 3),

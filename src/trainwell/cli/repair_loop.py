@@ -28,6 +28,12 @@ whole run takes well under a second (measured per case by ``trainwell doctor --c
    (same budget, same seed); it continues to ``E`` epochs (``after``). The yardstick is not
    continued.
 
+A yardstick or trial that fails to build or train is recorded with a one-line reason
+(``yardstick["failed"]``, ``Trial.error``) and the diagnosis goes on; a yardstick that stays
+near chance is marked failed too (:func:`.yardstick.yardstick_failed`). For a user's model
+the repairs that would edit its ``forward`` are reported as code changes, not tried
+(:mod:`.candidates`).
+
 **"Repaired"** (:func:`.yardstick.verdict`): at the same budget of ``d`` epochs the repaired run is
 within 2 points of the recipe trained for ``d`` epochs (regression: validation loss within
 10%), *and* the repaired run at ``E`` epochs holds that level (it does not end below the
@@ -45,17 +51,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..config import Config, apply_patch, to_toml
 from ..data.dataset import Dataset
 from ..doctor.callback import DEFAULT_EVERY, DoctorCallback
 from ..doctor.causes import primary_and_consequences
 from ..doctor.findings import Finding, Health
-from ..doctor.repairs import REPAIRS
 from ..doctor.report import write_report
+from ..doctor.signals import signals
 from ..errors import UserError
 from ..train.checkpoint import atomic_write_text
+from .candidates import candidate_patches, code_changes, hidden_activation
 from .runner import build_data, build_run
-from .yardstick import MIN_GAIN, WITHIN_ACCURACY, judge, verdict, yardstick_config
+from .yardstick import (
+    MIN_GAIN,
+    WITHIN_ACCURACY,
+    judge,
+    verdict,
+    yardstick_config,
+    yardstick_failed,
+)
 
 __all__ = [
     "BUDGET_RUNS",
@@ -88,7 +104,8 @@ class Trial:
     """One short training run: the diagnostic (``repair=None``) or a repair's trial.
 
     ``epochs`` is what it trained (fewer than the short budget when it was stopped
-    non-finite); ``aborted`` says it was.
+    non-finite); ``aborted`` says it was. ``error`` is the one-line reason a trial failed
+    to build or train (it is then aborted, and the diagnosis goes on).
     """
 
     repair: str | None
@@ -99,6 +116,7 @@ class Trial:
     seconds: float
     epochs: int = 0
     aborted: bool = False
+    error: str | None = None
 
 
 @dataclass
@@ -143,6 +161,15 @@ class DoctorResult:
     epochs: int = 0
     full_epochs: int = 0
     seconds: float = 0.0
+    code_changes: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def status_detail(self) -> str:
+        """The status in words: "unresolved — needs a code change: …" where the repairs
+        a user's model needs are edits to its code (see :func:`code_changes`)."""
+        if self.status in ("unresolved", "improved") and self.code_changes:
+            return f"{self.status} — needs a code change: {self.code_changes[0]['change']}"
+        return self.status
 
     @property
     def exit_code(self) -> int:
@@ -153,6 +180,8 @@ class DoctorResult:
         """JSON-ready dict (the CLI's ``--json`` output)."""
         return {
             "status": self.status,
+            "status_detail": self.status_detail,
+            "code_changes": self.code_changes,
             "findings": [f.to_dict() for f in self.findings],
             "kinds": [f.kind for f in self.findings],
             **primary_and_consequences(self.findings),  # primary first, then what it explains
@@ -318,7 +347,8 @@ def _diagnose(
     metrics = session.train_to(short)
     yard: dict[str, Any] = {}
     spent = short
-    ycfg = yardstick_config(config) if with_yardstick else None
+    activation = hidden_activation(session.callback.health)
+    ycfg = yardstick_config(config, activation) if with_yardstick else None
     if ycfg is not None and ycfg == config:
         # The config already is the recipe: its own run is the yardstick (no extra epochs).
         yard = {**metrics, "reused": True}
@@ -328,9 +358,18 @@ def _diagnose(
         except (UserError, ValueError):
             ycfg = None
         if ycfg is not None:
-            yard_session = builder.session(ycfg, short, 0)
-            yard = yard_session.train_to(short)
-            spent += yard_session.epochs
+            try:
+                yard_session = builder.session(ycfg, short, 0)
+                yard = yard_session.train_to(short)
+                spent += yard_session.epochs
+            except Exception as e:  # noqa: BLE001 - the recipe failing must not end the diagnosis
+                yard = {"failed": _one_line(e)}
+    weak = yardstick_failed(yard, session.callback.num_classes) if yard else ""
+    if weak:
+        yard["failed"] = weak  # no bar: repaired only by learning like a healthy run (judge)
+        classes = session.callback.num_classes
+        if classes and classes >= 2:
+            yard["chance_accuracy"] = 1.0 / classes
     _tell_yardstick(session, yard)
     findings = session.callback.findings()
     diag = Trial(None, {}, metrics["val_accuracy"], metrics["val_loss"],
@@ -359,10 +398,27 @@ def _diagnose(
     return result, session, spent
 
 
+def _one_line(e: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
+
+
 def _tell_yardstick(session: _Session, yard: dict[str, Any]) -> None:
-    """Give the rules the yardstick's accuracy at the short budget (see Signals)."""
+    """Give the rules the yardstick's accuracy at the short budget and the run's
+    regularization (see Signals): the largest dropout rate in the built model (the user's
+    own modules included) or the config's, and the config's L1/L2 penalties."""
+    model = session.built.trainer.model
+    rates = [float(m.p) for m in model.modules()
+             if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    reg = session.config.regularization
+    session.callback.health.context["regularization"] = {
+        "dropout": max([session.config.model.dropout, *rates]),
+        "l1": reg.l1,
+        "l2": reg.l2,
+    }
     acc = yard.get("val_accuracy")
-    if isinstance(acc, int | float) and math.isfinite(acc):
+    if isinstance(acc, int | float) and math.isfinite(acc) and not yard.get("failed"):
         session.callback.health.context["yardstick_accuracy"] = float(acc)
 
 
@@ -372,21 +428,6 @@ def _save_run(folder: Path, session: _Session) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.toml", to_toml(session.config))
     session.callback.health.write(folder / "health.jsonl")
-
-
-def candidate_patches(config: Config, findings: list[Finding]) -> list[tuple[str, dict[str, Any]]]:
-    """Applicable ``(repair name, patch)`` pairs, in finding then repair rank order."""
-    seen: set[str] = set()
-    out = []
-    for f in findings:
-        for name in f.repairs:
-            if name in seen or name not in REPAIRS:
-                continue
-            seen.add(name)
-            patch = REPAIRS[name].patch(config)
-            if patch:
-                out.append((name, patch))
-    return out
 
 
 def _pair(
@@ -436,7 +477,10 @@ def repair(
 
     t0 = time.perf_counter()
     builder = _Builder()
-    result, _, spent = _diagnose(config, out_dir, True, True, builder)
+    result, diag_session, spent = _diagnose(config, out_dir, True, True, builder)
+    diag_health = diag_session.callback.health
+    activation = hidden_activation(diag_health)
+    result.code_changes = code_changes(config, result.findings, signals(diag_health))
     full = config.train.epochs
     short = diagnostic_epochs(config)
     allowed = PLAN_RUNS * full
@@ -454,9 +498,10 @@ def repair(
     if result.findings and not result.full_look:
         best_score = _score(result.before) + MIN_GAIN
         yard = dict(result.yardstick)
-        matched = _score(yard) - WITHIN_ACCURACY  # a trial this good equals the recipe
+        # a trial this good equals the recipe (a failed recipe ends no search)
+        matched = math.inf if yard.get("failed") else _score(yard) - WITHIN_ACCURACY
         done: list[tuple[Trial, dict[str, Any]]] = []
-        queue = candidate_patches(config, result.findings)
+        queue = candidate_patches(config, result.findings, activation)
         paired = False
         while len(result.trials) < max_trials and room():
             if queue:
@@ -469,9 +514,15 @@ def repair(
                 name, patch = pair
             else:
                 break
-            patched = apply_patch(config, patch)
-            session = builder.session(patched, short, 0)
-            metrics, aborted = session.trial_to(short)
+            try:
+                patched = apply_patch(config, patch)
+                session = builder.session(patched, short, 0)
+                metrics, aborted = session.trial_to(short)
+            except Exception as e:  # noqa: BLE001 - a failing trial is recorded, not fatal
+                failed = Trial(name, patch, None, None, [], 0.0, 0, True, _one_line(e))
+                result.trials.append(failed)
+                done.append((failed, {}))
+                continue
             spent += session.epochs
             _tell_yardstick(session, yard)
             kinds = [f.kind for f in session.callback.findings()]

@@ -122,6 +122,11 @@ def build_model(config: Config, data: Dataset | TorchData) -> torch.nn.Module:
     if m.target is not None:
         with search_path(Path(config.root) if config.root else None):
             user_model = build_target_model(m.target, dict(m.kwargs), config.seed)
+        if m.reinit:  # the doctor's re-initialization of a model whose code it cannot edit
+            with config_section("model"):
+                tw_nn.apply_init(user_model, m.init, torch.Generator().manual_seed(config.seed),
+                                 activation=m.activation, bias_init=m.bias_init,
+                                 head_init=m.head_init)
         _check_fits(user_model, data, config)
         return user_model
     if isinstance(data, TorchData):

@@ -107,6 +107,10 @@ class ModelConfig(_Section):
                                        "constant:V, uniform:A or normal:S")
     head_init: Initializer | None = Field(None, description="the output layer's initializer; "
                                           "none = Glorot under init = auto, else as init")
+    reinit: Bool = Field(False, description="re-initialize your own model (model.target) "
+                         "after building it, walking its Linear/Conv modules: hidden weights "
+                         "by init (auto = by activation), hidden biases by bias_init, the head "
+                         "by head_init; trainwell's own models are always initialized so")
     dropout: Float = Field(0.0, ge=0, lt=1, description="dropout rate after each hidden layer")
     batch_norm: Bool = Field(False, description="batch normalization before each activation")
     output_activation: OptionalActivation = Field(None, description="activation on the output layer; "

@@ -16,6 +16,7 @@ from typing import Any
 
 from .findings import KINDS, Finding
 from .signals import finite
+from .thresholds import OSCILLATION_SHARE
 
 __all__ = [
     "EXPLAINS",
@@ -29,7 +30,11 @@ __all__ = [
 ]
 
 EXPLAINS: dict[str, tuple[str, ...]] = {
-    "bad_output_head": ("vanishing_gradients", "dying_relu", "lr_too_low", "saturation"),
+    # …and lr_too_high: a head that cannot feed its loss makes the loss's trend, the LR's
+    # evidence, meaningless (softmax under nll: the "loss" −p falls below 0 and its windows
+    # "rose" in 56% of them while no step was large: update ratio ≤ 0.023)
+    "bad_output_head": ("vanishing_gradients", "dying_relu", "lr_too_low", "saturation",
+                        "lr_too_high"),
     "symmetric_init": ("vanishing_gradients", "dying_relu", "lr_too_low"),
     "unnormalized_inputs": (
         "saturation",
@@ -48,6 +53,14 @@ EXPLAINS: dict[str, tuple[str, ...]] = {
     "exploding_gradients": ("non_finite",),
     "dying_relu": ("vanishing_gradients",),
     "saturation": ("vanishing_gradients",),
+    # dropout 0.9 makes the loss jump between batches, and λ2 0.5 pulls every weight to 0
+    "over_regularized": (
+        "lr_too_high",
+        "vanishing_gradients",
+        "dying_relu",
+        "saturation",
+        "lr_too_low",
+    ),
 }
 """Cause kind → the kinds it explains when both are found in one run (a DAG)."""
 
@@ -69,7 +82,8 @@ def arrows(findings: list[Finding]) -> dict[str, tuple[str, ...]]:
     """:data:`EXPLAINS` for this run: with gradients exploding at step 0, the exploding
     gradients explain :data:`EXPLAINS_AT_INIT` (the too-high-LR symptoms among them) instead
     of being explained by a too-high learning rate; units saturated at step 0 are not
-    explained by the learning rate either (no update has happened). Still a DAG."""
+    explained by the learning rate either (no update has happened); and a too-high-LR finding
+    whose loss neither rose nor oscillated is explained by such an init cause. Still a DAG."""
     out = dict(EXPLAINS)
     at_init = {f.kind for f in findings if f.evidence.get("at_initialization") is True}
     if "exploding_gradients" in at_init:
@@ -77,7 +91,23 @@ def arrows(findings: list[Finding]) -> dict[str, tuple[str, ...]]:
         out["exploding_gradients"] = EXPLAINS_AT_INIT
     if "saturation" in at_init:
         out["lr_too_high"] = tuple(k for k in out["lr_too_high"] if k != "saturation")
+    lr = next((f for f in findings if f.kind == "lr_too_high"), None)
+    if lr is not None and not _loss_rose(lr.evidence):
+        # Huge steps alone, with a loss that neither rose nor oscillated, follow from an init
+        # that explodes or saturates (method_tanh_normal_deep: one step of 44.8× a layer's
+        # weights, loss_rising False, up share 0): the init cause comes first.
+        for kind in at_init & {"exploding_gradients", "saturation"}:
+            if "lr_too_high" not in out.get(kind, ()):
+                out[kind] = (*out.get(kind, ()), "lr_too_high")
     return out
+
+
+def _loss_rose(evidence: dict[str, Any]) -> bool:
+    """lr_too_high's evidence shows the loss rising or oscillating."""
+    share = evidence.get("loss_up_share")
+    return evidence.get("loss_rising") is True or (
+        isinstance(share, int | float) and share >= OSCILLATION_SHARE
+    )
 
 
 def confidence(value: float | None, threshold: float, *, above: bool = True) -> float:

@@ -32,6 +32,7 @@ KINDS: tuple[str, ...] = (
     "dying_relu",
     "lr_too_low",
     "overfitting",
+    "over_regularized",
 )
 """The finding kinds, in the order the doctor reports (and repairs) them."""
 

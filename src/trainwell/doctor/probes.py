@@ -16,7 +16,9 @@ layer ℓ with weight W and gradient g = ∂J/∂W:
   otherwise the next weighted layer's input — or the model's output after the head — with
   ``act_kind``, the activation inferred from it by :mod:`trainwell.doctor.actstats`, so
   ``F.relu``/``torch.sigmoid`` in ``forward`` and custom modules are measured too; the
-  record's ``output_activation`` is the head's inferred activation);
+  record's ``output_activation`` is what ran on the head's output: the activation module
+  that ran right after the head layer, else the activation inferred from the model's
+  output, with ``head_measured``);
 - ``dead_share``: ReLU-family units that output exactly 0 for every sample of the batch;
 - ``saturated_share``: sigmoid/tanh entries with |z| ≥ 5 or output within 0.01 of an
   asymptote.
@@ -175,6 +177,8 @@ class Probe:
         self._input: dict[str, float] = {}
         self._z: dict[str, torch.Tensor] = {}  # pre-activations awaiting their post-activation
         self._head_kind: str | None = None
+        self._head_seen = False  # the head's output was measured on this probe step
+        self._last: str | None = None  # the weighted layer that ran last (execution order)
         self.records = 0  # probe steps recorded so far
 
     # ---- forward side -------------------------------------------------------------
@@ -183,6 +187,7 @@ class Probe:
         self.disarm()
         self._stats = {info.name: {} for info in self.layers}
         self._input, self._z, self._head_kind = {}, {}, None
+        self._head_seen, self._last = False, None
         if self.layers:
             first = self.layers[0].module
             self._handles.append(first.register_forward_pre_hook(self._input_hook))
@@ -191,9 +196,11 @@ class Probe:
                 self._handles.append(
                     info.act_module.register_forward_hook(self._make_act_hook(info))
                 )
-                continue
-            # Otherwise the layer's output is the pre-activation z and the next weighted
-            # layer's input (or, after the head, the model's output) the post-activation.
+            # The layer's output is the pre-activation z and the next weighted layer's input
+            # (or, after the head, the model's output) the post-activation: measured there
+            # unless the paired activation module ran right after the layer (registration
+            # order is only a guess: a user's net may register all its activation modules
+            # after its head, and the first of them is no output activation).
             self._handles.append(info.module.register_forward_hook(self._make_z_hook(info)))
             if i + 1 < len(self.layers):
                 nxt = self.layers[i + 1].module
@@ -225,7 +232,11 @@ class Probe:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if not module.training or self._stats[info.name] or not torch.is_tensor(output):
                 return
-            self._stats[info.name] = activation_stats(info.activation, inputs, output.detach())
+            if self._last != info.name:
+                return  # another layer ran last: this module does not follow ``info``
+            st = activation_stats(info.activation, inputs, output.detach())
+            st["act_kind"] = info.activation
+            self._stats[info.name] = st
 
         return hook
 
@@ -233,6 +244,7 @@ class Probe:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
             if module.training and torch.is_tensor(output) and info.name not in self._z:
                 self._z[info.name] = output.detach()
+                self._last = info.name
 
         return hook
 
@@ -251,10 +263,15 @@ class Probe:
         def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
             z = self._z.pop(info.name, None)
             out = output if torch.is_tensor(output) else None
-            if not module.training or self._stats[info.name] or z is None or out is None:
+            if not module.training or self._head_seen:
+                return
+            if self._stats[info.name]:  # the activation module that ran after the head
+                self._head_kind, self._head_seen = self._stats[info.name].get("act_kind"), True
+                return
+            if z is None or out is None:
                 return
             kind = infer_head(z, out)
-            self._head_kind = kind
+            self._head_kind, self._head_seen = kind, True
             self._stats[info.name] = _inferred_stats(kind, z, out.detach())
 
         return hook
@@ -326,9 +343,11 @@ class Probe:
             **self._global,
             "input": self._input or None,
             "output_activation": self._head_kind,
+            "head_measured": self._head_seen,  # output_activation None then means logits
             "layers": {name: dict(st) for name, st in self._stats.items()},
         }
         self._stats, self._global, self._input = {}, {}, {}
+        self._head_seen = False
         self.records += 1
         return rec
 

@@ -52,6 +52,13 @@ ROLLBACK_EVERY = 10  # steps between saved copies for the rollback guard
 # rule asks for the same 3 epochs (thresholds.OVERFIT_PATIENCE), so what it reports at the
 # diagnostic budget, early stopping at that budget sees.
 EARLY_STOPPING = {"patience": 3, "restore_best": True}
+# reduce_regularization: dropout and penalties ÷10 (dropout 0.9 → 0.09), at most the usual
+# strengths (DROPOUT, L2, L1: λ2 0.5 → 1e-3, as ÷10 leaves 0.05, which still held the
+# over_regularized case at 0.81 against 0.96 healthy), and off below REG_OFF.
+REG_DOWN = 10.0
+L1 = 1e-4
+REG_OFF = 1e-5
+_KEPT_LOSSES = ("mse", "mae", "huber")  # regression losses fix_output_head keeps
 _ADAPTIVE = ("adam", "adamw", "nadam", "adamax", "rmsprop", "adagrad")
 
 
@@ -204,7 +211,8 @@ def _init(
     if act is None:
         acts = [i.activation for i in describe_layers(model)[:-1] if i.activation]
         act = acts[0] if acts else "relu"
-    tw_nn.apply_init(model, value, generator=gen, activation=act)
+    tw_nn.apply_init(model, value, generator=gen, activation=act,
+                     bias_init=values.get("model.bias_init") or "zeros")
 
 
 def _activation(
@@ -236,6 +244,13 @@ def _dropout(
     model: nn.Module, optimizer: torch.optim.Optimizer, value: Any, values: Mapping[str, Any],
     gen: torch.Generator | None,
 ) -> None:
+    existing = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+    if existing:  # the model has dropout: set its rate (e.g. reduce_regularization)
+        for m in existing:
+            m.p = float(value) if value is not None else _weaker(m.p, DROPOUT) or 0.0
+        return
+    if value is None:
+        return
     for info in describe_layers(model)[:-1]:
         if info.act_module is not None:
             _replace_module(
@@ -271,7 +286,9 @@ FIELD_ACTIONS: dict[str, Callable[..., dict[str, Any] | None]] = {
         "schedule": tw_optim.schedules.build(v, lr_from_optimizer=True)
     },
     "schedule.plateau": lambda m, o, v, vs, g: {"plateau": tw_optim.schedules.Performance(**v)},
-    "regularization.l2": lambda m, o, v, vs, g: {"penalty": tw_optim.penalties.Penalty(l2=v)},
+    "regularization.l2": lambda m, o, v, vs, g: None if v is None else {
+        "penalty": tw_optim.penalties.Penalty(l1=vs.get("regularization.l1") or 0.0, l2=v)
+    },
     "train.rollback_every": lambda m, o, v, vs, g: {"callbacks": [RollbackGuard(every=v)]},
     "train.early_stopping": lambda m, o, v, vs, g: {"callbacks": [_early_stopping(v)]},
 }
@@ -291,6 +308,16 @@ def _early_stopping(settings: Mapping[str, Any]) -> EarlyStopping:
     )
 
 
+def _weaker(value: Any, cap: float) -> float | None:
+    """A regularization strength ÷ REG_DOWN and at most ``cap`` (the usual strength), off
+    (0) once that is negligible; None where it is unknown (live objects: the action divides
+    what it finds)."""
+    if value is None:
+        return None
+    v = min(float(value) / REG_DOWN, cap)
+    return 0.0 if v < REG_OFF else v
+
+
 def _new_activation(cur: Current) -> str:
     # sigmoid/tanh → ELU (non-saturating for z > 0, smooth); ReLU family → LeakyReLU.
     return "leaky_relu" if cur.activation == "relu" else "elu"
@@ -301,12 +328,17 @@ REPAIRS: dict[str, Repair] = {
     for r in (
         Repair(
             "fix_output_head",
-            "logits on the output, loss by the task (cross-entropy)",
-            {"model.output_activation": None, "model.out_features": None, "train.loss": "auto"},
+            "logits on the output, loss by the task (cross-entropy); a regression loss stays",
+            # A distance loss (only valid on regression targets) is the user's choice, not the
+            # fault: MAE stays MAE, so "after" is comparable with the run before.
+            {"model.output_activation": None, "model.out_features": None,
+             "train.loss": lambda c: (
+                 c.settings["train.loss"] if c.settings.get("train.loss") in _KEPT_LOSSES
+                 else "auto")},
             needed=lambda c: (
                 c.settings["model.output_activation"] is not None
                 or c.settings["model.out_features"] is not None
-                or c.settings["train.loss"] not in ("auto", "cross_entropy", "mse")
+                or c.settings["train.loss"] not in ("auto", "cross_entropy", *_KEPT_LOSSES)
             ),
         ),
         Repair(
@@ -319,9 +351,11 @@ REPAIRS: dict[str, Repair] = {
         ),
         Repair(
             "reinit_by_activation",
-            "re-initialize by activation (Glorot/He/LeCun)",
-            {"model.init": "auto"},
-            needed=lambda c: c.settings["model.init"] != "auto",
+            "re-initialize by activation (Glorot/He/LeCun), hidden biases at zero",
+            {"model.init": "auto", "model.bias_init": "zeros"},
+            needed=lambda c: (
+                c.settings["model.init"] != "auto" or c.settings["model.bias_init"] != "zeros"
+            ),
         ),
         Repair(
             "swap_activation",
@@ -391,6 +425,19 @@ REPAIRS: dict[str, Repair] = {
             f"dropout {DROPOUT} after hidden activations",
             {"model.dropout": DROPOUT},
             needed=lambda c: c.settings["model.dropout"] < DROPOUT,
+        ),
+        Repair(
+            "reduce_regularization",
+            f"dropout and L1/L2 penalties ÷{REG_DOWN:g}, at most dropout {DROPOUT}, "
+            f"λ2 {L2:g}, λ1 {L1:g} (off below {REG_OFF:g})",
+            {
+                "model.dropout": lambda c: _weaker(c.settings.get("model.dropout"), DROPOUT),
+                "regularization.l2": lambda c: _weaker(c.settings.get("regularization.l2"), L2),
+                "regularization.l1": lambda c: _weaker(c.settings.get("regularization.l1"), L1),
+            },
+            needed=lambda c: any(
+                c.settings[k] for k in ("model.dropout", "regularization.l2", "regularization.l1")
+            ),
         ),
         Repair(
             "rollback_skip",

@@ -29,13 +29,18 @@ from .thresholds import (
     DEAD_SHARE,
     EXPLODING_ABS,
     EXPLODING_RATIO,
+    FAIL_LOSS_SHARE,
     FLAT_LOSS_DROP,
     INPUT_SCALE,
     LR_HIGH_UPDATE,
     LR_LOW_UPDATE,
     LR_PEAK_UPDATE,
+    NEAR_CHANCE_SHARE,
     OSCILLATION_SHARE,
     OVERFIT_RISE,
+    OVERREG_DROPOUT,
+    OVERREG_L1,
+    OVERREG_L2,
     SATURATED_SHARE,
     SYMMETRY_SPREAD,
     THRESHOLDS,
@@ -325,6 +330,46 @@ def overfitting(s: Signals) -> Check | None:
     return [], ev, text, confidence(1.0 + over["val_loss_rise"], 1.0 + OVERFIT_RISE)
 
 
+def over_regularized(s: Signals) -> Check | None:
+    """Strong dropout or penalties while the run, training accuracy included, stays at chance."""
+    if s.task == "regression" or not finite(s.acc):
+        return None
+    bar = s.chance_acc + NEAR_CHANCE_SHARE * (1.0 - s.chance_acc)
+    train_acc = s.train_acc if finite(s.train_acc) else s.acc
+    near = s.acc < bar and train_acc < bar  # type: ignore[operator]
+    unfit = finite(s.loss_end) and s.loss_end >= FAIL_LOSS_SHARE * s.chance_loss  # type: ignore[operator]
+    strong = []
+    if s.dropout >= OVERREG_DROPOUT:
+        strong.append(f"dropout {s.dropout:g}")
+    if s.l2 >= OVERREG_L2:
+        strong.append(f"an L2 penalty λ2 = {s.l2:g}")
+    if s.l1 >= OVERREG_L1:
+        strong.append(f"an L1 penalty λ1 = {s.l1:g}")
+    if not (near and unfit and strong):
+        return None
+    ev: dict[str, Any] = {
+        "dropout": _g(s.dropout),
+        "l2": _g(s.l2),
+        "l1": _g(s.l1),
+        "train_accuracy": _g(train_acc),
+        "val_accuracy": _g(s.acc),
+        "train_loss_end": _g(s.loss_end),
+        "chance_loss": _g(s.chance_loss),
+    }
+    text = (
+        f"with {' and '.join(strong)} the network cannot fit even its training set: the "
+        f"training loss ends at {s.loss_end:.3g} (chance's is {s.chance_loss:.3g}) and the "
+        f"training accuracy {train_acc:.3f} and validation accuracy {s.acc:.3f} sit at chance "
+        f"({s.chance_acc:.3f}): the regularization, not the data, decides the outputs"
+    )
+    conf = max(
+        share_confidence(s.dropout, OVERREG_DROPOUT) if s.dropout >= OVERREG_DROPOUT else 0.5,
+        confidence(s.l2, OVERREG_L2) if s.l2 >= OVERREG_L2 else 0.5,
+        confidence(s.l1, OVERREG_L1) if s.l1 >= OVERREG_L1 else 0.5,
+    )
+    return [], ev, text, conf
+
+
 RULES: tuple[Rule, ...] = (
     Rule("non_finite", 0, ("lr_down", "clip_gradients", "rollback_skip"), non_finite),
     Rule("bad_output_head", 1, ("fix_output_head",), bad_output_head),
@@ -363,6 +408,7 @@ RULES: tuple[Rule, ...] = (
     Rule("dying_relu", 8, ("swap_activation", "reinit_by_activation", "lr_down"), dying_relu),
     Rule("lr_too_low", 9, ("lr_up", "switch_optimizer"), lr_too_low),
     Rule("overfitting", 10, ("early_stopping", "add_l2", "add_dropout"), overfitting),
+    Rule("over_regularized", 11, ("reduce_regularization",), over_regularized),
 )
 """The rule table: one row per finding kind (see :class:`Rule`)."""
 

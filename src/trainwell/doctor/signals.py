@@ -115,6 +115,10 @@ class Signals:
     epochs: tuple[dict[str, Any], ...] = ()
     yardstick_acc: float | None = None
     target_range: tuple[float, float] | None = None
+    train_acc: float | None = None  # last epoch's training accuracy, when recorded
+    dropout: float = 0.0  # the largest dropout rate in the model (0 when unknown)
+    l1: float = 0.0  # λ1 of an L1 penalty (0 when unknown)
+    l2: float = 0.0  # λ2 of an L2 penalty (0 when unknown)
 
     # ---- derived facts several rules share --------------------------------------------
     @property
@@ -193,12 +197,19 @@ def _layer_median(health: Health, layer: str, key: str, skip_first: bool = False
 
 
 def _layer_activation(health: Health, layer: dict[str, Any]) -> str | None:
-    """The module-based activation name, else the one the probes inferred most often."""
-    if layer.get("activation"):
-        return layer["activation"]
-    seen = [p.get("layers", {}).get(layer["name"], {}).get("act_kind") for p in health.probes]
-    seen = [s for s in seen if s]
-    return max(set(seen), key=seen.count) if seen else None
+    """The activation the probes saw after the layer most often, else the module-based one.
+
+    A probe that measured the layer's output (``act_kind`` present, None = identity) wins
+    over the name paired by registration order, which a user's net may not follow.
+    """
+    recs = [p.get("layers", {}).get(layer["name"], {}) for p in health.probes]
+    measured = [r.get("act_kind") for r in recs if "act_kind" in r]
+    named = [k for k in measured if k]
+    if named:
+        return max(set(named), key=named.count)
+    if measured:
+        return None
+    return layer.get("activation") or None
 
 
 def _ratios(health: Health) -> list[float]:
@@ -315,7 +326,7 @@ def signals(health: Health) -> Signals:
         loss=loss_name,
         num_classes=ctx.get("num_classes"),
         out_features=out_features,
-        output_activation=ctx.get("output_activation") or _probed_head(health),
+        output_activation=_probed_head(health, ctx.get("output_activation")),
         chance_loss=chance_loss,
         chance_acc=chance_acc,
         acc=acc,
@@ -340,8 +351,16 @@ def signals(health: Health) -> Signals:
         epochs=tuple(health.epochs),
         yardstick_acc=yard,
         target_range=target_range,
+        train_acc=float(last["train_accuracy"]) if finite(last.get("train_accuracy")) else None,
+        **_regularization(ctx),
         **lo,
     )
+
+
+def _regularization(ctx: dict[str, Any]) -> dict[str, float]:
+    """``dropout``, ``l1`` and ``l2`` from ``context["regularization"]`` (0 when unknown)."""
+    reg = ctx.get("regularization") or {}
+    return {k: float(reg[k]) if finite(reg.get(k)) else 0.0 for k in ("dropout", "l1", "l2")}
 
 
 def _at_init(probe: dict[str, Any], value: Any) -> float | None:
@@ -357,8 +376,19 @@ def _behind(acc: Any, chance: float, top: float, share: float) -> bool:
     return bool(acc < chance + share * (top - chance))
 
 
-def _probed_head(health: Health) -> str | None:
-    """The output activation the probes inferred from the model's output, most often seen."""
+def _probed_head(health: Health, declared: str | None = None) -> str | None:
+    """What produces the model's output, as the probes measured it (most often seen).
+
+    Probes that measured the head (``head_measured``: the activation module that ran right
+    after the head layer, or the activation inferred from the output; None = logits) decide;
+    the ``declared`` one (from the modules' registration order, which a user's net may not
+    follow) and older records without the flag fill in only where none did.
+    """
+    measured = [p.get("output_activation") for p in health.probes if p.get("head_measured")]
+    if measured:
+        return max(set(measured), key=lambda k: (measured.count(k), k is None))
+    if declared:
+        return declared
     seen = [p.get("output_activation") for p in health.probes if p.get("output_activation")]
     return max(set(seen), key=seen.count) if seen else None
 

@@ -11,6 +11,10 @@ __all__ = [
     "THRESHOLDS",
     "FAIL_GAP_SHARE",
     "FAIL_LOSS_SHARE",
+    "NEAR_CHANCE_SHARE",
+    "OVERREG_DROPOUT",
+    "OVERREG_L1",
+    "OVERREG_L2",
     "VANISHING_RATIO",
     "VANISHING_ABS",
     "EXPLODING_RATIO",
@@ -130,6 +134,18 @@ OVERFIT_BIG_RISE = 0.4
 # …unless the validation accuracy rose this much after the loss's best epoch: early stopping
 # there would cost accuracy (the default MNIST-1D 1cycle run gains 1.4 points after it).
 OVERFIT_STILL_GAINING = 0.01
+
+# ---- over-regularization --------------------------------------------------------------
+# Penalties or dropout so strong the net cannot fit its training set: the run ends near
+# chance (validation and, when known, training accuracy below chance + NEAR_CHANCE_SHARE of
+# the gap to 100%) with a training loss above FAIL_LOSS_SHARE of chance's, while dropout is
+# OVERREG_DROPOUT or more, or λ2 ≥ OVERREG_L2, or λ1 ≥ OVERREG_L1. The case over_regularized
+# (dropout 0.9, λ2 0.5, digits) ends at 0.106 (0.22 val, 0.09 train after its 1-epoch short
+# look) with a training loss 3.3× chance's; healthy runs use dropout ≤ 0.3 and λ2 ≤ 1e-3.
+NEAR_CHANCE_SHARE = 0.25
+OVERREG_DROPOUT = 0.5
+OVERREG_L2 = 1e-2
+OVERREG_L1 = 1e-3
 
 THRESHOLDS: dict[str, float] = {
     k: v

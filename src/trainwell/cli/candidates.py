@@ -1,0 +1,138 @@
+"""Repair candidates for a config: ranked patches, and code changes for a user's model.
+
+trainwell edits the networks it builds through config fields (``model.activation``,
+``model.batch_norm`` …). A user's model (``model.target``) keeps its own ``forward``: the
+repairs that would edit it are not tried but stated as the exact code change
+(:func:`code_changes`); re-initialization walks the model's modules (``model.reinit``),
+which works for any model. Re-initialization goes first wherever the evidence puts the
+cause in the initialization.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Config
+from ..doctor.findings import Finding, Health
+from ..doctor.repairs import REPAIRS
+from ..doctor.signals import Signals, signals
+
+__all__ = ["CODE_REPAIRS", "candidate_patches", "code_change", "code_changes",
+           "hidden_activation"]
+
+# Repairs that edit the network trainwell builds: a user's model (model.target) keeps its own
+# forward, so for it they are code changes the user applies (see code_change).
+CODE_REPAIRS = ("fix_output_head", "swap_activation", "add_batch_norm", "add_dropout")
+
+
+def _init_caused(f: Finding) -> bool:
+    """The finding's evidence puts its cause in the initialization: gradients exploding or
+    units saturated at step 0, or dead ReLUs whose biases start negative."""
+    bias = f.evidence.get("bias_mean_start")
+    return f.evidence.get("at_initialization") is True or (
+        f.kind == "dying_relu" and isinstance(bias, int | float) and bias < 0
+    )
+
+
+def _user_patch(name: str, config: Config, activation: str | None) -> dict[str, Any] | None:
+    """A repair's patch for a user's model: re-initialization walks its modules
+    (``model.reinit``); a penalty change keeps only the penalties (the dropout rate is in
+    the user's code); the CODE_REPAIRS have none."""
+    if name in CODE_REPAIRS:
+        return None
+    if name == "reinit_by_activation":
+        if config.model.reinit:
+            return None
+        return {"model.reinit": True, "model.init": "auto", "model.bias_init": "zeros",
+                "model.head_init": None,
+                "model.activation": activation or config.model.activation}
+    patch = REPAIRS[name].patch(config)
+    if patch and name == "reduce_regularization":
+        patch = {k: v for k, v in patch.items() if not k.startswith("model.")}
+        if all(getattr(config.regularization, k.split(".")[1]) == v for k, v in patch.items()):
+            return None
+    return patch
+
+
+def candidate_patches(
+    config: Config, findings: list[Finding], activation: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """Applicable ``(repair name, patch)`` pairs, in finding then repair rank order.
+
+    Re-initialization goes first where the finding's cause is the initialization
+    (:func:`_init_caused`). For a user's model (``model.target``) the repairs that edit the
+    network are left out (:data:`CODE_REPAIRS`, see :func:`code_changes`), and so are the
+    repairs of the consequences of a finding only such a change repairs; re-initialization
+    walks the model's modules by ``activation``, the hidden activation the probes saw.
+    """
+    seen: set[str] = set()
+    out = []
+    user = config.model.target is not None
+    blocked: set[str] = set()  # causes only a code change repairs
+    for f in findings:
+        if f.explained_by in blocked:
+            # treating the symptoms of a cause only the user's code can remove wastes trials
+            blocked.add(f.kind)
+            continue
+        if user and f.repairs and all(n in CODE_REPAIRS for n in f.repairs):
+            blocked.add(f.kind)
+        names = list(f.repairs)
+        if _init_caused(f) and "reinit_by_activation" in names:
+            names.remove("reinit_by_activation")
+            names.insert(0, "reinit_by_activation")
+        for name in names:
+            if name in seen or name not in REPAIRS:
+                continue
+            seen.add(name)
+            patch = _user_patch(name, config, activation) if user else REPAIRS[name].patch(config)
+            if patch:
+                out.append((name, patch))
+    return out
+
+
+def code_change(name: str, s: Signals) -> str:
+    """The exact change a user makes in their model's code for a network-editing repair."""
+    act = s.output_activation
+    if name == "fix_output_head":
+        if s.loss == "nll" and act == "softmax":
+            return ("in forward, apply log_softmax instead of softmax to the output "
+                    "(F.log_softmax(x, dim=1)), or return the logits and set "
+                    "train.loss = \"auto\" (cross-entropy)")
+        if s.task == "regression":
+            return (f"in forward, return the output layer's values without the {act} on them: "
+                    "the targets lie outside its range (keep your loss)")
+        on = f"without the {act} on them" if act else "as they are"
+        return (f"in forward, return the output layer's logits {on}, one per class, and set "
+                "train.loss = \"auto\" (cross-entropy applies the softmax itself)")
+    hidden = next((v.activation for n, v in s.layers.items()
+                   if n in s.hidden and v.activation), None) or "hidden"
+    if name == "swap_activation":
+        new = "LeakyReLU (F.leaky_relu)" if hidden == "relu" else "ELU (F.elu)"
+        return f"in forward, replace the {hidden} activations with {new}"
+    if name == "add_batch_norm":
+        return ("add nn.BatchNorm1d(units) after each hidden Linear, before its "
+                f"{hidden} activation")
+    if name == "add_dropout":
+        return "add nn.Dropout(0.3) after each hidden activation"
+    return REPAIRS[name].description
+
+
+def code_changes(config: Config, findings: list[Finding], s: Signals) -> list[dict[str, str]]:
+    """For a user's model: the network-editing repairs its findings call for, each as
+    ``{"finding", "repair", "change"}`` with the exact code change; [] for trainwell's own."""
+    if config.model.target is None:
+        return []
+    out, seen = [], set()
+    for f in findings:
+        for name in f.repairs:
+            if name in CODE_REPAIRS and name not in seen:
+                seen.add(name)
+                out.append({"finding": f.kind, "repair": name, "change": code_change(name, s)})
+    return out
+
+
+def hidden_activation(health: Health) -> str | None:
+    """The hidden activation the probes saw most often (None when none was seen)."""
+    s = signals(health)
+    acts = [s.layers[n].activation for n in s.hidden if s.layers[n].activation]
+    return max(set(acts), key=acts.count) if acts else None
