@@ -32,7 +32,7 @@ import math
 
 import torch
 
-__all__ = ["NO_BIAS_CORRECTION", "fusable", "fused_adagrad", "fused_adam", "fused_rmsprop", "fused_sgd", "step_tensors"]
+__all__ = ["NO_BIAS_CORRECTION", "add_to_all", "fusable", "fused_adagrad", "fused_adam", "fused_rmsprop", "fused_sgd", "step_tensors"]
 
 
 def fusable(params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
@@ -83,7 +83,7 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
     if convention == "lecture":
         if beta2 == 0.0:
             return False
-        _add_all(exp_avg_sqs, packed_sqs, eps * (1.0 - beta2) / beta2)
+        add_to_all(exp_avg_sqs, packed_sqs, eps * (1.0 - beta2) / beta2)
         eps = 0.0
     elif convention == "keras":
         eps = eps / math.sqrt(1.0 - beta2 ** steps[0])
@@ -97,8 +97,9 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
 NO_BIAS_CORRECTION = 1e30  # a step t with βᵗ = 0 exactly for every β < 1
 
 
-def _add_all(tensors: list[torch.Tensor], flat: torch.Tensor | None, value: float) -> None:
-    # one op on the flat buffer the tensors are views of, else one per tensor
+def add_to_all(tensors: list[torch.Tensor], flat: torch.Tensor | None, value: float) -> None:
+    """Add ``value`` to every tensor: one op on ``flat`` (the buffer they are packed in,
+    see ``ExactOptimizer.packed``) when given, else one per tensor."""
     if flat is not None:
         flat.add_(value)
     else:
@@ -121,7 +122,7 @@ def fused_rmsprop(params: list[torch.Tensor], grads: list[torch.Tensor],
     if convention == "keras":
         if beta == 0.0:
             return False
-        _add_all(square_avgs, packed_avgs, eps * (1.0 - beta) / beta)
+        add_to_all(square_avgs, packed_avgs, eps * (1.0 - beta) / beta)
         eps = 0.0
     kernel = torch._fused_adamw_ if convention == "keras" else torch._fused_adam_
     steps = step_tensors([NO_BIAS_CORRECTION] * len(params), params[0].device)

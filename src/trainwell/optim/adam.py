@@ -29,7 +29,7 @@ from ._foreach import (
     decay_one,
     rebase_eps,
 )
-from ._fused import NO_BIAS_CORRECTION, fused_adam, step_tensors
+from ._fused import NO_BIAS_CORRECTION, add_to_all, fused_adam, step_tensors
 
 __all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "nadam"]
 
@@ -249,9 +249,7 @@ class Nadam(Adam):
         if wd != 0:  # keras: decoupled, θ ← θ (1 − η λ) before the step
             torch._foreach_mul_(params, 1.0 - lr * wd)
         if conv == "lecture":  # s' = s + ε(1 − β2ᵗ): see fused_adam
-            flat = self.packed(group, "exp_avg_sq", ss)
-            shift = kw["eps"] * (1.0 - beta2) / beta2
-            flat.add_(shift) if flat is not None else torch._foreach_add_(ss, shift)
+            add_to_all(ss, self.packed(group, "exp_avg_sq", ss), kw["eps"] * (1.0 - beta2) / beta2)
             eps = 0.0
         else:  # Keras' Nadam adds ε to the corrected √ŝ, as torch does
             eps = _eps_term(kw["eps"], bc2, "torch")
