@@ -121,21 +121,18 @@ class SGD(ExactOptimizer):
             return buf.clone()
         return buf * (_scale(state, convention) * (1.0 if convention == "lecture" else -1.0))
 
-    def _rescale(self, group: dict[str, Any], states: list[dict[str, Any]]) -> float:
-        """Bring every buffer to the units of this step's η (module docstring); return the
-        scale c' the update uses (η, or the kept c when η = 0)."""
+    def _rescale(self, group: dict[str, Any], states: list[dict[str, Any]]) -> None:
+        """Bring every buffer to the units of this step's η ≠ 0 (the class docstring):
+        b ← (c/η) b, c ← η; nothing for the torch convention or without momentum."""
         lr, conv = group["lr"], group["convention"]
-        if conv == "torch" or group["momentum"] == 0:
-            return lr
-        if lr == 0:
-            return float("nan")  # per-tensor scales: the loop/foreach path handles η = 0
+        if conv == "torch" or group["momentum"] == 0 or lr == 0:
+            return  # η = 0 keeps each c: the loop/foreach path decays b by β
         stale = [s for s in states if _scale(s, conv) != lr]
         if stale:
             factors = [_scale(s, conv) / lr for s in stale]
             torch._foreach_mul_([s["momentum_buffer"] for s in stale], factors)
             for s in stale:
                 s["momentum_scale"] = lr
-        return lr
 
     def _fused(self, group, params, grads, states):  # noqa: D102
         lr, wd = group["lr"], group["weight_decay"]
@@ -159,8 +156,7 @@ class SGD(ExactOptimizer):
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         bufs = self._buffers(group, params, states)
         if group["convention"] != "torch" and group["momentum"] != 0:
-            if group["lr"] != 0:
-                self._rescale(group, states)
+            self._rescale(group, states)
             scales = [_scale(s, group["convention"]) for s in states]
         else:
             scales = None
