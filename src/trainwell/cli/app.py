@@ -59,11 +59,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     doctor = DoctorCallback(report=True)
     main = is_main_process()  # under torchrun: the doctor probes and rank 0 prints, alone
+    ok = False
     try:
         result = run(config, out, progress=not args.quiet, resume=args.resume is not None,
                      started=_STARTED, callbacks=[doctor] if main else [])
+        ok = True
     finally:
-        shutdown()
+        shutdown(meet=ok)
     if not main:
         return 0
     print_run_summary(result)

@@ -254,7 +254,17 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def shutdown() -> None:
-    """Leave the process group if this process joined one (at the end of a command)."""
+def shutdown(meet: bool = False) -> None:
+    """Leave the process group if this process joined one (at the end of a command).
+
+    ``meet`` (a command that succeeded on this rank): the ranks meet once more first, so
+    that none tears its connections down while another still writes the run's last files.
+    After a failure the rank leaves at once: a barrier could wait for a rank that is stuck
+    in a collective of its own, where leaving lets torchrun end the job.
+    """
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if meet:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
