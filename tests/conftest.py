@@ -23,6 +23,15 @@ def _private_cache(tmp_path_factory, monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    # Configs ask for train.threads (1 on this shared 2-core machine) and the Trainer sets
+    # torch's thread count from it: put the count back after every test.
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def generator():
     """An explicit, seeded random generator for a test."""

@@ -20,15 +20,6 @@ from trainwell.errors import UserError
 CASES = Path(__file__).resolve().parents[1] / "cases"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The configs below ask for train.threads = 1 (tiny nets; a shared 2-core machine):
-    # put torch's thread count back afterwards.
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 MOONS = {"source": "synthetic", "num_samples": 400, "options": {"kind": "moons", "noise": 0.2}}
 
 

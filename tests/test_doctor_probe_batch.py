@@ -14,10 +14,7 @@ from trainwell.train import Trainer
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(1)  # conftest puts the count back
 
 
 def _blobs(n: int = 96) -> Dataset:

@@ -26,13 +26,6 @@ BROKEN = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 def _leaves(model: nn.Module) -> list[tuple[str, tuple]]:
     """The model's leaf modules in order, with what defines them (Identity left out)."""
     out = []

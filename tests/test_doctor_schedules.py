@@ -40,10 +40,7 @@ SCHEDULES = {
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(1)  # conftest puts the count back
 
 
 def _config(schedule: dict, *, lr: float = 0.3, optim: str = "sgd", epochs: int = 8):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from trainwell.cli.candidates import candidate_patches, code_change, code_changes
@@ -16,13 +15,6 @@ from trainwell.doctor.findings import Finding
 from trainwell.doctor.signals import LayerSignals, Signals
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def _dead(bias: float = -3.0) -> Finding:

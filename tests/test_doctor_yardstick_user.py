@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
-
 from trainwell.cli import repair_loop
 from trainwell.cli.repair_loop import repair
 from trainwell.cli.yardstick import judge, verdict, yardstick_config, yardstick_failed
 from trainwell.config import load_config, validate
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def _acc(v: float) -> dict:

@@ -124,10 +124,7 @@ def _records(path: Path) -> list[dict]:
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 2 shared cores: more threads only spin
-    yield
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)  # 2 shared cores: more threads only spin (conftest restores)
 
 
 # ---- end to end ---------------------------------------------------------------------
