@@ -410,3 +410,77 @@ def test_sync_batch_norm_in_one_process_is_a_no_op_with_one_note(tmp_path, capsy
                  str(tmp_path / "run"), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert err.count("note: train.sync_batch_norm has no effect in one process") == 1
+
+
+def test_the_loss_carrier_leaves_gradients_exact_and_carries_the_loss():
+    """c·sg(ℓ) with c = 0: the weights' gradients are bitwise those of ℓ alone; ∂/∂c = ℓ."""
+    from trainwell.train.distributed import LossCarrier
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3))
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    wrapped = LossCarrier(model, torch.device("cpu"))
+    assert [n for n, _ in wrapped.named_parameters()] == \
+        ["carrier"] + [f"model.{n}" for n, _ in model.named_parameters()]
+    loss = torch.nn.functional.cross_entropy(wrapped(x), y)
+    total = loss + wrapped.term(loss)
+    assert float(total.detach()) == float(loss.detach())  # 0·ℓ adds nothing to the value
+    total.backward()
+    for p, g in zip(model.parameters(), plain):
+        assert torch.equal(p.grad, g)
+    assert float(wrapped.take()) == float(loss.detach())
+    assert wrapped.carrier.grad is None and float(wrapped.carrier.detach()) == 0.0
+    with pytest.raises(RuntimeError, match="no backward has run"):
+        wrapped.take()
+
+
+def _nan_on_one_rank_worker(rank: int, port: int, out_dir: str) -> None:
+    """Rank 1's loss is +Inf on step 3 (its gradients stay finite): every rank must skip
+    that step, and only it."""
+    import torch.distributed as dist
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        calls = {"n": 0}
+
+        def loss_fn(out, batch):
+            loss = torch.nn.functional.cross_entropy(out, batch[1])
+            calls["n"] += 1
+            return loss + float("inf") if rank == 1 and calls["n"] == 4 else loss
+
+        g = torch.Generator().manual_seed(0)
+        x, y = torch.randn(160, 6, generator=g), torch.randint(0, 3, (160,), generator=g)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        opt = tw.optim.build("adam", model.parameters(), lr=0.01)
+        trainer = tw.Trainer(model, opt, epochs=2, batch_size=32, seed=0, device="cpu",
+                             progress=False, loss_fn=loss_fn)
+        with pytest.warns(RuntimeWarning, match="step 3: the loss is not finite"):
+            trainer.fit(torch.utils.data.TensorDataset(x, y))
+        torch.save({"skipped": trainer.skipped_steps, "steps": trainer.step,
+                    "weights": [p.detach() for p in model.parameters()]},
+                   Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_non_finite_loss_on_one_rank_skips_that_step_on_every_rank(tmp_path):
+    """The carried loss is +Inf on every rank, so both ranks skip step 3 and stay identical
+    (the averaged gradients are finite: a guard on the local loss alone would let rank 0
+    step and the replicas drift apart)."""
+    import torch.multiprocessing as mp
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    mp.start_processes(_nan_on_one_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2,
+                       start_method="spawn")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert [r["skipped"] for r in ranks] == [1, 1]
+    assert [r["steps"] for r in ranks] == [10, 10]
+    for a, b in zip(ranks[0]["weights"], ranks[1]["weights"]):
+        assert torch.equal(a, b)

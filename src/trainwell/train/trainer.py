@@ -43,9 +43,9 @@ from .distributed import (
     all_reduce_sum,
     average_gradients,
     barrier,
+    carrier_of,
     from_env,
     grad_sync,
-    mean_over_ranks,
     weight_rank_loss,
     wrap,
 )
@@ -221,6 +221,7 @@ class Trainer:
         self._ddp = wrap(self.model, self.dist, self.device, sync_batch_norm)
         self.augment = augment
         self._net = compile_model(self._ddp) if compile else self._ddp
+        self._carrier = carrier_of(self._ddp)  # DDP: carries each step's loss (see LossCarrier)
         self._compile_pending = self._net is not self.model  # a lazy compile may fail at call 1
         self.callbacks = list(callbacks)
         self._resume_dir = Path(run_dir) if run_dir is not None else None  # read by every rank
@@ -454,7 +455,14 @@ class Trainer:
                         pen = self.penalty(self.model)
                         total = weighted + pen
                         log.penalties.append(pen.detach())
-                (self.scaler.scale(total) if self.scaler is not None else total).backward()
+                if self._carrier is not None:
+                    if i % k == 0:
+                        self._carrier.carrier.grad = None
+                    total = (self.scaler.scale(total) if self.scaler is not None else total) \
+                        + self._carrier.term(weighted)
+                elif self.scaler is not None:
+                    total = self.scaler.scale(total)
+                total.backward()
             group.append((weighted.detach(), n))
             if local:  # the log keeps this rank's mean losses and counts (summed at epoch end)
                 log.losses.append(loss.detach())
@@ -469,7 +477,8 @@ class Trainer:
                     self._save_mid_epoch(i + 1, log, gen)
         if group:
             if last is None and k > 1:  # a stream's short last group: all ran in no_sync()
-                average_gradients(params, self.dist)
+                carried = [] if self._carrier is None else [self._carrier.carrier]
+                average_gradients(params + carried, self.dist)
             lr = self._optimizer_step(params, group, log, lr, bar)
         seconds = time.perf_counter() - t0
         return self._epoch_metrics(epoch, log, lr, seconds, bar)
@@ -479,13 +488,17 @@ class Trainer:
         """Unscale, event, clip, schedule, check and apply one optimizer step."""
         samples = sum(n for _, n in group)
         full = self.accumulate * group[0][1]
-        step_loss = group[0][0] if len(group) == 1 else torch.stack([t for t, _ in group]).sum()
+        if self._carrier is not None:
+            # The global batch's loss on every rank (DDP averaged it with the gradients):
+            # logged, given to callbacks, and checked by the guard with the (already
+            # averaged) gradients, so every rank skips alike.
+            step_loss = self._carrier.take()
+        else:
+            step_loss = group[0][0] if len(group) == 1 else \
+                torch.stack([t for t, _ in group]).sum()
         if samples != full:  # a short last group: make it the mean over its own samples
             torch._foreach_mul_([p.grad for p in params if p.grad is not None], full / samples)
             step_loss = step_loss * (full / samples)
-        # The global batch's loss on every rank: logged, given to callbacks, and checked by
-        # the guard with the (already averaged) gradients, so every rank skips alike.
-        step_loss = mean_over_ranks(step_loss, self.dist)
         if self.penalty is not None and self.accumulate > 1:
             # Once per optimizer step and after the rescale above, as with one big batch.
             pen = self.penalty(self.model)
