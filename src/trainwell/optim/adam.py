@@ -31,7 +31,7 @@ from ._foreach import (
 )
 from ._fused import add_to_all, fused_adam, fused_nadam, nadam_weight
 
-__all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "nadam"]
+__all__ = ["AdaMax", "Adam", "AdamW", "Nadam", "adam", "adamax", "adamax_packed", "nadam"]
 
 
 class Adam(ExactOptimizer):
@@ -279,6 +279,10 @@ class AdaMax(Adam):
     u ← max(β2 u, |g| + ε), θ ← θ − η m / ((1 − β1ᵗ) u), ε = 1e-8, η = 2e-3;
     ``convention="torch"`` reproduces it.
 
+    No torch kernel computes a running max; the automatic path (``foreach=None``) keeps u
+    as views of one flat buffer and its temporaries in a scratch buffer reused from step
+    to step (see :func:`adamax_packed`): the loop's operations, and its results bit for bit.
+
     Args:
         params, lr, betas, eps, weight_decay, convention, foreach: as :class:`Adam`.
 
@@ -293,7 +297,21 @@ class AdaMax(Adam):
     _second = "exp_inf"
     _has_kernel = False
     _carries_eps = False
-    PACKED = ()
+    PACKED = ("exp_inf",)  # the automatic path updates u as one flat buffer
+
+    def _fused(self, group, params, grads, states):  # noqa: D102
+        # No torch kernel computes a running max: the automatic path is the foreach update
+        # with u packed in one flat buffer and its temporaries in a scratch buffer kept
+        # from step to step (see adamax_packed); the same operations as the loop.
+        us = [s["exp_inf"] for s in states]
+        flat = self.packed(group, "exp_inf", us)
+        if flat is None:
+            return False
+        kw = self._common(group, states)
+        buf, views = self.scratch(group, flat, us)
+        adamax_packed(params, grads, [s["exp_avg"] for s in states], us, flat, buf, views,
+                      [s["step"] for s in states], **kw)
+        return True
 
     def _update(self, group, params, grads, states, foreach):  # noqa: D102
         kw = self._common(group, states)
@@ -474,3 +492,37 @@ def adamax(params, grads, exp_avgs, exp_infs, steps, *, lr, betas, eps, weight_d
             abs_g.add_(eps)
         torch.maximum(u, abs_g, out=u)
         p.addcdiv_(m, u if convention == "torch" else u.add(eps), value=c)
+
+
+def adamax_packed(params, grads, exp_avgs, exp_infs, flat_inf, scratch, scratch_views, steps, *, lr, betas, eps, weight_decay, decoupled, convention):  # fmt: skip
+    """:func:`adamax` with u in one flat buffer and a scratch buffer for its temporaries.
+
+    The loop's operations, element for element (so the same results, bit for bit): m by
+    one foreach lerp; |g| (+ ε, torch) written into ``scratch``, one abs per tensor
+    (``g`` untouched); then β2 u, the max and u + ε are one op each on the flat buffers,
+    where the foreach path made one per tensor and allocated |g| and u + ε every step;
+    one foreach addcdiv for θ.
+
+    Args:
+        params, grads, exp_avgs, exp_infs, steps: as :func:`adamax`.
+        flat_inf: the flat buffer whose views are ``exp_infs``, in order.
+        scratch, scratch_views: a flat buffer like ``flat_inf``, and its views shaped
+            like ``exp_infs`` (overwritten).
+        lr, betas, eps, weight_decay, decoupled, convention: as :func:`adamax`.
+    """
+    beta1, beta2 = betas
+    step_sizes = [-lr / (1.0 - beta1**t) for t in steps]
+    grads = decay_many(params, grads, lr, weight_decay, decoupled)
+    torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+    for g, a in zip(grads, scratch_views):
+        torch.abs(g, out=a)
+    if convention == "torch":
+        scratch.add_(eps)
+    flat_inf.mul_(beta2)
+    torch.maximum(flat_inf, scratch, out=flat_inf)
+    if convention == "torch":
+        denoms = exp_infs
+    else:  # |g| is spent: u + ε goes where it was
+        torch.add(flat_inf, eps, out=scratch)
+        denoms = scratch_views
+    torch._foreach_addcdiv_(params, exp_avgs, denoms, step_sizes)
