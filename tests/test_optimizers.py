@@ -529,8 +529,9 @@ def test_nadam_automatic_path_is_one_kernel_call_and_matches_float64_reference(
 
 
 def test_nadam_with_a_small_beta1_leaves_the_kernel_to_the_foreach_path(monkeypatch):
-    # β1 = 0.1 makes the lerp weight w = −c_grad / c_avg ≈ −9 at t = 1: more rounding than
-    # NADAM_MAX_WEIGHT allows; the automatic path falls back before touching the state.
+    # β1 = 0.1 makes the lerp weight w = −c_grad / c_avg = −(1 − β1²)/β1 = −9.9 at t = 1 (more
+    # rounding than NADAM_MAX_WEIGHT allows): the automatic path falls back before touching
+    # the state.
     calls = []
     real = torch._fused_adam_
     monkeypatch.setattr(torch, "_fused_adam_", lambda *a, **k: calls.append(1) or real(*a, **k))

@@ -102,14 +102,16 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
 NO_BIAS_CORRECTION = 1e30  # a step t with βᵗ = 0 exactly for every β < 1
 
 
-# fused_nadam's lerp puts m back as (1 − w) n + w g with w = −c_grad / c_avg: its rounding
-# error grows like 1 + |w|, which is ~1.1 for β1 = 0.9 and ~1.8 at worst for the torch and
-# keras schedules (μ_1 ≈ β1/2); a small β1 (w → −∞ as β1 → 0) takes another path.
+# fused_nadam's lerp puts m back as (1 − w) n + w g with w = −c_grad / c_avg < 0: its
+# rounding error grows like 1 + |w|. With β1 = 0.9, |w| is 0.11–0.21 in the lecture
+# convention and at most 1.77 (torch) and 1.59 (keras) at t = 1, where their schedules
+# start at μ_1 ≈ β1/2; |w| → ∞ as β1 → 0, so a small β1 (|w| > 4) takes another path.
 NADAM_MAX_WEIGHT = 4.0
 
 
 def nadam_weight(c_avg: float, c_grad: float) -> float | None:
-    """The weight of :func:`fused_nadam`'s lerp, or None where it is not used or too large."""
+    """The weight w of :func:`fused_nadam`'s lerp: 0 where none is needed, None where
+    |w| > :data:`NADAM_MAX_WEIGHT` (fused_nadam is then not used)."""
     if c_avg == 0:
         return 0.0  # η = 0 or β1 = 0: the kernel's own average is m (see fused_nadam)
     w = -c_grad / c_avg
