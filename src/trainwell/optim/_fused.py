@@ -17,8 +17,8 @@ are brought to it exactly (to rounding), each at most one extra scalar pass:
   plus one lerp that puts m back (:func:`fused_nadam`);
 - Keras' decoupled weight decay is one multiply before a kernel without decay.
 
-AdaMax (a running max, not an average) has no kernel and stays on the foreach path (on
-packed state, :func:`.adam.adamax_packed`).
+AdaMax (a running max, not an average) has no kernel: on the CPU its automatic path is its
+loop, which keeps each tensor's operations in cache (:class:`.adam.AdaMax`).
 
 The fused kernels order floating-point operations differently from our loop and foreach
 paths, so results agree with them to rounding, not bit for bit: within 1e-6 relative in
