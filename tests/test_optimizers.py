@@ -464,3 +464,141 @@ def test_packed_state_is_one_buffer_and_survives_a_state_dict_round_trip(monkeyp
     assert not adds  # never one add per tensor
     for p, q in zip(x, y):
         torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15)
+
+
+def _nadam_reference(x0, g_all, lrs, *, beta1, beta2, eps, psi, wd, convention):
+    """Nadam from its docstring in float64: θ after every step (Π in float32 for torch)."""
+    theta, m, s, prod, out = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0), 1.0, []
+
+    def mu(k):
+        return beta1 if psi == 0 else beta1 * (1 - 0.5 * 0.96 ** (k * psi))
+
+    for t, (g, lr) in enumerate(zip(g_all, lrs), start=1):
+        if wd and convention == "keras":
+            theta = theta - lr * wd * theta
+        elif wd:
+            g = g + wd * theta
+        m = beta1 * m + (1 - beta1) * g
+        s = beta2 * s + (1 - beta2) * g * g
+        prod = (float(torch.tensor(prod, dtype=torch.float32) * torch.tensor(mu(t), dtype=torch.float32))
+                if convention == "torch" else prod * mu(t))
+        m_hat = mu(t + 1) * m / (1 - prod * mu(t + 1)) + (1 - mu(t)) * g / (1 - prod)
+        s_hat = s / (1 - beta2**t)
+        denom = torch.sqrt(s_hat + eps) if convention == "lecture" else torch.sqrt(s_hat) + eps
+        theta = theta - lr * m_hat / denom
+        out.append(theta)
+    return out
+
+
+# The automatic path runs Nadam as one fused Adam kernel call with β1' and η' chosen so
+# that it applies both of Nadam's terms, then one lerp that puts m back (_fused.fused_nadam).
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("beta1", "weight_decay"), [(0.9, 0.0), (0.9, 0.05), (0.5, 0.0), (0.0, 0.0)])
+def test_nadam_automatic_path_is_one_kernel_call_and_matches_float64_reference(
+        monkeypatch, convention, dtype, beta1, weight_decay):
+    calls = {"kernel": 0, "lerp": 0}
+    kernels = {k: getattr(torch, k) for k in ("_fused_adam_", "_fused_adamw_", "_foreach_lerp_")}
+
+    def counting(name, key):
+        def call(*a, **k):
+            calls[key] += 1
+            return kernels[name](*a, **k)
+        return call
+
+    monkeypatch.setattr(torch, "_fused_adam_", counting("_fused_adam_", "kernel"))
+    monkeypatch.setattr(torch, "_fused_adamw_", counting("_fused_adamw_", "kernel"))
+    monkeypatch.setattr(torch, "_foreach_lerp_", counting("_foreach_lerp_", "lerp"))
+    lrs = [0.1, 0.05, 0.0, 0.2, 0.07, 0.07, 0.12, 0.03]  # a changing η, and a step at η = 0
+    g_all = [g[0] for g in _grads([(4, 3)], len(lrs), seed=7)]
+    x0 = torch.linspace(-1, 1, 12, dtype=torch.float64).reshape(4, 3)
+    x = x0.to(dtype, copy=True).requires_grad_()
+    hp = {"betas": (beta1, 0.99), "eps": 1e-3, "weight_decay": weight_decay}
+    opt = build("nadam", [x], convention=convention, **hp)
+    psi = opt.param_groups[0]["momentum_decay"]
+    ref = _nadam_reference(x0, g_all, lrs, beta1=beta1, beta2=0.99, eps=1e-3, psi=psi,
+                           wd=weight_decay, convention=convention)
+    rtol = {torch.float32: 2e-6, torch.float64: 1e-12}[dtype]
+    for t, (g, lr, theta) in enumerate(zip(g_all, lrs, ref), start=1):
+        opt.param_groups[0]["lr"] = lr
+        _apply(opt, [x], [[g.to(dtype)]])
+        assert calls["kernel"] == t  # the fused path, every step
+        torch.testing.assert_close(x.detach().double(), theta, rtol=rtol, atol=rtol)
+    # the lerp runs where it is needed: not for β1 = 0 (m is g) nor at η = 0
+    assert calls["lerp"] == (0 if beta1 == 0 else len(lrs) - 1)
+
+
+def test_nadam_with_a_small_beta1_leaves_the_kernel_to_the_foreach_path(monkeypatch):
+    # β1 = 0.1 makes the lerp weight w = −c_grad / c_avg = −(1 − β1²)/β1 = −9.9 at t = 1 (more
+    # rounding than NADAM_MAX_WEIGHT allows): the automatic path falls back before touching
+    # the state.
+    calls = []
+    real = torch._fused_adam_
+    monkeypatch.setattr(torch, "_fused_adam_", lambda *a, **k: calls.append(1) or real(*a, **k))
+    g_all = _grads([(5,)], 4, seed=8)
+    x = [torch.linspace(-1, 1, 5, dtype=torch.float64).requires_grad_()]
+    y = [x[0].detach().clone().requires_grad_()]
+    a, b = build("nadam", x, betas=(0.1, 0.99)), build("nadam", y, betas=(0.1, 0.99), foreach=False)
+    _apply(a, x, g_all)
+    _apply(b, y, g_all)
+    assert not calls
+    assert torch.equal(x[0], y[0])
+
+
+def _adamax_reference(x0, g_all, lrs, *, beta1, beta2, eps, wd, convention):
+    """AdaMax from its docstring in float64: θ after every step."""
+    theta, m, u, out = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0), []
+    for t, (g, lr) in enumerate(zip(g_all, lrs), start=1):
+        if wd and convention == "keras":
+            theta = theta - lr * wd * theta
+        elif wd:
+            g = g + wd * theta
+        m = beta1 * m + (1 - beta1) * g
+        if convention == "torch":
+            u = torch.maximum(beta2 * u, g.abs() + eps)
+            theta = theta - lr * m / ((1 - beta1**t) * u)
+        else:
+            u = torch.maximum(beta2 * u, g.abs())
+            theta = theta - lr * m / ((1 - beta1**t) * (u + eps))
+        out.append(theta)
+    return out
+
+
+# On the CPU the automatic path runs AdaMax's loop (each tensor's operations in cache): the
+# loop's results exactly, and the documented formula.
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_adamax_automatic_path_is_the_loop_bit_for_bit_and_the_float64_formula(
+        monkeypatch, convention, dtype, weight_decay):
+    import trainwell.optim.adam as adam_module
+
+    paths = []
+    real = adam_module.adamax
+    monkeypatch.setattr(adam_module, "adamax",
+                        lambda *a, **k: paths.append(k["foreach"]) or real(*a, **k))
+    shapes = [(7, 3), (0,), (5,), (2, 2, 2)]
+    lrs = [0.1, 0.05, 0.0, 0.2, 0.07, 0.07]
+    grads = _grads(shapes, len(lrs), seed=9)
+    gen = torch.Generator().manual_seed(2)
+    init = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+    runs = []
+    for foreach in (False, None):
+        params = [t.to(dtype, copy=True).requires_grad_() for t in init]
+        opt = build("adamax", params, convention=convention, foreach=foreach,
+                    weight_decay=weight_decay, eps=1e-3)
+        for lr, g_step in zip(lrs, grads):
+            opt.param_groups[0]["lr"] = lr
+            _apply(opt, params, [[g.to(dtype) for g in g_step]])
+        runs.append((params, opt))
+    (pa, oa), (pb, ob) = runs
+    assert paths == [False] * (2 * len(lrs))  # both runs took the loop at every step
+    for a, b in zip(pa, pb):
+        assert torch.equal(a, b)
+        _state_equal(oa.state[a], ob.state[b])
+    beta1, beta2 = ob.param_groups[0]["betas"]
+    for i, (x0, b) in enumerate(zip(init, pb)):
+        ref = _adamax_reference(x0, [g[i] for g in grads], lrs, beta1=beta1, beta2=beta2,
+                                eps=1e-3, wd=weight_decay, convention=convention)[-1]
+        rtol = {torch.float32: 2e-6, torch.float64: 1e-13}[dtype]
+        torch.testing.assert_close(b.detach().double(), ref, rtol=rtol, atol=rtol)

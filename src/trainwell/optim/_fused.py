@@ -13,10 +13,12 @@ are brought to it exactly (to rounding), each at most one extra scalar pass:
 - η inside the velocity (lecture and keras momentum/Nesterov): the buffer is kept in the
   units of the last η and rescaled only when η changes (:mod:`.sgd`);
 - RMSProp is Adam with β1 = 0 and no bias correction (t = :data:`NO_BIAS_CORRECTION`);
-  Nadam is Adam's kernel for its m̂ term plus one addcdiv for its g term;
+  Nadam is Adam's kernel with β1 and η chosen so that it applies both of Nadam's terms,
+  plus one lerp that puts m back (:func:`fused_nadam`);
 - Keras' decoupled weight decay is one multiply before a kernel without decay.
 
-AdaMax (a running max, not an average) has no kernel and stays on the foreach path.
+AdaMax (a running max, not an average) has no kernel: on the CPU its automatic path is its
+loop, which keeps each tensor's operations in cache (:class:`.adam.AdaMax`).
 
 The fused kernels order floating-point operations differently from our loop and foreach
 paths, so results agree with them to rounding, not bit for bit: within 1e-6 relative in
@@ -32,7 +34,10 @@ import math
 
 import torch
 
-__all__ = ["NO_BIAS_CORRECTION", "add_to_all", "fusable", "fused_adagrad", "fused_adam", "fused_rmsprop", "fused_sgd", "step_tensors"]
+__all__ = [
+    "NADAM_MAX_WEIGHT", "NO_BIAS_CORRECTION", "add_to_all", "fusable", "fused_adagrad", "fused_adam",
+    "fused_nadam", "fused_rmsprop", "fused_sgd", "nadam_weight", "step_tensors",
+]
 
 
 def fusable(params: list[torch.Tensor], grads: list[torch.Tensor]) -> bool:
@@ -95,6 +100,54 @@ def fused_adam(params: list[torch.Tensor], grads: list[torch.Tensor],
 
 
 NO_BIAS_CORRECTION = 1e30  # a step t with βᵗ = 0 exactly for every β < 1
+
+
+# fused_nadam's lerp puts m back as (1 − w) n + w g with w = −c_grad / c_avg < 0: its
+# rounding error grows like 1 + |w|. With β1 = 0.9, |w| is 0.11–0.21 in the lecture
+# convention and at most 1.77 (torch) and 1.59 (keras) at t = 1, where their schedules
+# start at μ_1 ≈ β1/2; |w| → ∞ as β1 → 0, so a small β1 (|w| > 4) takes another path.
+NADAM_MAX_WEIGHT = 4.0
+
+
+def nadam_weight(c_avg: float, c_grad: float) -> float | None:
+    """The weight w of :func:`fused_nadam`'s lerp: 0 where none is needed, None where
+    |w| > :data:`NADAM_MAX_WEIGHT` (fused_nadam is then not used)."""
+    if c_avg == 0:
+        return 0.0  # η = 0 or β1 = 0: the kernel's own average is m (see fused_nadam)
+    w = -c_grad / c_avg
+    return w if abs(w) <= NADAM_MAX_WEIGHT else None
+
+
+def fused_nadam(params: list[torch.Tensor], grads: list[torch.Tensor],
+                exp_avgs: list[torch.Tensor], exp_avg_sqs: list[torch.Tensor], *,
+                c_avg: float, c_grad: float, beta1: float, beta2: float, eps: float,
+                decay: float) -> None:
+    """Nadam θ ← θ + (c_avg m' + c_grad g) / (√s' + ε), m' and s' the updated moments, in
+    one call of torch's fused Adam kernel and one lerp (the caller checks
+    :func:`nadam_weight` first).
+
+    Since m' = β1 m + (1 − β1) g, the numerator is c_avg β1 m + (c_avg (1 − β1) + c_grad) g
+    = (c_avg + c_grad)·n with n = β1' m + (1 − β1') g, β1' = c_avg β1 / (c_avg + c_grad):
+    the kernel's own first-moment update with β1' for β1. Run with that β1', the rate
+    η' = −(c_avg + c_grad), no bias correction (t = :data:`NO_BIAS_CORRECTION`) and ε, it
+    updates s as Adam does and applies the whole Nadam step, leaving n where m was; m' is
+    then the lerp n + w (g − n), w = −c_grad / c_avg (one pass over m and g, where
+    applying the g term after the kernel took a root, an addcdiv and a temporary). With
+    c_avg = 0 (η = 0, or β1 = 0 where μ = 0) β1' = β1 and n is m' already. Decoupled
+    weight decay θ ← θ (1 − ``decay``) is the AdamW kernel's with λ' = decay / η'. The
+    caller passes the gradient with L2 decay already added (the lerp needs it). The
+    coefficients carry the bias corrections and the rate (see :meth:`.Nadam._fused`).
+    """
+    w = nadam_weight(c_avg, c_grad)
+    lr = -(c_avg + c_grad)
+    beta1_k = beta1 if c_avg == 0 else c_avg * beta1 / (c_avg + c_grad)
+    steps = step_tensors([NO_BIAS_CORRECTION] * len(params), params[0].device)
+    kernel = torch._fused_adamw_ if decay != 0 else torch._fused_adam_
+    kernel(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, beta1=beta1_k, beta2=beta2,
+           weight_decay=decay / lr if decay != 0 else 0.0, eps=eps, amsgrad=False,
+           maximize=False)
+    if w:
+        torch._foreach_lerp_(exp_avgs, grads, w)
 
 
 def add_to_all(tensors: list[torch.Tensor], flat: torch.Tensor | None, value: float) -> None:
