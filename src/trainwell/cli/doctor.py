@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -24,7 +26,7 @@ from ..errors import UserError
 from .args import add_config_args
 from .doctor_text import applied_patch_lines  # each change tried, the applied patch as TOML
 from .repair_loop import MAX_TRIALS, DoctorResult, diagnose, repair
-from .runner import build_run
+from .runner import run as train_run
 from .yardstick import WITHIN_LOSS
 
 __all__ = [
@@ -175,15 +177,24 @@ def _case_config(folder: Path, case: dict[str, Any]) -> Config:
 TIMING_RUNS = 3  # one run is timed this often and the median kept (the machine: ±30%)
 
 
-def one_run_seconds(config: Config, repeats: int = 1) -> float:
-    """Wall time of one run of ``config`` as ``trainwell train`` trains it (building the
-    data and the model, the default doctor probes; not the report), the time ratio's unit:
-    the median of ``repeats`` runs."""
+def one_run_seconds(config: Config, repeats: int = 1, *, out: Path | None = None) -> float:
+    """Wall time of one run of ``config`` as ``trainwell train`` does it, in this process:
+    building the data and the model, training with the default doctor probes, the final
+    evaluation, and, with ``out``, writing the run folder there (config, metrics, summary,
+    health.jsonl and report.html; removed afterwards). The median of ``repeats`` runs: the
+    time ratio's unit. Give ``out`` exactly when the doctor call it is compared with writes
+    its own folder, so both sides do the same kind of work."""
     times = []
-    for _ in range(repeats):
+    for i in range(repeats):
+        folder = None if out is None else out / f"train-{i}"
+        if folder is not None and folder.exists():
+            shutil.rmtree(folder)
         t0 = time.perf_counter()
-        build_run(config, callbacks=[DoctorCallback()]).fit()
+        train_run(config, folder, callbacks=[DoctorCallback(report=folder is not None)],
+                  progress=False)
         times.append(time.perf_counter() - t0)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     return sorted(times)[(len(times) - 1) // 2]
 
 
@@ -198,9 +209,11 @@ def case_outcome(
 
     ``epochs_ratio`` counts every epoch the doctor trained (diagnostic, yardstick, trials,
     continuations) over the case's full budget; ``time_ratio`` is the doctor's wall time
-    over ``one_run``, the measured wall time of one run of the broken config (the median of
-    :data:`TIMING_RUNS`, :func:`one_run_seconds`, timed just before the doctor call). ``judged_at_epochs`` is the budget at which the repaired run
-    was compared with the yardstick (see :mod:`.repair_loop`).
+    over ``one_run``, the measured wall time of one ``trainwell train`` of the broken config
+    (the median of :data:`TIMING_RUNS`, :func:`one_run_seconds`, timed just before the
+    doctor call, in the same process; both write their folders, report included, or
+    neither does). ``judged_at_epochs`` is the budget at which the repaired run was
+    compared with the yardstick (see :mod:`.repair_loop`).
     """
     kinds = [f.kind for f in result.findings]
     healthy = case["expected"] == "healthy"
@@ -265,11 +278,18 @@ def run_cases(
     for case in cases:
         config = _case_config(folder, case)
         run_out = Path(out) / case["name"] if out else None
-        # One run of the broken config first, then the doctor on it: both under the same load.
-        one_run = one_run_seconds(config, TIMING_RUNS) if timing else None
+        # One run of the broken config first, then the doctor on it: both under the same load,
+        # in this process, each with its output folder (report included) or neither.
+        one_run = None
+        if timing:
+            with tempfile.TemporaryDirectory(prefix="trainwell-timing-") as tmp:
+                one_run = one_run_seconds(config, TIMING_RUNS,
+                                          out=Path(tmp) if run_out is not None else None)
+        t_call = time.perf_counter()
         result = (
             diagnose(config, out_dir=run_out) if diagnose_only else repair(config, out_dir=run_out)
         )
+        result.seconds = time.perf_counter() - t_call  # the whole call, its files included
         row = case_outcome(case, result, one_run)
         rows.append(row)
         if as_json:
