@@ -274,14 +274,16 @@ class _Builder:
     def __init__(self) -> None:
         self._data: dict[str, Any] = {}
 
-    def session(self, config: Config, probe_epochs: int, probes: int = DIAG_PROBES) -> _Session:
+    def session(self, config: Config, probe_epochs: int, probes: int = DIAG_PROBES,
+                *, doctor: bool = True) -> _Session:
         """``config`` built for its *full* budget (schedules see the full length), untrained.
 
         Training it to the short budget and later continuing gives, epoch for epoch, the
         same run as ``trainwell train`` on the config (each epoch's shuffling is seeded by
         the seed and the epoch), so the reported "after" is what rerunning repaired.toml
         gives. ``probe_epochs`` and ``probes`` set the probe period: ``probes`` probe steps
-        in ``probe_epochs`` epochs (0: step 0 only).
+        in ``probe_epochs`` epochs (0: step 0 only). ``doctor=False`` (the yardstick, whose
+        metrics alone are read) trains without the doctor's callback: no probe, no record.
         """
         data = self._load(config)
         steps = probe_epochs * -(-len(data.train) // config.train.batch_size)
@@ -294,7 +296,8 @@ class _Builder:
         cb = DoctorCallback(every=every,
                             num_classes=getattr(data, "num_classes", None),  # None: torch data
                             target_range=target_range)
-        return _Session(config, build_run(config, callbacks=[cb], data=data), cb)
+        return _Session(config, build_run(config, callbacks=[cb] if doctor else [], data=data),
+                        cb)
 
     def _load(self, config: Config) -> Any:
         if config.data.target is not None:  # the user's own loader: build it each time
@@ -362,7 +365,7 @@ def _diagnose(
             ycfg = None
         if ycfg is not None:
             try:
-                yard_session = builder.session(ycfg, short, 0)
+                yard_session = builder.session(ycfg, short, 0, doctor=False)
                 yard = yard_session.train_to(short)
                 spent += yard_session.epochs
             except Exception as e:  # noqa: BLE001 - the recipe failing must not end the diagnosis
