@@ -177,29 +177,36 @@ def _case_config(folder: Path, case: dict[str, Any]) -> Config:
 TIMING_RUNS = 3  # one run is timed this often and the median kept (the machine: ±30%)
 
 
-def one_run_seconds(config: Config, repeats: int = 1, *, out: Path | None = None) -> float:
+def one_run_seconds(config: Config, repeats: int = 1, *, out: Path | None = None,
+                    cpu: list[float] | None = None) -> float:
     """Wall time of one run of ``config`` as ``trainwell train`` does it, in this process:
     building the data and the model, training with the default doctor probes, the final
     evaluation, and, with ``out``, writing the run folder there (config, metrics, summary,
     health.jsonl and report.html; removed afterwards). The median of ``repeats`` runs: the
     time ratio's unit. Give ``out`` exactly when the doctor call it is compared with writes
-    its own folder, so both sides do the same kind of work."""
-    times = []
+    its own folder, so both sides do the same kind of work. ``cpu``, when given, receives
+    the median process CPU time of the same runs (steadier than wall time on a shared
+    machine; one torch thread makes the two agree on an idle one)."""
+    times, cpu_times = [], []
     for i in range(repeats):
         folder = None if out is None else out / f"train-{i}"
         if folder is not None and folder.exists():
             shutil.rmtree(folder)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         train_run(config, folder, callbacks=[DoctorCallback(report=folder is not None)],
                   progress=False)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+    if cpu is not None:
+        cpu.append(sorted(cpu_times)[(len(cpu_times) - 1) // 2])
     return sorted(times)[(len(times) - 1) // 2]
 
 
 def case_outcome(
-    case: dict[str, Any], result: DoctorResult, one_run: float | None = None
+    case: dict[str, Any], result: DoctorResult, one_run: float | None = None,
+    cpu_ratio: float | None = None,
 ) -> dict[str, Any]:
     """One case's row: detected, primary, status against the yardstick and the reference, cost.
 
@@ -212,7 +219,8 @@ def case_outcome(
     over ``one_run``, the measured wall time of one ``trainwell train`` of the broken config
     (the median of :data:`TIMING_RUNS`, :func:`one_run_seconds`, timed just before the
     doctor call, in the same process; both write their folders, report included, or
-    neither does). ``judged_at_epochs`` is the budget at which the repaired run was
+    neither does); ``cpu_time_ratio`` is the same ratio in process CPU time, which other
+    processes on a shared machine disturb less. ``judged_at_epochs`` is the budget at which the repaired run was
     compared with the yardstick (see :mod:`.repair_loop`).
     """
     kinds = [f.kind for f in result.findings]
@@ -252,6 +260,7 @@ def case_outcome(
         "epochs_ratio": round(result.epochs / full, 3),
         "one_run_seconds": None if one_run is None else round(one_run, 2),
         "time_ratio": round(result.seconds / one_run, 2) if one_run else None,
+        "cpu_time_ratio": None if cpu_ratio is None else round(cpu_ratio, 2),
         "seconds": round(result.seconds, 2),
     }  # fmt: skip
 
@@ -280,17 +289,18 @@ def run_cases(
         run_out = Path(out) / case["name"] if out else None
         # One run of the broken config first, then the doctor on it: both under the same load,
         # in this process, each with its output folder (report included) or neither.
-        one_run = None
+        one_run, one_cpu = None, []
         if timing:
             with tempfile.TemporaryDirectory(prefix="trainwell-timing-") as tmp:
-                one_run = one_run_seconds(config, TIMING_RUNS,
+                one_run = one_run_seconds(config, TIMING_RUNS, cpu=one_cpu,
                                           out=Path(tmp) if run_out is not None else None)
-        t_call = time.perf_counter()
+        t_call, c_call = time.perf_counter(), time.process_time()
         result = (
             diagnose(config, out_dir=run_out) if diagnose_only else repair(config, out_dir=run_out)
         )
         result.seconds = time.perf_counter() - t_call  # the whole call, its files included
-        row = case_outcome(case, result, one_run)
+        cpu_ratio = (time.process_time() - c_call) / one_cpu[0] if one_cpu and one_cpu[0] else None
+        row = case_outcome(case, result, one_run, cpu_ratio)
         rows.append(row)
         if as_json:
             print(json.dumps(row), flush=True)
@@ -316,6 +326,8 @@ def run_cases(
         "primary_right": sum(r["primary_right"] for r in rows),
         "time_ratio_median": _median([r["time_ratio"] for r in rows]),
         "time_ratio_max": max((r["time_ratio"] or 0.0 for r in rows), default=0.0),
+        "cpu_time_ratio_median": _median([r["cpu_time_ratio"] for r in rows]),
+        "cpu_time_ratio_max": max((r["cpu_time_ratio"] or 0.0 for r in rows), default=0.0),
         "epochs_ratio_median": _median([r["epochs_ratio"] for r in rows]),
         "epochs_ratio_max": max((r["epochs_ratio"] for r in rows), default=0.0),
         "healthy_flagged": sum(1 for r in rows if r["expected"] == "healthy" and not r["detected"]),
