@@ -94,6 +94,7 @@ def _curves(health: Health) -> str:
     xs = [x for s in series for x in s[0]] or [0.0, 1.0]
     ys = [y for s in series for y in s[1]] or [0.0, 1.0]
     a1.limits(xs, ys, ylog=wide)  # a log axis only where the loss spans decades
+    a1.xint = True  # steps are whole numbers
     for k, (x, y, label, markers, opacity, width) in enumerate(series):
         a1.line(x, y, svg.COLOURS[k], label, markers=markers, opacity=opacity, width=width)
     a1.title, a1.xlabel, a1.ylabel = "Loss", "optimizer step", "loss"
