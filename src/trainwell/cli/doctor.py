@@ -289,7 +289,7 @@ def run_cases(
         run_out = Path(out) / case["name"] if out else None
         # One run of the broken config first, then the doctor on it: both under the same load,
         # in this process, each with its output folder (report included) or neither.
-        one_run, one_cpu = None, []
+        one_run, one_cpu = None, list[float]()
         if timing:
             with tempfile.TemporaryDirectory(prefix="trainwell-timing-") as tmp:
                 one_run = one_run_seconds(config, TIMING_RUNS, cpu=one_cpu,

@@ -80,10 +80,10 @@ def _curves(health: Health) -> str:
     a2 = chart.add(640, 40, 420, 290)
     steps = [(i, v) for i, v in enumerate(health.losses) if _ok(v)]
     per = max(1, len(health.losses) // max(1, len(ep))) if ep else 1
-    series = []
+    series: list[tuple[list[float], list[float], str, bool, float, float]] = []
     if steps:
-        series.append(([s for s, _ in steps], [v for _, v in steps], "training loss per step",
-                       False, 0.45, 1.0))
+        series.append(([float(s) for s, _ in steps], [v for _, v in steps],
+                       "training loss per step", False, 0.45, 1.0))
     for key, label in (("train_loss", "training loss (epoch mean)"),
                        ("val_loss", "validation loss")):
         pts = [((i + 1) * per, e[key]) for i, e in enumerate(ep) if _ok(e.get(key))]
@@ -104,8 +104,9 @@ def _curves(health: Health) -> str:
                        ("val_accuracy", "validation accuracy")):
         pts = [(i + 1, e[key]) for i, e in enumerate(ep) if _ok(e.get(key))]
         if pts:
-            acc.append(([p[0] for p in pts], [p[1] for p in pts], label))
-    a2.limits([x for s in acc for x in s[0]] or [1.0], [y for s in acc for y in s[1]] or [0, 1])
+            acc.append(([float(p[0]) for p in pts], [p[1] for p in pts], label))
+    a2.limits([x for s in acc for x in s[0]] or [1.0],
+              [y for s in acc for y in s[1]] or [0.0, 1.0])
     a2.xint = True
     for k, (x, y, label) in enumerate(acc):
         a2.line(x, y, svg.COLOURS[k], label, markers=True, width=2.0)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["COLOURS", "Axes", "Chart", "legend", "nice_label", "nice_ticks", "svg_document",
            "viridis"]
@@ -201,7 +201,8 @@ class Axes:
         return "".join(out)
 
     ylabel_gap = 58.0
-    legend_at: object = None  # set per panel: a function (axes) -> (x, y, columns)
+    # set per panel: where its legend goes, (axes) -> (x, y, columns); None: no legend
+    legend_at: Callable[[Axes], tuple[float, float, int]] | None = None
 
 
 def legend(items: Sequence[tuple[str, str, str]], x: float, y: float, columns: int = 1,
