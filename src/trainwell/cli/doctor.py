@@ -174,7 +174,7 @@ def _case_config(folder: Path, case: dict[str, Any]) -> Config:
     return config
 
 
-TIMING_RUNS = 3  # one run is timed this often and the median kept (the machine: ±30%)
+TIMING_RUNS = 3  # one run is timed this often (2 before the doctor, 1 after), median kept
 
 
 def one_run_seconds(config: Config, repeats: int = 1, *, out: Path | None = None,
@@ -187,7 +187,19 @@ def one_run_seconds(config: Config, repeats: int = 1, *, out: Path | None = None
     its own folder, so both sides do the same kind of work. ``cpu``, when given, receives
     the median process CPU time of the same runs (steadier than wall time on a shared
     machine; one torch thread makes the two agree on an idle one)."""
-    times, cpu_times = [], []
+    times = _timed_runs(config, repeats, out)
+    if cpu is not None:
+        cpu.append(_middle([c for _, c in times]))
+    return _middle([w for w, _ in times])
+
+
+def _middle(values: list[float]) -> float:
+    return sorted(values)[(len(values) - 1) // 2]
+
+
+def _timed_runs(config: Config, repeats: int, out: Path | None) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of ``repeats`` runs of ``config`` as :func:`one_run_seconds`."""
+    times = []
     for i in range(repeats):
         folder = None if out is None else out / f"train-{i}"
         if folder is not None and folder.exists():
@@ -195,13 +207,10 @@ def one_run_seconds(config: Config, repeats: int = 1, *, out: Path | None = None
         t0, c0 = time.perf_counter(), time.process_time()
         train_run(config, folder, callbacks=[DoctorCallback(report=folder is not None)],
                   progress=False)
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-    if cpu is not None:
-        cpu.append(sorted(cpu_times)[(len(cpu_times) - 1) // 2])
-    return sorted(times)[(len(times) - 1) // 2]
+    return times
 
 
 def case_outcome(
@@ -217,10 +226,11 @@ def case_outcome(
     ``epochs_ratio`` counts every epoch the doctor trained (diagnostic, yardstick, trials,
     continuations) over the case's full budget; ``time_ratio`` is the doctor's wall time
     over ``one_run``, the measured wall time of one ``trainwell train`` of the broken config
-    (the median of :data:`TIMING_RUNS`, :func:`one_run_seconds`, timed just before the
-    doctor call, in the same process; both write their folders, report included, or
-    neither does); ``cpu_time_ratio`` is the same ratio in process CPU time, which other
-    processes on a shared machine disturb less. ``judged_at_epochs`` is the budget at which the repaired run was
+    (the median of :data:`TIMING_RUNS` runs as :func:`one_run_seconds` times them, two just
+    before the doctor call and one just after, in the same process; both write their
+    folders, report included, or neither does); ``cpu_time_ratio`` is the same ratio in
+    process CPU time, which other processes on a shared machine disturb less.
+    ``judged_at_epochs`` is the budget at which the repaired run was
     compared with the yardstick (see :mod:`.repair_loop`).
     """
     kinds = [f.kind for f in result.findings]
@@ -287,20 +297,23 @@ def run_cases(
     for case in cases:
         config = _case_config(folder, case)
         run_out = Path(out) / case["name"] if out else None
-        # One run of the broken config first, then the doctor on it: both under the same load,
-        # in this process, each with its output folder (report included) or neither.
-        one_run, one_cpu = None, list[float]()
-        if timing:
-            with tempfile.TemporaryDirectory(prefix="trainwell-timing-") as tmp:
-                one_run = one_run_seconds(config, TIMING_RUNS, cpu=one_cpu,
-                                          out=Path(tmp) if run_out is not None else None)
-        t_call, c_call = time.perf_counter(), time.process_time()
-        result = (
-            diagnose(config, out_dir=run_out) if diagnose_only else repair(config, out_dir=run_out)
-        )
-        result.seconds = time.perf_counter() - t_call  # the whole call, its files included
-        cpu_ratio = (time.process_time() - c_call) / one_cpu[0] if one_cpu and one_cpu[0] else None
-        row = case_outcome(case, result, one_run, cpu_ratio)
+        # Runs of the broken config timed before and after the doctor call (the median of
+        # all): a load that changes during the case weighs on both sides alike. In this
+        # process, each with its output folder (report included) or neither.
+        with tempfile.TemporaryDirectory(prefix="trainwell-timing-") as tmp:
+            train_out = Path(tmp) if run_out is not None else None
+            runs = _timed_runs(config, TIMING_RUNS - TIMING_RUNS // 2, train_out) if timing else []
+            t_call, c_call = time.perf_counter(), time.process_time()
+            result = (
+                diagnose(config, out_dir=run_out) if diagnose_only
+                else repair(config, out_dir=run_out)
+            )
+            result.seconds = time.perf_counter() - t_call  # the whole call, its files included
+            call_cpu = time.process_time() - c_call
+            runs += _timed_runs(config, TIMING_RUNS // 2, train_out) if timing else []
+        one_run = _middle([w for w, _ in runs]) if runs else None
+        one_cpu = _middle([c for _, c in runs]) if runs else 0.0
+        row = case_outcome(case, result, one_run, call_cpu / one_cpu if one_cpu else None)
         rows.append(row)
         if as_json:
             print(json.dumps(row), flush=True)
