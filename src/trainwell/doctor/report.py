@@ -139,7 +139,8 @@ def _heat_map(health: Health, names: list[str]) -> str:
     if hi - lo < 1e-9:
         lo, hi = lo - 0.5, hi + 0.5
     left = 40 + max(_text_px(n) for n in names) + 40
-    height = max(26 * len(names), 130)  # rows of ~26 px; a few layers still get a tall map
+    # rows of ~26 px; a few layers get taller rows, so the rotated axis labels fit
+    height = max(26 * len(names), 290)
     chart = svg.Chart(height + 110, "Gradient norms per layer (log10)")
     ax = chart.add(left, 20, 960 - left, height)
     _category_axis(ax, names, (-0.5, len(probes) - 0.5))
