@@ -1,8 +1,7 @@
-"""The health report: self-contained HTML with embedded PNGs, rendered by headless Chromium."""
+"""The health report: self-contained HTML with inline SVG plots, rendered by headless Chromium."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -64,17 +63,22 @@ def run_dir(tmp_path):
 
 def test_report_is_self_contained_with_images(run_dir):
     text = (run_dir / "report.html").read_text()
-    uris = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", text)
-    assert len(uris) == 5  # curves, gradient heat map, dead/saturated, histograms, LR
-    for uri in uris:
-        png = base64.b64decode(uri)
-        assert png[:8] == b"\x89PNG\r\n\x1a\n"
-        # Full page width: ~1100 px wide (11 in at 100 dpi), shown at 100% of the page.
-        assert int.from_bytes(png[16:20], "big") >= 1000
-    assert "img{width:100%" in text
-    # Nothing fetched (the base64 of the PNGs left out: any 4 letters occur in it by chance).
-    page = re.sub(r"base64,[A-Za-z0-9+/=]+", "", text)
-    assert "http" not in page.lower().replace("http-equiv", "")
+    charts = re.findall(r"<svg class='plot' viewBox='0 0 (\d+) (\d+)'.*?</svg>", text, re.S)
+    assert len(charts) == 5  # curves, gradient heat map, dead/saturated, histograms, LR
+    for width, height in charts:
+        # Full page width: ~1100 px wide in its own coordinates, shown at 100% of the page.
+        assert int(width) >= 1000 and int(height) >= 200
+    assert "svg.plot{width:100%" in text
+    # Readable: labelled axes, legends and the layers by name.
+    for label in ("optimizer step", "epoch", "accuracy", "layer (input side at the top)",
+                  "log10 of the gradient norm", "validation loss", "learning rate",
+                  "dead units", "saturated outputs", "layer (input side first)"):
+        assert label in text, label
+    names = Health.read(run_dir / "health.jsonl").layer_names
+    assert names and all(f">{name}</text>" in text for name in names)  # every layer labelled
+    # Nothing fetched: no link, no image file, no namespace URL (inline SVG needs none).
+    assert "http" not in text.lower().replace("http-equiv", "")
+    assert "<img" not in text
     health = Health.read(run_dir / "health.jsonl")
     assert [r["step"] for r in health.probes][:4] == [0, 2, 4, 6]
     assert len(health.losses) == 18 and len(health.epochs) == 3  # 6 steps × 3 epochs
@@ -83,7 +87,7 @@ def test_report_is_self_contained_with_images(run_dir):
 def test_report_regenerates_from_health(run_dir):
     (run_dir / "report.html").unlink()
     path = write_report(run_dir)
-    assert path.read_text().count("<img") == 5
+    assert path.read_text().count("<svg class='plot'") == 5
 
 
 def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
@@ -106,7 +110,7 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path_factory):
     url = (run_dir / "report.html").as_uri()
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-500:]
-    assert dom.stdout.count("<img") == 5 and "data:image/png;base64," in dom.stdout
+    assert dom.stdout.count("<svg class=\"plot\"") + dom.stdout.count("<svg class='plot'") == 5
     subprocess.run(
         [*flags, f"--screenshot={shot}", "--window-size=1000,2400", url],
         capture_output=True,

@@ -149,7 +149,7 @@ def test_healthy_mlp_gets_no_finding_and_files_in_default_root(tmp_path, capsys)
     losses = [v for r in recs for v in r.get("step_losses", [])]
     assert losses == pytest.approx(module.batch_losses, rel=1e-6)
     report = (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert "id='healthy'" in report and "data:image/png;base64," in report
+    assert "id='healthy'" in report and "<svg class='plot'" in report
     out = capsys.readouterr().out
     assert f"trainwell doctor: no finding, the run looks healthy [report: {tmp_path}" in out
     # hooks are gone: the user's model is left as it was given

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -24,7 +26,7 @@ from ..errors import UserError
 from .args import add_config_args
 from .doctor_text import applied_patch_lines  # each change tried, the applied patch as TOML
 from .repair_loop import MAX_TRIALS, DoctorResult, diagnose, repair
-from .runner import build_run
+from .runner import run as train_run
 from .yardstick import WITHIN_LOSS
 
 __all__ = [
@@ -172,23 +174,48 @@ def _case_config(folder: Path, case: dict[str, Any]) -> Config:
     return config
 
 
-TIMING_RUNS = 3  # one run is timed this often and the median kept (the machine: ±30%)
+TIMING_RUNS = 3  # one run is timed this often (2 before the doctor, 1 after), median kept
 
 
-def one_run_seconds(config: Config, repeats: int = 1) -> float:
-    """Wall time of one run of ``config`` as ``trainwell train`` trains it (building the
-    data and the model, the default doctor probes; not the report), the time ratio's unit:
-    the median of ``repeats`` runs."""
+def one_run_seconds(config: Config, repeats: int = 1, *, out: Path | None = None,
+                    cpu: list[float] | None = None) -> float:
+    """Wall time of one run of ``config`` as ``trainwell train`` does it, in this process:
+    building the data and the model, training with the default doctor probes, the final
+    evaluation, and, with ``out``, writing the run folder there (config, metrics, summary,
+    health.jsonl and report.html; removed afterwards). The median of ``repeats`` runs: the
+    time ratio's unit. Give ``out`` exactly when the doctor call it is compared with writes
+    its own folder, so both sides do the same kind of work. ``cpu``, when given, receives
+    the median process CPU time of the same runs (steadier than wall time on a shared
+    machine; one torch thread makes the two agree on an idle one)."""
+    times = _timed_runs(config, repeats, out)
+    if cpu is not None:
+        cpu.append(_middle([c for _, c in times]))
+    return _middle([w for w, _ in times])
+
+
+def _middle(values: list[float]) -> float:
+    return sorted(values)[(len(values) - 1) // 2]
+
+
+def _timed_runs(config: Config, repeats: int, out: Path | None) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of ``repeats`` runs of ``config`` as :func:`one_run_seconds`."""
     times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        build_run(config, callbacks=[DoctorCallback()]).fit()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[(len(times) - 1) // 2]
+    for i in range(repeats):
+        folder = None if out is None else out / f"train-{i}"
+        if folder is not None and folder.exists():
+            shutil.rmtree(folder)
+        t0, c0 = time.perf_counter(), time.process_time()
+        train_run(config, folder, callbacks=[DoctorCallback(report=folder is not None)],
+                  progress=False)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return times
 
 
 def case_outcome(
-    case: dict[str, Any], result: DoctorResult, one_run: float | None = None
+    case: dict[str, Any], result: DoctorResult, one_run: float | None = None,
+    cpu_ratio: float | None = None,
 ) -> dict[str, Any]:
     """One case's row: detected, primary, status against the yardstick and the reference, cost.
 
@@ -198,9 +225,13 @@ def case_outcome(
 
     ``epochs_ratio`` counts every epoch the doctor trained (diagnostic, yardstick, trials,
     continuations) over the case's full budget; ``time_ratio`` is the doctor's wall time
-    over ``one_run``, the measured wall time of one run of the broken config (the median of
-    :data:`TIMING_RUNS`, :func:`one_run_seconds`, timed just before the doctor call). ``judged_at_epochs`` is the budget at which the repaired run
-    was compared with the yardstick (see :mod:`.repair_loop`).
+    over ``one_run``, the measured wall time of one ``trainwell train`` of the broken config
+    (the median of :data:`TIMING_RUNS` runs as :func:`one_run_seconds` times them, two just
+    before the doctor call and one just after, in the same process; both write their
+    folders, report included, or neither does); ``cpu_time_ratio`` is the same ratio in
+    process CPU time, which other processes on a shared machine disturb less.
+    ``judged_at_epochs`` is the budget at which the repaired run was
+    compared with the yardstick (see :mod:`.repair_loop`).
     """
     kinds = [f.kind for f in result.findings]
     healthy = case["expected"] == "healthy"
@@ -239,6 +270,7 @@ def case_outcome(
         "epochs_ratio": round(result.epochs / full, 3),
         "one_run_seconds": None if one_run is None else round(one_run, 2),
         "time_ratio": round(result.seconds / one_run, 2) if one_run else None,
+        "cpu_time_ratio": None if cpu_ratio is None else round(cpu_ratio, 2),
         "seconds": round(result.seconds, 2),
     }  # fmt: skip
 
@@ -265,12 +297,23 @@ def run_cases(
     for case in cases:
         config = _case_config(folder, case)
         run_out = Path(out) / case["name"] if out else None
-        # One run of the broken config first, then the doctor on it: both under the same load.
-        one_run = one_run_seconds(config, TIMING_RUNS) if timing else None
-        result = (
-            diagnose(config, out_dir=run_out) if diagnose_only else repair(config, out_dir=run_out)
-        )
-        row = case_outcome(case, result, one_run)
+        # Runs of the broken config timed before and after the doctor call (the median of
+        # all): a load that changes during the case weighs on both sides alike. In this
+        # process, each with its output folder (report included) or neither.
+        with tempfile.TemporaryDirectory(prefix="trainwell-timing-") as tmp:
+            train_out = Path(tmp) if run_out is not None else None
+            runs = _timed_runs(config, TIMING_RUNS - TIMING_RUNS // 2, train_out) if timing else []
+            t_call, c_call = time.perf_counter(), time.process_time()
+            result = (
+                diagnose(config, out_dir=run_out) if diagnose_only
+                else repair(config, out_dir=run_out)
+            )
+            result.seconds = time.perf_counter() - t_call  # the whole call, its files included
+            call_cpu = time.process_time() - c_call
+            runs += _timed_runs(config, TIMING_RUNS // 2, train_out) if timing else []
+        one_run = _middle([w for w, _ in runs]) if runs else None
+        one_cpu = _middle([c for _, c in runs]) if runs else 0.0
+        row = case_outcome(case, result, one_run, call_cpu / one_cpu if one_cpu else None)
         rows.append(row)
         if as_json:
             print(json.dumps(row), flush=True)
@@ -296,6 +339,8 @@ def run_cases(
         "primary_right": sum(r["primary_right"] for r in rows),
         "time_ratio_median": _median([r["time_ratio"] for r in rows]),
         "time_ratio_max": max((r["time_ratio"] or 0.0 for r in rows), default=0.0),
+        "cpu_time_ratio_median": _median([r["cpu_time_ratio"] for r in rows]),
+        "cpu_time_ratio_max": max((r["cpu_time_ratio"] or 0.0 for r in rows), default=0.0),
         "epochs_ratio_median": _median([r["epochs_ratio"] for r in rows]),
         "epochs_ratio_max": max((r["epochs_ratio"] for r in rows), default=0.0),
         "healthy_flagged": sum(1 for r in rows if r["expected"] == "healthy" and not r["detected"]),

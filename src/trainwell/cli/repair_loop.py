@@ -222,23 +222,24 @@ class _Session:
     seconds: float = 0.0
     epochs: int = 0
 
-    def train_to(self, epochs: int) -> dict[str, Any]:
-        """Train until ``epochs`` epochs are done (continuing); return the metrics."""
+    def train_to(self, epochs: int, *, test: bool = True) -> dict[str, Any]:
+        """Train until ``epochs`` epochs are done (continuing); return the metrics (the test
+        split's only with ``test``: a trial is judged on validation metrics alone)."""
         trainer = self.built.trainer
         t0 = time.perf_counter()
         # The trainer keeps the run's full length, so a schedule built for the full budget
         # (1cycle, cosine, …) stays valid and continuing later equals one uninterrupted run.
         history = self.built.fit(until=epochs)
         self.epochs = len(history)
-        split = self.built.data.test
-        test = trainer.evaluate(split) if split is not None else {}
+        split = self.built.data.test if test else None
+        test_m = trainer.evaluate(split) if split is not None else {}
         self.seconds += time.perf_counter() - t0
         last = history[-1] if history else {}
         return {
             "val_accuracy": last.get("val_accuracy"),
             "val_loss": last.get("val_loss"),
-            "test_accuracy": test.get("accuracy"),
-            "test_loss": test.get("loss"),
+            "test_accuracy": test_m.get("accuracy"),
+            "test_loss": test_m.get("loss"),
             "epochs": len(history),
         }
 
@@ -246,11 +247,13 @@ class _Session:
         """Like :meth:`train_to`, epoch by epoch, stopping once the loss is non-finite.
 
         Returns:
-            The metrics and whether the trial was stopped early (a diverged run does not
-            come back within a short budget, and its epochs are better spent elsewhere).
+            The validation metrics (no test split: trials are judged on validation) and
+            whether the trial was stopped early (a diverged run does not come back within a
+            short budget, and its epochs are better spent elsewhere).
         """
+        metrics: dict[str, Any] | None = None
         for e in range(self.epochs + 1, epochs + 1):
-            metrics = self.train_to(e)
+            metrics = self.train_to(e, test=False)
             last = self.built.trainer.history[-1] if self.built.trainer.history else {}
             if e < epochs and not all(
                 isinstance(last.get(k), int | float) and math.isfinite(last[k])
@@ -258,7 +261,7 @@ class _Session:
                 if k in last
             ):
                 return metrics, True
-        return self.train_to(epochs), False
+        return (metrics if metrics is not None else self.train_to(epochs, test=False)), False
 
     def reprobe(self) -> None:
         """Probe the rest of the run as ``trainwell train`` does (every DEFAULT_EVERY steps)."""
@@ -271,14 +274,16 @@ class _Builder:
     def __init__(self) -> None:
         self._data: dict[str, Any] = {}
 
-    def session(self, config: Config, probe_epochs: int, probes: int = DIAG_PROBES) -> _Session:
+    def session(self, config: Config, probe_epochs: int, probes: int = DIAG_PROBES,
+                *, doctor: bool = True) -> _Session:
         """``config`` built for its *full* budget (schedules see the full length), untrained.
 
         Training it to the short budget and later continuing gives, epoch for epoch, the
         same run as ``trainwell train`` on the config (each epoch's shuffling is seeded by
         the seed and the epoch), so the reported "after" is what rerunning repaired.toml
         gives. ``probe_epochs`` and ``probes`` set the probe period: ``probes`` probe steps
-        in ``probe_epochs`` epochs (0: step 0 only).
+        in ``probe_epochs`` epochs (0: step 0 only). ``doctor=False`` (the yardstick, whose
+        metrics alone are read) trains without the doctor's callback: no probe, no record.
         """
         data = self._load(config)
         steps = probe_epochs * -(-len(data.train) // config.train.batch_size)
@@ -291,7 +296,8 @@ class _Builder:
         cb = DoctorCallback(every=every,
                             num_classes=getattr(data, "num_classes", None),  # None: torch data
                             target_range=target_range)
-        return _Session(config, build_run(config, callbacks=[cb], data=data), cb)
+        return _Session(config, build_run(config, callbacks=[cb] if doctor else [], data=data),
+                        cb)
 
     def _load(self, config: Config) -> Any:
         if config.data.target is not None:  # the user's own loader: build it each time
@@ -359,7 +365,7 @@ def _diagnose(
             ycfg = None
         if ycfg is not None:
             try:
-                yard_session = builder.session(ycfg, short, 0)
+                yard_session = builder.session(ycfg, short, 0, doctor=False)
                 yard = yard_session.train_to(short)
                 spent += yard_session.epochs
             except Exception as e:  # noqa: BLE001 - the recipe failing must not end the diagnosis
@@ -551,6 +557,8 @@ def repair(
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(out_dir) / "repaired.toml", to_toml(result.repaired_config))
     _write(result, out_dir, config)
+    # doctor.json holds the time up to its writing; the call's own includes the report
+    result.seconds = time.perf_counter() - t0
     return result
 
 

@@ -1,32 +1,28 @@
-"""The health report: one self-contained ``report.html`` a person reads, with PNG plots.
+"""The health report: one self-contained ``report.html`` a person reads, with SVG plots.
 
 From the top: the summary (primary finding, status, the kept repair as exact config changes
 and its patch as TOML, the final metrics before/after/yardstick), the findings with their
 evidence in sentences (:mod:`.wording`), the repairs tried (``doctor.json`` when the doctor
-wrote one) each with its change and before → after metrics, then the plots (matplotlib, Agg
-backend, full page width, fonts ≥ 10 pt, legends and labelled layers, embedded as base64
-``data:`` URIs so the file works offline and alone): loss and accuracy curves, a layers ×
+wrote one) each with its change and before → after metrics, then the plots (inline SVG
+drawn by :mod:`.svgplot`, full page width, text ≥ 13 px, legends and labelled layers, so the
+file works offline and alone, and writing it takes milliseconds, not matplotlib's second):
+loss and accuracy curves, a layers ×
 steps heat map of log10 gradient norms, dead and saturated shares per layer, activation
 histograms at the first and last probe, the learning rate per epoch.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # matplotlib is imported when a report is written (start-up time)
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
+from typing import Any
 
 from ..train.checkpoint import atomic_write_text
+from . import svgplot as svg
 from .findings import Finding, Health
 from .repairs import REPAIRS
 from .rules import diagnose_health
@@ -45,28 +41,8 @@ from .wording import (
 __all__ = ["render_report", "write_report"]
 
 
-FONT = 11  # points: axis labels and titles (ticks and legends 10): readable at full width
-WIDTH = 11.0  # inches at 100 dpi: ~1100 px, the page's width
-DPI = 100
-
-
-def _png(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})  # constrained layout: exactly WIDTH × DPI px
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _ok(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _legend(ax: Axes, **kwargs: Any) -> None:
-    """A legend only when the axis has labelled artists (matplotlib warns otherwise)."""
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=FONT - 1, **kwargs)
 
 
 def _median(values: list[float]) -> float:
@@ -74,144 +50,218 @@ def _median(values: list[float]) -> float:
     return values[len(values) // 2] if values else 0.0
 
 
-def _style() -> dict[str, Any]:
-    """matplotlib settings of every report plot (fonts ≥ 10 pt)."""
-    return {
-        "font.size": FONT,
-        "axes.titlesize": FONT + 1,
-        "axes.labelsize": FONT,
-        "xtick.labelsize": FONT - 1,
-        "ytick.labelsize": FONT - 1,
-        "legend.fontsize": FONT - 1,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "figure.constrained_layout.use": True,  # labels and legends inside the figure
-    }
+def _text_px(s: str) -> float:
+    """Rough width of ``s`` at the tick font size (13 px sans-serif)."""
+    return 7.4 * len(s)
 
 
 def _plots(health: Health) -> list[tuple[str, str]]:
-    import matplotlib
+    """The report's charts as (caption, inline SVG) pairs (see :mod:`.svgplot`)."""
+    out = [("Loss and accuracy", _curves(health))]
+    names = health.layer_names
+    if names and health.probes:
+        out.append(("Gradient norms per layer (log10)", _heat_map(health, names)))
+        out.append(("Dead and saturated units per layer", _unit_bars(health, names)))
+        out.append(("Activation histograms", _histograms(health, names)))
+    lrs = [(i + 1, e["lr"]) for i, e in enumerate(health.epochs) if _ok(e.get("lr"))]
+    if lrs:
+        out.append(("Learning rate", _lr(lrs)))
+    return out
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
 
-    with plt.rc_context(_style()):  # type: ignore[arg-type]  # keys checked by matplotlib
-        return _draw(health)
+def _below(ax: svg.Axes, columns: int = 1) -> tuple[float, float, int]:
+    return ax.x, ax.y + ax.h + 52, columns
 
 
-def _draw(health: Health) -> list[tuple[str, str]]:
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    out: list[tuple[str, str]] = []
+def _curves(health: Health) -> str:
     ep = health.epochs
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(WIDTH, 4))
+    chart = svg.Chart(470, "Loss and accuracy")
+    a1 = chart.add(80, 40, 420, 290)
+    a2 = chart.add(640, 40, 420, 290)
     steps = [(i, v) for i, v in enumerate(health.losses) if _ok(v)]
-    if steps:
-        a1.plot([s for s, _ in steps], [v for _, v in steps], lw=0.6, alpha=0.5,
-                label="training loss per step")
     per = max(1, len(health.losses) // max(1, len(ep))) if ep else 1
-    for key, style, label in (("train_loss", "-o", "training loss (epoch mean)"),
-                              ("val_loss", "-s", "validation loss")):
+    series: list[tuple[list[float], list[float], str, bool, float, float]] = []
+    if steps:
+        series.append(([float(s) for s, _ in steps], [v for _, v in steps],
+                       "training loss per step", False, 0.45, 1.0))
+    for key, label in (("train_loss", "training loss (epoch mean)"),
+                       ("val_loss", "validation loss")):
         pts = [((i + 1) * per, e[key]) for i, e in enumerate(ep) if _ok(e.get(key))]
         if pts:
-            a1.plot(*zip(*pts), style, ms=4, label=label)
-    a1.set_xlabel("optimizer step")
-    a1.set_ylabel("loss")
-    a1.set_title("Loss")
+            series.append(([p[0] for p in pts], [p[1] for p in pts], label, True, 1.0, 2.0))
     values = [v for _, v in steps]
     wide = bool(values) and min(values) > 0 and max(values) / min(values) > 10
-    a1.set_yscale("log" if wide else "linear")  # a log axis only where the loss spans decades
-    _legend(a1)
+    xs = [x for s in series for x in s[0]] or [0.0, 1.0]
+    ys = [y for s in series for y in s[1]] or [0.0, 1.0]
+    a1.limits(xs, ys, ylog=wide)  # a log axis only where the loss spans decades
+    a1.xint = True  # steps are whole numbers
+    for k, (x, y, label, markers, opacity, width) in enumerate(series):
+        a1.line(x, y, svg.COLOURS[k], label, markers=markers, opacity=opacity, width=width)
+    a1.title, a1.xlabel, a1.ylabel = "Loss", "optimizer step", "loss"
+    a1.legend_at = _below
+    acc = []
     for key, label in (("train_accuracy", "training accuracy"),
                        ("val_accuracy", "validation accuracy")):
         pts = [(i + 1, e[key]) for i, e in enumerate(ep) if _ok(e.get(key))]
         if pts:
-            a2.plot(*zip(*pts), "-o", ms=4, label=label)
-    a2.set_xlabel("epoch")
-    a2.set_ylabel("accuracy")
-    a2.set_title("Accuracy")
-    _legend(a2)  # a regression run has no accuracy curves
-    out.append(("Loss and accuracy", _png(fig)))
+            acc.append(([float(p[0]) for p in pts], [p[1] for p in pts], label))
+    a2.limits([x for s in acc for x in s[0]] or [1.0],
+              [y for s in acc for y in s[1]] or [0.0, 1.0])
+    a2.xint = True
+    for k, (x, y, label) in enumerate(acc):
+        a2.line(x, y, svg.COLOURS[k], label, markers=True, width=2.0)
+    a2.title, a2.xlabel, a2.ylabel = "Accuracy", "epoch", "accuracy"
+    if not acc:  # a regression run has no accuracy curves
+        a2.parts.append(f"<text x='{a2.x + a2.w / 2}' y='{a2.y + a2.h / 2}' "
+                        "text-anchor='middle' font-size='14'>no accuracy (regression)</text>")
+    a2.legend_at = _below
+    return chart.render()
 
-    names = health.layer_names
-    if names and health.probes:
-        grid = np.full((len(names), len(health.probes)), np.nan)
-        for j, rec in enumerate(health.probes):
-            for i, n in enumerate(names):
-                g = rec.get("layers", {}).get(n, {}).get("grad_norm")
-                if _ok(g):
-                    grid[i, j] = math.log10(max(g, 1e-300))
-        fig, ax = plt.subplots(figsize=(WIDTH, 0.32 * len(names) + 2))
-        im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
-        ax.grid(False)
-        ax.set_yticks(range(len(names)), names)
-        ticks = list(range(0, len(health.probes), max(1, len(health.probes) // 10)))
-        ax.set_xticks(ticks, [health.probes[t]["step"] for t in ticks])
-        ax.set_xlabel("optimizer step (probe)")
-        ax.set_ylabel("layer (input side at the top)")
-        fig.colorbar(im, ax=ax, label="log10 of the gradient norm ‖∂J/∂W‖")
-        out.append(("Gradient norms per layer (log10)", _png(fig)))
 
-        fig, ax = plt.subplots(figsize=(WIDTH, 0.32 * len(names) + 1.8))
-        y = np.arange(len(names))
-        for k, (key, label) in enumerate(
-            (("dead_share", "dead units (0 on every probe sample)"),
-             ("saturated_share", "saturated outputs (|z| ≥ 5)"))
-        ):
-            vals = [_median([v for _, v in health.series(n, key)]) for n in names]
-            ax.barh(y + 0.4 * k, vals, height=0.4, label=label)
-        ax.set_yticks(y + 0.2, names)
-        ax.invert_yaxis()  # input side at the top, as in the heat map
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("median share over the probes")
-        ax.set_ylabel("layer")
-        _legend(ax, loc="lower right")
-        out.append(("Dead and saturated units per layer", _png(fig)))
+def _category_axis(ax: svg.Axes, names: list[str], x_range: tuple[float, float]) -> None:
+    """Layers as rows from the top (input side first), x over ``x_range``."""
+    ax.xlim = x_range
+    ax.ylim = (len(names) - 0.5, -0.5)  # row 0 at the top
+    ax.yticklabels = [(float(i), n) for i, n in enumerate(names)]
 
-        # One colour per layer from input (dark) to head (yellow), legend below both panels.
-        colours = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(names)))
-        ncol = min(len(names), 6)
-        rows = math.ceil(len(names) / ncol)
-        fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4 + 0.3 * rows), sharey=True)
-        for ax, rec, title in (
-            (axes[0], health.probes[0], "first probe"),
-            (axes[1], health.probes[-1], "last probe"),
-        ):
-            for n, colour in zip(names, colours, strict=True):
-                st = rec.get("layers", {}).get(n, {})
-                if "hist" in st:
-                    lo, hi = st["hist_range"]
-                    edges = np.linspace(lo, hi, len(st["hist"]) + 1)
-                    ax.stairs(np.asarray(st["hist"]) / max(1, sum(st["hist"])), edges, label=n,
-                              color=colour, lw=1.2)
-            ax.set_title(f"{title} (step {rec['step']})")
-            ax.set_xlabel("activation value (after the layer's activation)")
-        axes[0].set_ylabel("share of the layer's outputs")
-        handles, labels = axes[0].get_legend_handles_labels()
-        if handles:
-            fig.legend(handles, labels, loc="outside lower center", ncol=ncol,
-                       title="layer (input side first)", fontsize=FONT - 1)
-        out.append(("Activation histograms", _png(fig)))
 
-    lrs = [(i + 1, e["lr"]) for i, e in enumerate(ep) if _ok(e.get("lr"))]
-    if lrs:
-        fig, ax = plt.subplots(figsize=(WIDTH, 3))
-        ax.plot(*zip(*lrs), "-o", ms=4, label="learning rate at the epoch's end")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("learning rate")
-        values = [v for _, v in lrs]
-        if min(values) > 0 and max(values) / min(values) > 20:
-            ax.set_yscale("log")
-        _legend(ax)
-        out.append(("Learning rate", _png(fig)))
-    return out
+def _heat_map(health: Health, names: list[str]) -> str:
+    probes = health.probes
+    grid: list[list[float | None]] = []
+    for n in names:
+        row: list[float | None] = []
+        for rec in probes:
+            g = rec.get("layers", {}).get(n, {}).get("grad_norm")
+            row.append(math.log10(max(g, 1e-300)) if _ok(g) else None)
+        grid.append(row)
+    finite = [v for row in grid for v in row if v is not None]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.5, hi + 0.5
+    left = 40 + max(_text_px(n) for n in names) + 40
+    # rows of ~26 px; a few layers get taller rows, so the rotated axis labels fit
+    height = max(26 * len(names), 290)
+    chart = svg.Chart(height + 110, "Gradient norms per layer (log10)")
+    ax = chart.add(left, 20, 960 - left, height)
+    _category_axis(ax, names, (-0.5, len(probes) - 0.5))
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            colour = "#dddddd" if v is None else svg.viridis((v - lo) / (hi - lo))
+            tip = (f"{names[i]}, step {probes[j]['step']}: "
+                   + ("no value" if v is None else f"log10 ‖∂J/∂W‖ = {v:.2f}"))
+            ax.rect(j - 0.5, i - 0.5, j + 0.5, i + 0.5, colour, tip)
+    stride = max(1, len(probes) // 10)
+    ax.xticklabels = [(float(t), str(probes[t]["step"])) for t in range(0, len(probes), stride)]
+    ax.xlabel, ax.ylabel = "optimizer step (probe)", "layer (input side at the top)"
+    ax.ylabel_gap = left - 22
+    # the colour bar, with its own ticks and label
+    cb = chart.add(985, 20, 22, height)
+    cb.xlim, cb.ylim = (0.0, 1.0), (lo, hi)
+    cb.yticklabels, cb.xticklabels = [], []
+    bands = 48
+    for k in range(bands):
+        a, b = lo + (hi - lo) * k / bands, lo + (hi - lo) * (k + 1) / bands
+        cb.rect(0, a, 1, b, svg.viridis((k + 0.5) / bands))
+    for t in svg.nice_ticks(lo, hi, 5):
+        if lo <= t <= hi:
+            p = cb.py(t)
+            chart.extra.append(f"<line x1='1007' y1='{p:.1f}' x2='1012' y2='{p:.1f}' "
+                               f"stroke='#444'/><text x='1015' y='{p + 4.5:.1f}' "
+                               f"font-size='13'>{svg.nice_label(t)}</text>")
+    cy = 20 + height / 2
+    chart.extra.append(f"<text x='1075' y='{cy:.1f}' text-anchor='middle' font-size='14' "
+                       f"transform='rotate(-90 1075 {cy:.1f})'>log10 of the gradient norm "
+                       "‖∂J/∂W‖</text>")
+    return chart.render()
+
+
+def _unit_bars(health: Health, names: list[str]) -> str:
+    left = 40 + max(_text_px(n) for n in names) + 40
+    height = max(30 * len(names), 100)
+    chart = svg.Chart(height + 130, "Dead and saturated units per layer")
+    ax = chart.add(left, 20, 1060 - left, height)
+    _category_axis(ax, names, (0.0, 1.0))
+    for k, (key, label) in enumerate(
+        (("dead_share", "dead units (0 on every probe sample)"),
+         ("saturated_share", "saturated outputs (|z| ≥ 5)"))
+    ):
+        colour = svg.COLOURS[k]
+        for i, n in enumerate(names):
+            v = _median([v for _, v in health.series(n, key)])
+            top = i - 0.4 + 0.4 * k
+            ax.rect(0, top, min(max(v, 0.0), 1.0), top + 0.4, colour, f"{n}: {label} {v:.0%}")
+        ax.legend.append((label, colour, "box"))
+    ax.xlabel, ax.ylabel = "median share over the probes", "layer"
+    ax.ylabel_gap = left - 22
+    ax.legend_at = lambda a: (a.x, a.y + a.h + 52, 2)
+    return chart.render()
+
+
+def _histograms(health: Health, names: list[str]) -> str:
+    colours = [svg.viridis(0.9 * i / max(1, len(names) - 1)) for i in range(len(names))]
+    ncol = min(len(names), 6)
+    rows = math.ceil(len(names) / ncol)
+    chart = svg.Chart(430 + 20 * rows, "Activation histograms")
+    panels = []
+    curves = []
+    for ax_x, rec, title in ((80, health.probes[0], "first probe"),
+                             (600, health.probes[-1], "last probe")):
+        ax = chart.add(ax_x, 40, 460, 300)
+        ax.title = f"{title} (step {rec['step']})"
+        ax.xlabel = "activation value (after the layer's activation)"
+        drawn = []
+        for n, colour in zip(names, colours, strict=True):
+            st = rec.get("layers", {}).get(n, {})
+            if "hist" in st and st["hist"]:
+                lo, hi = st["hist_range"]
+                counts = list(st["hist"])
+                total = max(1, sum(counts))
+                k = len(counts)
+                edges = [lo + (hi - lo) * i / k for i in range(k + 1)]
+                xs, ys = [edges[0]], [0.0]
+                for i, c in enumerate(counts):
+                    xs += [edges[i], edges[i + 1]]
+                    ys += [c / total, c / total]
+                xs.append(edges[-1])
+                ys.append(0.0)
+                drawn.append((xs, ys, n, colour))
+        panels.append(ax)
+        curves.append(drawn)
+    ys_all = [y for drawn in curves for c in drawn for y in c[1]] or [0.0, 1.0]
+    for ax, drawn in zip(panels, curves, strict=True):
+        ax.limits([x for c in drawn for x in c[0]] or [0.0, 1.0], ys_all)
+        ax.ylim = (0.0, ax.ylim[1])  # shared y from 0
+        for xs, ys, n, colour in drawn:
+            ax.line(xs, ys, colour, n, width=1.4)
+    panels[0].ylabel = "share of the layer's outputs"
+    items = [(n, c, "line") for n, c in zip(names, colours, strict=True)]
+    if any(curves):
+        width = 150 * ncol + 8
+        chart.extra.append(svg.legend(items, 550 - width / 2, 395, ncol,
+                                      title="layer (input side first)", col_width=150))
+    return chart.render()
+
+
+def _lr(lrs: list[tuple[int, float]]) -> str:
+    chart = svg.Chart(330, "Learning rate")
+    ax = chart.add(90, 20, 980, 200)
+    values = [v for _, v in lrs]
+    ax.limits([e for e, _ in lrs], values,
+              ylog=min(values) > 0 and max(values) / min(values) > 20)
+    ax.xint = True
+    ax.line([e for e, _ in lrs], values, svg.COLOURS[0], "learning rate at the epoch's end",
+            markers=True, width=2.0)
+    ax.xlabel, ax.ylabel = "epoch", "learning rate"
+    ax.ylabel_gap = 75
+    ax.legend_at = _below
+    return chart.render()
 
 
 _CSS = (
     "body{font-family:sans-serif;max-width:1150px;margin:auto;padding:0 12px;font-size:15px;"
     "line-height:1.4}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;"
-    "text-align:left}table{border-collapse:collapse;margin:8px 0}img{width:100%;height:auto}"
+    "text-align:left}table{border-collapse:collapse;margin:8px 0}svg.plot{width:100%;height:auto;"
+    "display:block}figure{margin:0}"
     "pre{background:#f4f4f4;padding:8px}td.n{text-align:right;white-space:nowrap}"
     "ul{margin:0;padding-left:18px}.status{font-size:18px}"
 )
@@ -350,7 +400,7 @@ def render_report(
     title: str = "trainwell health report",
     settings: Mapping[str, Any] | None = None,
 ) -> str:
-    """The report as one HTML string (plots embedded as PNG data URIs).
+    """The report as one HTML string (plots as inline SVG).
 
     At the top the summary: the primary finding, the status and the kept repair as exact
     changes (``optim.lr: 10 → 0.05``) with the patch in TOML, and the final metrics (before,
@@ -380,8 +430,8 @@ def render_report(
     parts += _findings(findings)
     if doctor and doctor.get("trials"):
         parts += _trials(doctor, settings)
-    for caption, uri in _plots(health):
-        parts.append(f"<h2>{e(caption)}</h2><img alt='{e(caption)}' src='{uri}'>")
+    for caption, chart in _plots(health):
+        parts.append(f"<h2>{e(caption)}</h2><figure>{chart}</figure>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

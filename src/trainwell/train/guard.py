@@ -152,7 +152,10 @@ class NonFiniteGuard:
 
     def _restore_buffers(self, finite: torch.Tensor) -> None:
         """Select the saved normalization buffers back where ``finite`` is False."""
-        if self.buffers:
+        if self.buffers and self.mode == "host":  # the flag is a host value: no select
+            if not bool(finite):  # restore only after a skipped step (3 ops per buffer saved)
+                torch._foreach_copy_(self.buffers, self._saved)
+        elif self.buffers:
             with torch.no_grad():
                 for b, s in zip(self.buffers, self._saved):
                     b.copy_(torch.where(finite, b, s))
