@@ -91,3 +91,23 @@ def test_model_swap_activation_builds_the_swapped_user_model():
     assert not any(isinstance(m, case_models.Squash) for m in model.modules())
     w = model.layers[1].weight.detach()
     assert abs(float(w.std()) - (2 / 64) ** 0.5) < 0.03  # He normal, the init ELU takes
+
+
+def test_a_case_whose_only_fix_is_a_stated_code_change_is_not_auto_repairable():
+    from trainwell.cli.candidates import auto_repairable
+    from trainwell.cli.doctor_text import code_change_lines
+    from trainwell.cli.repair_loop import DoctorResult, Trial
+
+    head = Finding("bad_output_head", ("out",), {}, "", ("fix_output_head",), 1.0)
+    stated = [{"finding": "bad_output_head", "repair": "fix_output_head",
+               "change": "in forward, return the logits"}]
+    assert auto_repairable([head], stated) is False
+    assert auto_repairable([_sat()], [{"finding": "saturation", "repair": "add_batch_norm",
+                                       "change": "…"}]) is True  # re-init, Adam are tried
+    assert auto_repairable([head], []) is True  # trainwell's own model: fix_output_head runs
+    assert auto_repairable([], []) is None
+    result = DoctorResult([head], Trial(None, {}, 0.2, 2.0, ["bad_output_head"], 0.0),
+                          code_changes=stated)
+    assert code_change_lines(result) == [
+        "\nnot repaired: the fix is a change to your model's code, which the doctor does not "
+        "make; make it yourself:", "  bad_output_head: in forward, return the logits"]

@@ -20,8 +20,8 @@ from ..doctor.repairs import REPAIRS, Current
 from ..doctor.signals import Signals, signals
 from .targets import first_inputs
 
-__all__ = ["CODE_REPAIRS", "candidate_patches", "code_change", "code_changes",
-           "hidden_activation"]
+__all__ = ["CODE_REPAIRS", "auto_repairable", "candidate_patches", "code_change",
+           "code_changes", "hidden_activation"]
 
 # Repairs that edit the network trainwell builds: a user's model (model.target) keeps its own
 # forward, so for it they are code changes the user applies (see code_change).
@@ -177,3 +177,13 @@ def hidden_activation(health: Health) -> str | None:
     s = signals(health)
     acts = [s.layers[n].activation for n in s.hidden if s.layers[n].activation]
     return max(set(acts), key=acts.count) if acts else None
+
+
+def auto_repairable(findings: list[Finding], changes: list[dict[str, str]]) -> bool | None:
+    """Whether the doctor can repair the run itself: False where every repair of the primary
+    finding is a code change it can only state (``changes``, from :func:`code_changes`: a
+    user's ``forward`` to edit), True otherwise; None without a finding."""
+    if not findings:
+        return None
+    stated = {c["repair"] for c in changes}
+    return not (findings[0].repairs and set(findings[0].repairs) <= stated)
