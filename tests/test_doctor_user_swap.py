@@ -111,3 +111,9 @@ def test_a_case_whose_only_fix_is_a_stated_code_change_is_not_auto_repairable():
     assert code_change_lines(result) == [
         "\nnot repaired: the fix is a change to your model's code, which the doctor does not "
         "make; make it yourself:", "  bad_output_head: in forward, return the logits"]
+
+
+def test_without_a_sample_the_activation_registered_after_the_head_stays():
+    net = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 2), nn.Sigmoid())
+    assert [n for n, _, _ in activation_modules(net)] == ["1"]
+    assert [n for n, _, _ in activation_modules(net, torch.randn(2, 4))] == ["1"]

@@ -23,6 +23,8 @@ from .thresholds import (
     LOSS_WINDOWS,
     LR_LOW_UPDATE,
     LR_PEAK_UPDATE,
+    MEMORIZED_ACC,
+    MEMORIZED_LOSS_SHARE,
     OVERFIT_ACC_DROP,
     OVERFIT_BIG_RISE,
     OVERFIT_GAP,
@@ -30,8 +32,6 @@ from .thresholds import (
     OVERFIT_PATIENCE,
     OVERFIT_RISE,
     OVERFIT_STILL_GAINING,
-    MEMORIZED_ACC,
-    MEMORIZED_LOSS_SHARE,
     SYMMETRY_SPREAD,
     VANISHING_ABS,
 )
@@ -455,9 +455,9 @@ def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
         # The training set memorized (training accuracy ~1, training loss a sliver of the
         # validation loss) with a wide train/val gap is overfitting even while the validation
         # accuracy still rises: the net fits what it can no longer generalize from.
-        train_acc = last.get("train_accuracy")
+        train_acc = float(last["train_accuracy"]) if finite(last.get("train_accuracy")) else 0.0
         memorized = (
-            finite(train_acc) and train_acc >= MEMORIZED_ACC and gap >= OVERFIT_GAP
+            train_acc >= MEMORIZED_ACC and gap >= OVERFIT_GAP
             and tl[-1] <= MEMORIZED_LOSS_SHARE * vl[-1]
         )
         costs = top - float(acc_end) >= OVERFIT_ACC_DROP or memorized or (not still_gaining and (
@@ -470,5 +470,5 @@ def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
             # early stopping at the loss's best epoch would give up accuracy gained since
             out["val_accuracy_gain_since_best"] = float(acc_end) - float(acc_best)
         if memorized:
-            out["train_accuracy"] = float(train_acc)
+            out["train_accuracy"] = train_acc
     return out

@@ -48,7 +48,7 @@ def computes(module: nn.Module) -> str | None:
     name = name_of_activation(module)
     if name is not None:
         return name
-    if list(module.children()) or list(module.parameters(recurse=False)):
+    if next(module.children(), None) is not None or next(module.parameters(), None) is not None:
         return None
     if isinstance(module, nn.modules.dropout._DropoutNd | nn.Identity | nn.Flatten):
         return None
@@ -76,19 +76,14 @@ def activation_modules(
     """
     found = [(n, m, a) for n, m in model.named_modules()
              if n and (a := computes(m)) and a not in NOT_ELEMENTWISE]
-    if not found:
-        return []
-    weighted = [m for m in model.modules()
-                if isinstance(m._parameters.get("weight"), nn.Parameter)
-                and m._parameters["weight"].dim() >= 2]  # fmt: skip
-    if not weighted:
+    weighted = [m for m in model.modules() if _weight_2d(m)]
+    if not found or not weighted:
         return found
     head = weighted[-1]
-    after: set[int] = set()
     if sample is not None:
         order: list[nn.Module] = []
-        hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod))
-                 for m in {id(m): m for m in [head, *(m for _, m, _ in found)]}.values()]
+        watched = {id(m): m for m in [head, *(m for _, m, _ in found)]}.values()
+        hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod)) for m in watched]
         was = model.training
         try:
             model.eval()
@@ -100,14 +95,21 @@ def activation_modules(
             model.train(was)
             for h in hooks:
                 h.remove()
-        if head in order:
-            last_head = max(i for i, m in enumerate(order) if m is head)
-            after = {id(m) for m in order[last_head + 1:]}
+        if any(m is head for m in order):
+            last = max(i for i, m in enumerate(order) if m is head)
+            after = {id(m) for m in order[last + 1:]}
             return [(n, m, a) for n, m, a in found if id(m) not in after]
-    names = [n for n, m in model.named_modules()]
-    head_at = next(i for i, (n, m) in enumerate(model.named_modules()) if m is head)
-    later = {n for n in names[head_at + 1:]}
+    # no forward: an activation registered after the head is taken for the head's
+    names = [n for n, _ in model.named_modules()]
+    at = next(i for i, (_, m) in enumerate(model.named_modules()) if m is head)
+    later = set(names[at + 1:])
     return [(n, m, a) for n, m, a in found if n not in later]
+
+
+def _weight_2d(module: nn.Module) -> bool:
+    """The module owns a ``weight`` parameter of 2+ dimensions (Linear, Conv)."""
+    w = module._parameters.get("weight")
+    return isinstance(w, nn.Parameter) and w.dim() >= 2
 
 
 def swap_activations(
