@@ -39,6 +39,9 @@ def test_the_replay_keeps_early_stoppings_epochs_and_weights_but_never_stops():
     # early stopping stops after epoch 6 (3 epochs without a better loss); the dip at
     # epoch 8 comes after it and changes nothing
     assert (replay.best_epoch, replay.stopped_epoch) == (3, 6)
+    fresh = EarlyStopReplay()
+    fresh.on_epoch_end(trainer, 0, {"epoch": 1, "train_loss": 1.0})  # no validation split
+    assert fresh.best_epoch is None and fresh.stopped_epoch is None
     assert float(replay._best_state["weight"].sum()) == 0.0
 
 

@@ -36,8 +36,8 @@ class EarlyStopReplay(EarlyStopping):
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
         """Early stopping's bookkeeping up to the epoch it would stop at, then nothing."""
-        if self.stopped_epoch is not None:
-            return
+        if self.stopped_epoch is not None or self.monitor not in metrics:
+            return  # stopped already, or no validation split: nothing to watch
         stop = trainer.stop_training
         super().on_epoch_end(trainer, epoch, metrics)
         trainer.stop_training = stop  # watch only
