@@ -18,6 +18,7 @@ from ..data.dataset import Dataset
 from ..doctor.findings import Finding, Health
 from ..doctor.repairs import REPAIRS, Current
 from ..doctor.signals import Signals, signals
+from .runner import build_data, build_model
 from .targets import first_inputs
 
 __all__ = ["CODE_REPAIRS", "auto_repairable", "candidate_patches", "code_change",
@@ -72,8 +73,6 @@ def _user_patch(name: str, config: Config, activation: str | None) -> dict[str, 
 def _has_activation_modules(config: Config) -> bool:
     """The user's model (built from the config's seed, untrained) holds hidden activation
     modules that :func:`trainwell.nn.swap_activations` can replace."""
-    from .runner import build_data, build_model  # runner imports this module's users
-
     try:
         data = build_data(config)
         model = build_model(config, data)
