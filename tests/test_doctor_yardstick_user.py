@@ -109,6 +109,7 @@ def test_a_cases_row_says_why_the_yardstick_is_no_bar_and_what_code_to_change():
                           epochs=2, full_epochs=10, code_changes=[change])
     row = case_outcome({"name": "c", "expected": "bad_output_head", "reference": 0.96}, result)
     assert row["yardstick_failed"] == "near chance"
+    assert row["auto_repairable"] is False  # the only fix is the stated code change
     assert row["status_detail"] == (
         "unresolved — needs a code change: in forward, return the logits")
     assert result.to_dict()["code_changes"] == [change]

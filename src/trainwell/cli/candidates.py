@@ -12,17 +12,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import nn as tw_nn
 from ..config import Config
+from ..data.dataset import Dataset
 from ..doctor.findings import Finding, Health
-from ..doctor.repairs import REPAIRS
+from ..doctor.repairs import REPAIRS, Current
 from ..doctor.signals import Signals, signals
+from .runner import build_data, build_model
+from .targets import first_inputs
 
-__all__ = ["CODE_REPAIRS", "candidate_patches", "code_change", "code_changes",
-           "hidden_activation"]
+__all__ = ["CODE_REPAIRS", "auto_repairable", "candidate_patches", "code_change",
+           "code_changes", "hidden_activation"]
 
 # Repairs that edit the network trainwell builds: a user's model (model.target) keeps its own
 # forward, so for it they are code changes the user applies (see code_change).
 CODE_REPAIRS = ("fix_output_head", "swap_activation", "add_batch_norm", "add_dropout")
+# Findings of a saturating activation: on a user's model with activation modules the swap
+# (which re-initializes as well) goes before a re-initialization alone.
+SWAP_FIRST = ("saturation",)
 
 
 def _init_caused(f: Finding) -> bool:
@@ -38,6 +45,15 @@ def _user_patch(name: str, config: Config, activation: str | None) -> dict[str, 
     """A repair's patch for a user's model: re-initialization walks its modules
     (``model.reinit``); a penalty change keeps only the penalties (the dropout rate is in
     the user's code); the CODE_REPAIRS have none."""
+    if name == "swap_activation":
+        # activation *modules* are attributes of the model: swapped after building it
+        # (model.swap_activation), with the re-initialization that suits the new activation;
+        # activations called in forward stay a code change (see code_changes)
+        if not _has_activation_modules(config) or config.model.swap_activation is not None:
+            return None
+        new = REPAIRS[name].values(Current(config.optim.lr, False, activation))["model.activation"]
+        return {"model.swap_activation": new, "model.reinit": True, "model.init": "auto",
+                "model.bias_init": "zeros", "model.head_init": None, "model.activation": new}
     if name in CODE_REPAIRS:
         return None
     if name == "reinit_by_activation":
@@ -52,6 +68,18 @@ def _user_patch(name: str, config: Config, activation: str | None) -> dict[str, 
         if all(getattr(config.regularization, k.split(".")[1]) == v for k, v in patch.items()):
             return None
     return patch
+
+
+def _has_activation_modules(config: Config) -> bool:
+    """The user's model (built from the config's seed, untrained) holds hidden activation
+    modules that :func:`trainwell.nn.swap_activations` can replace."""
+    try:
+        data = build_data(config)
+        model = build_model(config, data)
+    except Exception:  # noqa: BLE001 - a model that does not build offers no swap
+        return False
+    sample = data.train.x[:2] if isinstance(data, Dataset) else first_inputs(data)
+    return bool(tw_nn.activation_modules(model, sample))
 
 
 def candidate_patches(
@@ -80,6 +108,11 @@ def candidate_patches(
         if _init_caused(f) and "reinit_by_activation" in names:
             names.remove("reinit_by_activation")
             names.insert(0, "reinit_by_activation")
+            if user and f.kind in SWAP_FIRST and "swap_activation" in names:
+                # a user's swap re-initializes too (model.reinit), and a re-init alone keeps
+                # the saturating activation (20 sigmoid layers vanish under Glorot too)
+                names.remove("swap_activation")
+                names.insert(0, "swap_activation")
         for name in names:
             if name in seen or name not in REPAIRS:
                 continue
@@ -123,8 +156,15 @@ def code_changes(config: Config, findings: list[Finding], s: Signals) -> list[di
     if config.model.target is None:
         return []
     out, seen = [], set()
+    swappable: bool | None = None  # built once, only where a finding calls for a swap
     for f in findings:
         for name in f.repairs:
+            if name == "swap_activation" and name not in seen:
+                if swappable is None:
+                    swappable = _has_activation_modules(config)
+                if swappable:  # tried automatically (model.swap_activation): no code edit
+                    seen.add(name)
+                    continue
             if name in CODE_REPAIRS and name not in seen:
                 seen.add(name)
                 out.append({"finding": f.kind, "repair": name, "change": code_change(name, s)})
@@ -136,3 +176,13 @@ def hidden_activation(health: Health) -> str | None:
     s = signals(health)
     acts = [s.layers[n].activation for n in s.hidden if s.layers[n].activation]
     return max(set(acts), key=acts.count) if acts else None
+
+
+def auto_repairable(findings: list[Finding], changes: list[dict[str, str]]) -> bool | None:
+    """Whether the doctor can repair the run itself: False where every repair of the primary
+    finding is a code change it can only state (``changes``, from :func:`code_changes`: a
+    user's ``forward`` to edit), True otherwise; None without a finding."""
+    if not findings:
+        return None
+    stated = {c["repair"] for c in changes}
+    return not (findings[0].repairs and set(findings[0].repairs) <= stated)

@@ -24,6 +24,7 @@ from ..doctor.causes import format_findings  # primary first, then "because of i
 from ..doctor.report import write_report
 from ..errors import UserError
 from .args import add_config_args
+from .candidates import auto_repairable
 from .doctor_text import applied_patch_lines  # each change tried, the applied patch as TOML
 from .repair_loop import MAX_TRIALS, DoctorResult, diagnose, repair
 from .runner import run as train_run
@@ -258,6 +259,9 @@ def case_outcome(
         "consequences_missing": missing,
         "chosen": result.chosen, "status": result.status,
         "status_detail": result.status_detail,  # "… needs a code change: …" (user models)
+        # False: the primary finding's only repairs are code changes the doctor states
+        "auto_repairable": None if healthy else auto_repairable(result.findings,
+                                                                result.code_changes) is not False,
         "judged_at_epochs": result.judged_at_epochs,
         "accuracy_before": result.before.get("test_accuracy"), "accuracy_after": final,
         "yardstick": result.yardstick.get("test_accuracy"),
@@ -334,6 +338,10 @@ def run_cases(
         "broken": len(broken),
         "repaired_within_reference": repaired,
         "repaired_vs_yardstick": sum(1 for r in broken if r["status"] == "repaired"),
+        "repairable": sum(1 for r in broken if r["auto_repairable"]),
+        "repaired_of_repairable": sum(1 for r in broken
+                                      if r["auto_repairable"] and r["status"] == "repaired"),
+        "code_change_only": [r["case"] for r in broken if not r["auto_repairable"]],
         "improved": sum(1 for r in broken if r["status"] == "improved"),
         "unresolved": sum(1 for r in broken if r["status"] == "unresolved"),
         "primary_right": sum(r["primary_right"] for r in rows),

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import Config, to_dict
 from ..doctor.wording import change_line, changed, lookup, toml_lines
 
-__all__ = ["applied_patch_lines", "change_lines"]
+__all__ = ["applied_patch_lines", "change_lines", "code_change_lines"]
 
 
 def change_lines(config: Config, patch: dict[str, Any]) -> list[str]:
@@ -22,6 +22,21 @@ def change_lines(config: Config, patch: dict[str, Any]) -> list[str]:
     out)."""
     settings = to_dict(config)
     return [change_line(k, lookup(settings, k), v) for k, v in changed(patch, settings).items()]
+
+
+def code_change_lines(result: Any) -> list[str]:
+    """The code changes a user's model needs (``result.code_changes``), stated plainly:
+    the doctor does not try them (it cannot edit ``forward``), and where the primary
+    finding has no other repair it says the run is not repaired without one."""
+    changes = getattr(result, "code_changes", None) or []
+    if not changes:
+        return []
+    only = not result.chosen and bool(result.findings) and set(result.findings[0].repairs) <= {
+        c["repair"] for c in changes}
+    head = ("\nnot repaired: the fix is a change to your model's code, which the doctor does "
+            "not make; make it yourself:" if only else
+            "\ncode changes the doctor does not make (your model's forward), if needed:")
+    return [head] + [f"  {c['finding']}: {c['change']}" for c in changes]
 
 
 def applied_patch_lines(config: Config, result: Any, out: Path) -> list[str]:
@@ -41,6 +56,7 @@ def applied_patch_lines(config: Config, result: Any, out: Path) -> list[str]:
             changes = "; ".join(change_lines(config, t.patch)) or "(no change)"
             lines.append(f"  {str(t.repair):<{width}}  {changes}")
     path = out / "repaired.toml"
+    lines += code_change_lines(result)
     if not result.chosen:
         if result.trials:
             lines.append("no repair kept: the config is unchanged")

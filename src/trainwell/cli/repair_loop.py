@@ -15,7 +15,8 @@ whole run takes well under a second (measured per case by ``trainwell doctor --c
    (probed more sparsely) and the rules look at the whole run's trend: overfitting that
    appears late is seen, and only what early stopping at ``E`` would see is reported. Cost:
    ``E + d`` epochs. A finding that appears only there is reported with its repairs, which
-   are not tried: the budget is spent (status *unresolved*).
+   are not tried: the budget is spent (status *unresolved*) — except early stopping for
+   overfitting, judged on a replay of the run itself (:mod:`.late_repair`, no epoch more).
 3. **Trials.** With a finding, the ranked repairs that apply become trial patches; each
    trains ``d`` epochs from the same seed (built for ``E``, so a kept trial continues as
    the very run ``trainwell train repaired.toml`` gives). A trial that goes non-finite stops
@@ -63,6 +64,7 @@ from ..doctor.signals import signals
 from ..errors import UserError
 from ..train.checkpoint import atomic_write_text
 from .candidates import candidate_patches, code_changes, hidden_activation
+from .late_repair import attach_replay, repair_late_overfitting
 from .runner import build_data, build_run
 from .yardstick import (
     MIN_GAIN,
@@ -350,6 +352,8 @@ def _diagnose(
     diagnostic session and the epochs trained so far."""
     short = diagnostic_epochs(config)
     session = builder.session(config, short)
+    if full_look:
+        attach_replay(session.built.trainer, config)  # early stopping, watched (late_repair)
     metrics = session.train_to(short)
     yard: dict[str, Any] = {}
     spent = short
@@ -487,6 +491,7 @@ def repair(
     diag_health = diag_session.callback.health
     activation = hidden_activation(diag_health)
     result.code_changes = code_changes(config, result.findings, signals(diag_health))
+    repair_late_overfitting(result, config, diag_session)  # found by the full look: replayed
     full = config.train.epochs
     short = diagnostic_epochs(config)
     allowed = PLAN_RUNS * full

@@ -111,6 +111,17 @@ def build_data(config: Config) -> Dataset | TorchData:
     return data
 
 
+def _swap_user_activations(model: torch.nn.Module, new: str, data: Dataset | TorchData) -> None:
+    """``model.swap_activation`` on a user's model; a model without activation modules is
+    refused (its activations are in ``forward``: a code change)."""
+    sample = data.train.x[:2] if isinstance(data, Dataset) else first_inputs(data)
+    with config_section("model"):
+        if not tw_nn.swap_activations(model, new, sample):
+            raise UserError("model.swap_activation: your model has no hidden activation "
+                            "modules to replace (activations called in forward are a code "
+                            "change); remove the setting")
+
+
 def build_model(config: Config, data: Dataset | TorchData) -> torch.nn.Module:
     """Build the model of ``config.model`` for ``data``, initialized from the seed.
 
@@ -122,6 +133,8 @@ def build_model(config: Config, data: Dataset | TorchData) -> torch.nn.Module:
     if m.target is not None:
         with search_path(Path(config.root) if config.root else None):
             user_model = build_target_model(m.target, dict(m.kwargs), config.seed)
+        if m.swap_activation is not None:  # the doctor's activation swap (modules only)
+            _swap_user_activations(user_model, m.swap_activation, data)
         if m.reinit:  # the doctor's re-initialization of a model whose code it cannot edit
             with config_section("model"):
                 tw_nn.apply_init(user_model, m.init, torch.Generator().manual_seed(config.seed),

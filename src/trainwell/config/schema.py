@@ -111,6 +111,12 @@ class ModelConfig(_Section):
                          "after building it, walking its Linear/Conv modules: hidden weights "
                          "by init (auto = by activation), hidden biases by bias_init, the head "
                          "by head_init; trainwell's own models are always initialized so")
+    swap_activation: OptionalActivation = Field(None, description="replace your own model's "
+                                                "(model.target) hidden activation modules "
+                                                "(nn.Sigmoid, nn.Tanh, … or your own module "
+                                                "computing one) by this activation after "
+                                                "building it; activations written in forward "
+                                                "and the output's stay; none = keep them")
     dropout: Float = Field(0.0, ge=0, lt=1, description="dropout rate after each hidden layer")
     batch_norm: Bool = Field(False, description="batch normalization before each activation")
     output_activation: OptionalActivation = Field(None, description="activation on the output layer; "

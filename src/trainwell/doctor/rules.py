@@ -217,10 +217,15 @@ def lr_too_high(s: Signals) -> Check | None:
 
 
 def saturation(s: Signals) -> Check | None:
-    """While failing: a layer with at least ``SATURATED_SHARE`` saturated entries."""
+    """A layer with at least ``SATURATED_SHARE`` saturated entries, while failing or, while
+    learning, where the initialization saturated them (at step 0 already)."""
     sat = {n: v.saturated for n, v in s.layers.items() if finite(v.saturated)}
     bad = [n for n, v in sat.items() if v >= SATURATED_SHARE]  # type: ignore[operator]
-    if not (s.failing and bad):
+    at_init = finite(s.init_saturated) and s.init_saturated >= SATURATED_SHARE  # type: ignore[operator]
+    # While the run still learns, saturation is a finding only where the initialization put
+    # the units there and they stayed (the run's median too): it then learns on the few
+    # units left (healthy sigmoid/tanh controls: ≤ 1% saturated, at step 0 and after).
+    if not (bad and (s.failing or at_init)):
         return None
     worst = max(bad, key=lambda n: sat[n])  # type: ignore[arg-type,return-value]
     act = s.layers[worst].activation or "sigmoid/tanh"
@@ -229,7 +234,8 @@ def saturation(s: Signals) -> Check | None:
         "(|z| ≥ 5), where the derivative is ~0, so almost no gradient passes"
     )
     conf = share_confidence(sat[worst], SATURATED_SHARE)  # type: ignore[arg-type]
-    at_init = finite(s.init_saturated) and s.init_saturated >= SATURATED_SHARE  # type: ignore[operator]
+    if not s.failing:
+        text += "; the run still learns, but only through the units left"
     if at_init:
         text += (
             f"; {s.init_saturated:.0%} already at step 0, before any update: the initialization "
@@ -321,6 +327,13 @@ def overfitting(s: Signals) -> Check | None:
         if "val_accuracy_drop" in ev and ev["val_accuracy_drop"] > 0
         else ""
     )
+    if "train_accuracy" in ev:
+        drop += (f"; the training set is memorized (training accuracy {ev['train_accuracy']:.1%}, "
+                 f"{100 * ev['accuracy_gap']:.1f} points above validation)")
+    if "val_accuracy_gain_since_best" in ev:
+        drop += (f"; validation accuracy still rose {100 * ev['val_accuracy_gain_since_best']:.1f} "
+                 "points since "
+                 "that epoch, so a penalty comes before early stopping")
     text = (
         f"the validation loss rose from {ev['val_loss_best']:.3g} (epoch {ev['best_val_epoch']}) "
         f"to {ev['val_loss_end']:.3g} ({ev['val_loss_rise']:.0%} above its best, "
@@ -413,6 +426,14 @@ RULES: tuple[Rule, ...] = (
 """The rule table: one row per finding kind (see :class:`Rule`)."""
 
 
+def _ranked_repairs(rule: Rule, evidence: dict[str, Any]) -> tuple[str, ...]:
+    """The rule's repairs, re-ranked where the evidence says the first would hurt: early
+    stopping at the loss's best epoch gives up the validation accuracy gained since."""
+    if rule.kind == "overfitting" and evidence.get("val_accuracy_gain_since_best"):
+        return tuple(n for n in rule.repairs if n != "early_stopping") + ("early_stopping",)
+    return rule.repairs
+
+
 def diagnose_health(health: Health) -> list[Finding]:
     """Apply every rule of :data:`RULES` to a run's health record, primary cause first.
 
@@ -437,6 +458,7 @@ def diagnose_health(health: Health) -> list[Finding]:
         if out is not None:
             layers, evidence, text, conf = out
             found.append(
-                Finding(rule.kind, tuple(layers), {**evidence, **base}, text, rule.repairs, conf)
+                Finding(rule.kind, tuple(layers), {**evidence, **base}, text,
+                        _ranked_repairs(rule, evidence), conf)
             )
     return rank(found)

@@ -31,10 +31,13 @@ __all__ = [
     "INPUT_SCALE",
     "OVERFIT_RISE",
     "OVERFIT_PATIENCE",
+    "OVERFIT_HELD",
     "OVERFIT_ACC_DROP",
     "OVERFIT_GAP",
     "OVERFIT_BIG_RISE",
     "OVERFIT_STILL_GAINING",
+    "MEMORIZED_ACC",
+    "MEMORIZED_LOSS_SHARE",
     "FAIL_YARDSTICK_SHARE",
     "BOUNDED_HEADS",
     "TARGET_MARGIN",
@@ -122,6 +125,10 @@ TARGET_MARGIN = 0.05
 # raised val loss 18–130% with gaps under 10%).
 OVERFIT_RISE = 0.1
 OVERFIT_PATIENCE = 3
+# The rise must hold on each of the last OVERFIT_HELD epochs: a healthy 20-layer SELU run
+# (Adam, digits) ended 26% above its best val loss (epoch 3) after 0.283 at epoch 9, 4%
+# above it; the overfitting cases hold their rise on every later epoch.
+OVERFIT_HELD = 2
 # …and (classification) the rise costs accuracy: the validation accuracy ends OVERFIT_ACC_DROP
 # below its best, or the train/val accuracy gap is OVERFIT_GAP or more, or the validation loss
 # rose OVERFIT_BIG_RISE or more (label noise: 18–130%, flat accuracies; 40% sits between). A full look over 10
@@ -134,6 +141,16 @@ OVERFIT_BIG_RISE = 0.4
 # …unless the validation accuracy rose this much after the loss's best epoch: early stopping
 # there would cost accuracy (the default MNIST-1D 1cycle run gains 1.4 points after it).
 OVERFIT_STILL_GAINING = 0.01
+# …but a memorized training set is overfitting even then: training accuracy ≥ MEMORIZED_ACC,
+# the training loss at most MEMORIZED_LOSS_SHARE of the validation loss, and a train/val gap
+# of OVERFIT_GAP or more. overfit_small_train (15% of digits for training) at its 4-epoch
+# short look: train 0.995, val 0.903 (gap 9.3 points), losses 0.026 vs 1.19 (2%); at 40
+# epochs gap 9.7, 1e-5 vs 1.19. Healthy controls after their 10-epoch full look: the
+# largest gap with training accuracy ≥ 0.99 is 7.2 points (custom swish, losses 0.025 vs
+# 0.37: 7%); the 1-D CNN's 11.5-point gap comes with training accuracy 0.981 and losses
+# 0.074 vs 0.42 (18%).
+MEMORIZED_ACC = 0.99
+MEMORIZED_LOSS_SHARE = 0.05
 
 # ---- over-regularization --------------------------------------------------------------
 # Penalties or dropout so strong the net cannot fit its training set: the run ends near

@@ -18,6 +18,7 @@ from .init import INITIALIZERS, init_for_activation
 from .init_policy import InitSpec, apply_init, parse_init
 from .regularization import MaxNorm, MCDropout, max_norm_, mc_predict
 from .resnet import PreActBlock, ResNet, resnet
+from .swap import activation_modules, swap_activations
 
 __all__ = [
     "ACTIVATIONS",
@@ -32,11 +33,13 @@ __all__ = [
     "PreActBlock",
     "ResNet",
     "activation",
+    "activation_modules",
     "apply_init",
     "init",
     "init_for_activation",
     "max_norm_",
     "mc_predict",
+    "swap_activations",
     "name_of_activation",
     "parse_init",
     "resnet",
