@@ -30,7 +30,9 @@ def _sig(layers: dict[str, dict] | None = None, **kw) -> Signals:
 
 
 def test_the_table_has_one_rule_per_kind_in_report_order():
-    assert [r.kind for r in sorted(RULES, key=lambda r: r.order)] == list(KINDS)
+    # not_learning is no row: diagnose_health adds it when no row fires on a run at chance
+    assert [r.kind for r in sorted(RULES, key=lambda r: r.order)] == \
+        [k for k in KINDS if k != "not_learning"]
     assert all(r.repairs for r in RULES)
 
 

@@ -181,8 +181,12 @@ def hidden_activation(health: Health) -> str | None:
 def auto_repairable(findings: list[Finding], changes: list[dict[str, str]]) -> bool | None:
     """Whether the doctor can repair the run itself: False where every repair of the primary
     finding is a code change it can only state (``changes``, from :func:`code_changes`: a
-    user's ``forward`` to edit), True otherwise; None without a finding."""
+    user's ``forward`` to edit) or where it has no repair at all (``not_learning`` while
+    the known-good recipe stays at chance too: the data, not training, is at fault), True
+    otherwise; None without a finding."""
     if not findings:
         return None
+    if not findings[0].repairs:
+        return False
     stated = {c["repair"] for c in changes}
     return not (findings[0].repairs and set(findings[0].repairs) <= stated)

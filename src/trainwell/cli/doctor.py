@@ -341,7 +341,7 @@ def run_cases(
         "repairable": sum(1 for r in broken if r["auto_repairable"]),
         "repaired_of_repairable": sum(1 for r in broken
                                       if r["auto_repairable"] and r["status"] == "repaired"),
-        "code_change_only": [r["case"] for r in broken if not r["auto_repairable"]],
+        "not_auto_repairable": [r["case"] for r in broken if not r["auto_repairable"]],
         "improved": sum(1 for r in broken if r["status"] == "improved"),
         "unresolved": sum(1 for r in broken if r["status"] == "unresolved"),
         "primary_right": sum(r["primary_right"] for r in rows),
@@ -355,9 +355,13 @@ def run_cases(
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(json.dumps({"summary": summary}) if as_json else f"summary: {summary}")
-    ok = summary["detected"] == len(rows) and (
-        diagnose_only or not broken or repaired >= 0.9 * len(broken)
-    )
+    # The targets: every case detected (healthy ones unflagged), the primary finding
+    # right on 95 %, and 90 % of the cases a config change can repair repaired.
+    repairable = summary["repairable"]
+    ok = (summary["detected"] == len(rows)
+          and summary["primary_right"] >= 0.95 * len(rows)
+          and (diagnose_only or not repairable
+               or summary["repaired_of_repairable"] >= 0.9 * repairable))
     return 0 if ok else 1
 
 

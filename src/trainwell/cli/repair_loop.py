@@ -430,6 +430,9 @@ def _tell_yardstick(session: _Session, yard: dict[str, Any]) -> None:
     acc = yard.get("val_accuracy")
     if isinstance(acc, int | float) and math.isfinite(acc) and not yard.get("failed"):
         session.callback.health.context["yardstick_accuracy"] = float(acc)
+    elif isinstance(acc, int | float) and math.isfinite(acc) and "chance_accuracy" in yard:
+        # trained, but stayed near chance: no bar for repairs, yet evidence for not_learning
+        session.callback.health.context["yardstick_chance_accuracy"] = float(acc)
 
 
 def _save_run(folder: Path, session: _Session) -> None:

@@ -217,7 +217,7 @@ def format_findings(findings: list[Finding]) -> list[str]:
         where = f" [{layers}]" if layers else ""
         return [
             f"{indent}{f.kind}{where} (confidence {f.confidence:.2f}): {f.explanation}",
-            f"{indent}  repairs: {', '.join(f.repairs)}",
+            f"{indent}  repairs: {', '.join(f.repairs) or 'none the doctor can make'}",
         ]
 
     out = ["primary: " + lines(findings[0], "")[0], *lines(findings[0], "")[1:]]

@@ -33,6 +33,7 @@ KINDS: tuple[str, ...] = (
     "lr_too_low",
     "overfitting",
     "over_regularized",
+    "not_learning",
 )
 """The finding kinds, in the order the doctor reports (and repairs) them."""
 

@@ -383,6 +383,51 @@ def over_regularized(s: Signals) -> Check | None:
     return [], ev, text, conf
 
 
+def near_chance(s: Signals) -> bool:
+    """A classification run whose validation and training accuracy (when recorded) both end
+    below chance + ``NEAR_CHANCE_SHARE`` of the gap to 100 % and whose training loss ends
+    above ``FAIL_LOSS_SHARE`` of chance's: it learned nothing worth the name."""
+    if s.task == "regression" or not finite(s.acc):
+        return False
+    bar = s.chance_acc + NEAR_CHANCE_SHARE * (1.0 - s.chance_acc)
+    train_acc = s.train_acc if finite(s.train_acc) else s.acc
+    return bool(s.acc < bar and train_acc < bar  # type: ignore[operator]
+                and finite(s.loss_end)
+                and s.loss_end >= FAIL_LOSS_SHARE * s.chance_loss)  # type: ignore[operator]
+
+
+def not_learning(s: Signals) -> Check:
+    """The fallback: a run at chance that no other rule explains gets this finding, never
+    "healthy". Its evidence says what was ruled out, and whether the known-good recipe on
+    the same architecture learns (a yardstick at chance too points at the data)."""
+    train_acc = s.train_acc if finite(s.train_acc) else s.acc
+    ev: dict[str, Any] = {
+        "train_accuracy": _g(train_acc),
+        "val_accuracy": _g(s.acc),
+        "train_loss_end": _g(s.loss_end),
+        "chance_loss": _g(s.chance_loss),
+    }
+    yard = s.yardstick_acc if s.yardstick_acc is not None else s.yardstick_chance_acc
+    if yard is not None:
+        ev["yardstick_accuracy"] = _g(yard)
+    text = (
+        f"the run ends at chance: training accuracy {train_acc:.3f}, validation accuracy "
+        f"{s.acc:.3f} (chance {s.chance_acc:.3f}), training loss {s.loss_end:.3g} against "
+        f"chance's {s.chance_loss:.3g}, and no gradient, activation, head or learning-rate "
+        "rule explains it"
+    )
+    bar = s.chance_acc + NEAR_CHANCE_SHARE * (1.0 - s.chance_acc)
+    if yard is not None and yard < bar:
+        ev["yardstick_at_chance"] = True  # no training recipe to try: nothing to repair
+        text += (f"; the known-good recipe on the same architecture stays at chance too "
+                 f"(validation accuracy {yard:.3f}): nothing in training is left to change; "
+                 "check that the labels belong to the inputs")
+    elif yard is not None:
+        text += (f"; the known-good recipe on the same architecture learns "
+                 f"(validation accuracy {yard:.3f}): the training recipe is at fault")
+    return [], ev, text, 0.5
+
+
 RULES: tuple[Rule, ...] = (
     Rule("non_finite", 0, ("lr_down", "clip_gradients", "rollback_skip"), non_finite),
     Rule("bad_output_head", 1, ("fix_output_head",), bad_output_head),
@@ -423,7 +468,12 @@ RULES: tuple[Rule, ...] = (
     Rule("overfitting", 10, ("early_stopping", "add_l2", "add_dropout"), overfitting),
     Rule("over_regularized", 11, ("reduce_regularization",), over_regularized),
 )
-"""The rule table: one row per finding kind (see :class:`Rule`)."""
+"""The rule table: one row per finding kind (see :class:`Rule`); ``not_learning`` is the
+fallback :func:`diagnose_health` adds when none of them fires on a run at chance."""
+
+NOT_LEARNING_REPAIRS: tuple[str, ...] = ("switch_optimizer", "reinit_by_activation",
+                                         "standardize_inputs", "lr_down", "lr_up")
+"""No mechanism found: the yardstick recipe's parts, then the learning rate both ways."""
 
 
 def _ranked_repairs(rule: Rule, evidence: dict[str, Any]) -> tuple[str, ...]:
@@ -461,4 +511,9 @@ def diagnose_health(health: Health) -> list[Finding]:
                 Finding(rule.kind, tuple(layers), {**evidence, **base}, text,
                         _ranked_repairs(rule, evidence), conf)
             )
+    if not found and near_chance(s):
+        layers, evidence, text, conf = not_learning(s)
+        repairs = () if evidence.get("yardstick_at_chance") else NOT_LEARNING_REPAIRS
+        found.append(Finding("not_learning", tuple(layers), {**evidence, **base}, text,
+                             repairs, conf))
     return rank(found)

@@ -117,6 +117,8 @@ class Signals:
     init_saturated: float | None = None  # largest saturated share of any layer at step 0
     epochs: tuple[dict[str, Any], ...] = ()
     yardstick_acc: float | None = None
+    # the yardstick's accuracy where it trained but stayed near chance (then no bar: None above)
+    yardstick_chance_acc: float | None = None
     target_range: tuple[float, float] | None = None
     train_acc: float | None = None  # last epoch's training accuracy, when recorded
     dropout: float = 0.0  # the largest dropout rate in the model (0 when unknown)
@@ -353,6 +355,7 @@ def signals(health: Health) -> Signals:
              if finite(v.get("saturated_share"))), default=None)),
         epochs=tuple(health.epochs),
         yardstick_acc=yard,
+        yardstick_chance_acc=_float_or_none(ctx.get("yardstick_chance_accuracy")),
         target_range=target_range,
         train_acc=float(last["train_accuracy"]) if finite(last.get("train_accuracy")) else None,
         **_regularization(ctx),
@@ -472,3 +475,8 @@ def _overfitting(epochs: list[dict[str, Any]]) -> dict[str, Any]:
         if memorized:
             out["train_accuracy"] = train_acc
     return out
+
+
+def _float_or_none(v: Any) -> float | None:
+    """``v`` as a finite float, or None."""
+    return float(v) if isinstance(v, int | float) and finite(v) else None
