@@ -385,15 +385,17 @@ def over_regularized(s: Signals) -> Check | None:
 
 def near_chance(s: Signals) -> bool:
     """A classification run whose validation and training accuracy (when recorded) both end
-    below chance + ``NEAR_CHANCE_SHARE`` of the gap to 100 % and whose training loss ends
-    above ``FAIL_LOSS_SHARE`` of chance's: it learned nothing worth the name."""
+    below chance + ``NEAR_CHANCE_SHARE`` of the gap to 100 % and whose training loss ends at
+    or above chance's (the uniform guess's): it learned nothing measurable. (A slow starter
+    whose loss has fallen below chance's — the healthy tanh net on circles after one epoch:
+    0.662 against 0.693, accuracy 0.58 — is not called that.)"""
     if s.task == "regression" or not finite(s.acc):
         return False
     bar = s.chance_acc + NEAR_CHANCE_SHARE * (1.0 - s.chance_acc)
     train_acc = s.train_acc if finite(s.train_acc) else s.acc
     return bool(s.acc < bar and train_acc < bar  # type: ignore[operator]
                 and finite(s.loss_end)
-                and s.loss_end >= FAIL_LOSS_SHARE * s.chance_loss)  # type: ignore[operator]
+                and s.loss_end >= s.chance_loss)  # type: ignore[operator]
 
 
 def not_learning(s: Signals) -> Check:
