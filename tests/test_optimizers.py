@@ -466,6 +466,13 @@ def test_packed_state_is_one_buffer_and_survives_a_state_dict_round_trip(monkeyp
         torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-15)
 
 
+def _weight_decay(theta, g, lr, wd, convention):
+    """The references' weight decay: Keras' decoupled θ ← θ − ηλθ, else L2 (g ← g + λθ)."""
+    if wd and convention == "keras":
+        return theta - lr * wd * theta, g
+    return theta, (g + wd * theta if wd else g)
+
+
 def _nadam_reference(x0, g_all, lrs, *, beta1, beta2, eps, psi, wd, convention):
     """Nadam from its docstring in float64: θ after every step (Π in float32 for torch)."""
     theta, m, s, prod, out = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0), 1.0, []
@@ -474,10 +481,7 @@ def _nadam_reference(x0, g_all, lrs, *, beta1, beta2, eps, psi, wd, convention):
         return beta1 if psi == 0 else beta1 * (1 - 0.5 * 0.96 ** (k * psi))
 
     for t, (g, lr) in enumerate(zip(g_all, lrs), start=1):
-        if wd and convention == "keras":
-            theta = theta - lr * wd * theta
-        elif wd:
-            g = g + wd * theta
+        theta, g = _weight_decay(theta, g, lr, wd, convention)
         m = beta1 * m + (1 - beta1) * g
         s = beta2 * s + (1 - beta2) * g * g
         prod = (float(torch.tensor(prod, dtype=torch.float32) * torch.tensor(mu(t), dtype=torch.float32))
@@ -549,10 +553,7 @@ def _adamax_reference(x0, g_all, lrs, *, beta1, beta2, eps, wd, convention):
     """AdaMax from its docstring in float64: θ after every step."""
     theta, m, u, out = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0), []
     for t, (g, lr) in enumerate(zip(g_all, lrs), start=1):
-        if wd and convention == "keras":
-            theta = theta - lr * wd * theta
-        elif wd:
-            g = g + wd * theta
+        theta, g = _weight_decay(theta, g, lr, wd, convention)
         m = beta1 * m + (1 - beta1) * g
         if convention == "torch":
             u = torch.maximum(beta2 * u, g.abs() + eps)
