@@ -312,28 +312,6 @@ class ExactOptimizer(torch.optim.Optimizer):
             return None
         return flat
 
-    def scratch(self, group: dict[str, Any], flat: torch.Tensor,
-                tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """A flat buffer like ``flat`` and its views shaped like ``tensors``, in order.
-
-        For updates that need a temporary per tensor each step: kept per param group and
-        reused, so a step allocates nothing (a fresh temporary of the model's size costs an
-        allocation and the first touch of its pages, every step). Not part of the state: no
-        checkpoint carries it, and its values do not outlive the step that wrote them.
-        """
-        cache = self.__dict__.setdefault("_scratch", {})
-        entry = cache.get(id(group))
-        if (entry is None or entry[0].shape != flat.shape or entry[0].dtype != flat.dtype
-                or entry[0].device != flat.device
-                or [v.shape for v in entry[1]] != [t.shape for t in tensors]):
-            buf = torch.empty_like(flat)
-            views, offset = [], 0
-            for t in tensors:
-                views.append(buf[offset:offset + t.numel()].view(t.shape))
-                offset += t.numel()
-            entry = cache[id(group)] = (buf, views)
-        return entry
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """``torch.optim.Optimizer.load_state_dict``, then the state packed again."""
         super().load_state_dict(state_dict)
