@@ -343,11 +343,17 @@ def overfitting(s: Signals) -> Check | None:
     return [], ev, text, confidence(1.0 + over["val_loss_rise"], 1.0 + OVERFIT_RISE)
 
 
+def _chance_bar(s: Signals) -> float:
+    """The accuracy under which a classification run is "at chance": chance plus
+    ``NEAR_CHANCE_SHARE`` of the gap from chance to 100 %."""
+    return s.chance_acc + NEAR_CHANCE_SHARE * (1.0 - s.chance_acc)
+
+
 def over_regularized(s: Signals) -> Check | None:
     """Strong dropout or penalties while the run, training accuracy included, stays at chance."""
     if s.task == "regression" or not finite(s.acc):
         return None
-    bar = s.chance_acc + NEAR_CHANCE_SHARE * (1.0 - s.chance_acc)
+    bar = _chance_bar(s)
     train_acc = s.train_acc if finite(s.train_acc) else s.acc
     near = s.acc < bar and train_acc < bar  # type: ignore[operator]
     unfit = finite(s.loss_end) and s.loss_end >= FAIL_LOSS_SHARE * s.chance_loss  # type: ignore[operator]
@@ -391,7 +397,7 @@ def near_chance(s: Signals) -> bool:
     0.662 against 0.693, accuracy 0.58 — is not called that.)"""
     if s.task == "regression" or not finite(s.acc):
         return False
-    bar = s.chance_acc + NEAR_CHANCE_SHARE * (1.0 - s.chance_acc)
+    bar = _chance_bar(s)
     train_acc = s.train_acc if finite(s.train_acc) else s.acc
     return bool(s.acc < bar and train_acc < bar  # type: ignore[operator]
                 and finite(s.loss_end)
@@ -418,7 +424,7 @@ def not_learning(s: Signals) -> Check:
         f"chance's {s.chance_loss:.3g}, and no gradient, activation, head or learning-rate "
         "rule explains it"
     )
-    bar = s.chance_acc + NEAR_CHANCE_SHARE * (1.0 - s.chance_acc)
+    bar = _chance_bar(s)
     if yard is not None and yard < bar:
         ev["yardstick_at_chance"] = True  # no training recipe to try: nothing to repair
         text += (f"; the known-good recipe on the same architecture stays at chance too "
