@@ -104,6 +104,42 @@ def test_repair_one_unit_softmax_is_judged_at_the_short_budget(tmp_path):
     assert (tmp_path / "report.html").is_file()
 
 
+def test_time_budget_stops_the_verification_after_the_first_half(tmp_path, monkeypatch, capsys):
+    # A budget already spent (0 runs): the kept repair is still verified over the run's
+    # first half (5 of 10 epochs), no further, and every output says so.
+    from trainwell.cli import repair_loop
+    from trainwell.cli.doctor import _print_before_after
+
+    monkeypatch.setattr(repair_loop, "PLAN_TIME_RUNS", 0.0)
+    config = _config(output_activation="softmax", out_features=1)
+    config = apply_patch(config, {"train.loss": "bce", "train.epochs": 10})
+    result = repair(config, out_dir=tmp_path)
+    assert result.chosen == "fix_output_head"
+    assert result.after["epochs"] == 5 == result.verified_epochs
+    assert result.epochs == 1 + 1 + 1 + 4  # short look, yardstick, trial, 4 more epochs
+    assert result.run_seconds_estimate > 0
+    doc = json.loads((tmp_path / "doctor.json").read_text())
+    assert doc["verified_epochs"] == 5 and doc["full_epochs"] == 10
+    line = "The repaired run was verified to epoch 5 of 10"
+    assert line in (tmp_path / "report.html").read_text()
+    _print_before_after(result)
+    assert line in capsys.readouterr().out
+
+
+def test_one_run_estimate_leaves_out_the_short_looks_dense_probes():
+    # 2 s for the short look's one epoch, 0.5 s of it in 5 probes (0.1 s each); 100 steps per
+    # epoch: 10 epochs take 10 × 1.5 s, plus trainwell train's own probes at steps 0, 200, …,
+    # 800 (5 × 0.1 s).
+    from types import SimpleNamespace
+
+    from trainwell.cli.repair_loop import _Session, one_run_seconds_estimate
+
+    trainer = SimpleNamespace(history=[{"epoch_time_s": 2.0}], step=100)
+    session = _Session(None, SimpleNamespace(trainer=trainer),
+                       SimpleNamespace(probe_seconds=0.5, probe_steps=5))
+    assert one_run_seconds_estimate(session, 10) == pytest.approx(10 * 1.5 + 5 * 0.1)
+
+
 def test_healthy_config_has_no_finding():
     result = diagnose(_config())
     assert result.findings == [] and result.status == "healthy" and result.exit_code == 0

@@ -21,7 +21,7 @@ from typing import Any
 from ..config import Config, apply_patch, load_config
 from ..doctor.callback import DoctorCallback
 from ..doctor.causes import format_findings  # primary first, then "because of it:"
-from ..doctor.report import write_report
+from ..doctor.report import verification_cut, write_report
 from ..errors import UserError
 from .args import add_config_args
 from .candidates import auto_repairable
@@ -118,9 +118,13 @@ def _print_before_after(result: DoctorResult) -> None:
         print(
             f"{name:<22} {_fmt(t.val_accuracy):>12} {_fmt(t.val_loss):>10}  {', '.join(t.findings) or '-'}"
         )
+    held = result.verified_epochs or result.full_epochs
     print(f"\nchosen: {result.chosen or 'none'} -> status {result.status} "
           f"(judged against the yardstick at {_ep(result.judged_at_epochs)}, held to "
-          f"{result.full_epochs}; {_ep(result.epochs)} trained in all)")
+          f"{held}; {_ep(result.epochs)} trained in all)")
+    cut = verification_cut(result.to_dict())
+    if cut:
+        print(cut)
     if result.after or result.yardstick:
         print(f"{'':<10} {'val_accuracy':>12} {'test_accuracy':>13} {'val_loss':>10}")
         print(
@@ -271,6 +275,7 @@ def case_outcome(
         "yardstick_failed": result.yardstick.get("failed"),  # why it is no bar, if it is not
         "reference": case["reference"], "within_reference": bool(ok_final) if not healthy else None,
         "epochs": result.epochs, "full_epochs": result.full_epochs,
+        "verified_epochs": result.verified_epochs,
         "epochs_ratio": round(result.epochs / full, 3),
         "one_run_seconds": None if one_run is None else round(one_run, 2),
         "time_ratio": round(result.seconds / one_run, 2) if one_run else None,

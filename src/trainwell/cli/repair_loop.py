@@ -2,9 +2,12 @@
 
 The budget (issue 9, "time ≤ 1.5× one run"): ``E`` is the config's ``train.epochs``; a doctor
 call trains at most ``BUDGET_RUNS · E`` epochs in all, the yardstick included, and plans
-``PLAN_RUNS · E`` so that building, evaluating and probing fit in the rest. Wall time can
-still pass 1.5 runs where the kept repair makes each epoch dearer (batch norm, Adam) or a
-whole run takes well under a second (measured per case by ``trainwell doctor --cases``).
+``PLAN_RUNS · E`` so that building, evaluating and probing fit in the rest. Epochs are not
+seconds: a kept repair can make each epoch dearer (batch norm costs ~1.6-1.9× per step on a
+deep narrow MLP in plain torch), so its continuation also stops at a wall-time budget of
+``PLAN_TIME_RUNS`` runs, one run estimated from the short look
+(:func:`one_run_seconds_estimate`); ``verified_epochs`` in the result says how far it got
+(measured per case by ``trainwell doctor --cases``).
 
 1. **Short look.** The broken config trains ``d`` = :func:`diagnostic_epochs` epochs
    (``DIAG_SHARE`` of ``E``, at least 1) with dense probes; the *yardstick* (the same
@@ -26,8 +29,10 @@ whole run takes well under a second (measured per case by ``trainwell doctor --c
    and no single repair matched the yardstick, the best pair (best single + the runner-up,
    patches on different fields) is tried.
 4. **The kept repair** is the best trial that beats the diagnostic run by ``MIN_GAIN``
-   (same budget, same seed); it continues to ``E`` epochs (``after``). The yardstick is not
-   continued.
+   (same budget, same seed); it continues toward ``E`` epochs (``after``), starting no epoch
+   that would end past ``PLAN_TIME_RUNS`` estimated runs since the call began, so a repair
+   whose epochs cost more than the broken run's is verified over fewer epochs (said in the
+   terminal, the JSON and the report). The yardstick is not continued.
 
 A yardstick or trial that fails to build or train is recorded with a one-line reason
 (``yardstick["failed"]``, ``Trial.error``) and the diagnosis goes on; a yardstick that stays
@@ -37,8 +42,9 @@ the repairs that would edit its ``forward`` are reported as code changes, not tr
 
 **"Repaired"** (:func:`.yardstick.verdict`): at the same budget of ``d`` epochs the repaired run is
 within 2 points of the recipe trained for ``d`` epochs (regression: validation loss within
-10%), *and* the repaired run at ``E`` epochs holds that level (it does not end below the
-recipe's ``d``-epoch score by more than the same tolerance). ``judged_at_epochs`` in the
+10%), *and* the repaired run where its continuation stopped (``E`` epochs unless the time
+budget stopped it earlier) holds that level (it does not end below the recipe's ``d``-epoch
+score by more than the same tolerance). ``judged_at_epochs`` in the
 result and the JSON says ``d``. Otherwise *improved* (≥ ``MIN_GAIN`` better than the
 diagnostic run at the same budget, and still so at ``E``) or *unresolved*.
 """
@@ -62,6 +68,7 @@ from ..doctor.findings import Finding, Health
 from ..doctor.report import write_report
 from ..doctor.signals import signals
 from ..errors import UserError
+from ..train.callbacks import Callback
 from ..train.checkpoint import atomic_write_text
 from .candidates import candidate_patches, code_changes, hidden_activation
 from .late_repair import attach_replay, repair_late_overfitting
@@ -88,6 +95,11 @@ __all__ = [
 
 BUDGET_RUNS = 1.5  # a doctor call's work ≤ this many runs of the config (issue 9, item 8)
 PLAN_RUNS = 1.35  # epochs planned; the other 0.15 run covers building, evaluating, probing
+# Wall time the call plans (one run estimated from the short look): the kept repair's
+# continuation starts no epoch that would end past it; the rest of BUDGET_RUNS covers the final
+# evaluation and the report.
+PLAN_TIME_RUNS = 1.45
+VERIFY_SHARE_DIV = 2  # …but the kept repair is always verified over the run's first half
 DIAG_SHARE = 0.1  # share of the full budget the diagnostic, the yardstick and each trial train
 DIAG_MIN_EPOCHS = 1  # …but at least one epoch
 # A probe step runs the 256-sample probe batch with hooks and activation histograms: ~11 ms
@@ -134,7 +146,8 @@ class DoctorResult:
         repaired_config: the config to rerun (the original when nothing was kept).
         before: ``{"val_accuracy", "test_accuracy", ..., "epochs"}`` of the diagnostic run
             at the short budget (the budget the verdict compares at).
-        after: the same of the kept repair continued to the full budget (empty without).
+        after: the same of the kept repair continued toward the full budget, as far as the
+            time budget allowed (its ``epochs``; empty without a kept repair).
         full_look: the diagnostic run's metrics at the full budget when it continued there
             (no finding at the short budget), else empty.
         yardstick: the same metrics of the known-good recipe on the same architecture
@@ -164,6 +177,7 @@ class DoctorResult:
     full_epochs: int = 0
     seconds: float = 0.0
     code_changes: list[dict[str, str]] = field(default_factory=list)
+    run_seconds_estimate: float = 0.0
 
     @property
     def status_detail(self) -> str:
@@ -172,6 +186,13 @@ class DoctorResult:
         if self.status in ("unresolved", "improved") and self.code_changes:
             return f"{self.status} — needs a code change: {self.code_changes[0]['change']}"
         return self.status
+
+    @property
+    def verified_epochs(self) -> int | None:
+        """How far the kept repair was continued (``after``'s epochs; below ``full_epochs``
+        when the time budget stopped it), or None without a kept repair."""
+        epochs = self.after.get("epochs")
+        return int(epochs) if isinstance(epochs, int) else None
 
     @property
     def exit_code(self) -> int:
@@ -198,6 +219,8 @@ class DoctorResult:
             "trials": [asdict(t) for t in self.trials],
             "epochs": self.epochs,
             "full_epochs": self.full_epochs,
+            "verified_epochs": self.verified_epochs,
+            "run_seconds_estimate": round(self.run_seconds_estimate, 3),
             "seconds": round(self.seconds, 3),
         }
 
@@ -265,9 +288,68 @@ class _Session:
                 return metrics, True
         return (metrics if metrics is not None else self.train_to(epochs, test=False)), False
 
+    def continue_within(self, epochs: int, deadline: float, *, at_least: int) -> dict[str, Any]:
+        """Continue to ``at_least`` epochs, then toward ``epochs`` starting no epoch that would
+        end after ``deadline`` (a ``time.perf_counter()`` value); return the metrics where it
+        stopped (their ``epochs`` says where).
+
+        Each epoch's cost is the last one's (the first: the mean of those trained so far).
+        """
+        trainer = self.built.trainer
+        stop = _Deadline(deadline, self.epoch_seconds())
+        stop.after = min(at_least, epochs)
+        if self.epochs >= stop.after and time.perf_counter() + stop.epoch_seconds > deadline:
+            return self.train_to(self.epochs)  # no room left: the metrics here, test too
+        trainer.callbacks.append(stop)
+        try:
+            return self.train_to(epochs)
+        finally:
+            trainer.callbacks.remove(stop)
+            trainer.stop_training = False
+
+    def epoch_seconds(self) -> float:
+        """Mean wall time of the epochs trained so far (validation included)."""
+        history = self.built.trainer.history
+        return sum(float(h.get("epoch_time_s", 0.0)) for h in history) / max(1, len(history))
+
     def reprobe(self) -> None:
         """Probe the rest of the run as ``trainwell train`` does (every DEFAULT_EVERY steps)."""
         self.callback.every = max(self.callback.every, DEFAULT_EVERY)
+
+
+class _Deadline(Callback):
+    """Stop training after an epoch when the next one, taking as long, would end after
+    ``deadline`` (a ``time.perf_counter()`` value)."""
+
+    def __init__(self, deadline: float, epoch_seconds: float) -> None:
+        self.deadline, self.epoch_seconds = deadline, epoch_seconds
+        self.after = 0  # epochs always trained: no stop before this many are done
+        self._start: float | None = None
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        if self._start is not None:
+            self.epoch_seconds = now - self._start
+        if epoch + 1 >= self.after and now + self.epoch_seconds > self.deadline:
+            trainer.stop_training = True
+
+
+def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
+    """Wall seconds one ``trainwell train`` of the session's config takes, from its short look.
+
+    The short look's epochs (validation included) without the time its dense probes took,
+    scaled to ``full_epochs``, plus the probes ``trainwell train`` itself takes (step 0 and
+    every :data:`DEFAULT_EVERY` steps), each as long as one of the short look's.
+    """
+    trainer, cb = session.built.trainer, session.callback
+    done = max(1, len(trainer.history))
+    net = max(0.0, session.epoch_seconds() * done - cb.probe_seconds) / done
+    per_probe = cb.probe_seconds / cb.probe_steps if cb.probe_steps else 0.0
+    steps = trainer.step / done * full_epochs
+    return full_epochs * net + -(-int(steps) // DEFAULT_EVERY) * per_probe  # steps 0, 200, …
 
 
 class _Builder:
@@ -355,6 +437,7 @@ def _diagnose(
     if full_look:
         attach_replay(session.built.trainer, config)  # early stopping, watched (late_repair)
     metrics = session.train_to(short)
+    run_estimate = one_run_seconds_estimate(session, config.train.epochs)
     yard: dict[str, Any] = {}
     spent = short
     activation = hidden_activation(session.callback.health)
@@ -404,6 +487,7 @@ def _diagnose(
         status="unresolved" if findings else "healthy",
         epochs=spent,
         full_epochs=config.train.epochs,
+        run_seconds_estimate=run_estimate,
     )
     return result, session, spent
 
@@ -552,10 +636,14 @@ def repair(
             result.chosen, result.patch, result.repaired_config, session, trial_m = best
             result.status = judge(result.before, trial_m, yard or None)
             if finish:
-                # Continue the kept trial to the full budget (= rerunning repaired.toml).
+                # Continue the kept trial toward the full budget (= rerunning repaired.toml)
+                # while the call's time allows: a repair that makes each epoch dearer (batch
+                # norm ~1.6-1.9x per step on small nets) is verified over fewer epochs.
                 session.reprobe()
-                result.after = session.train_to(full)
-                spent += full - short
+                deadline = t0 + PLAN_TIME_RUNS * result.run_seconds_estimate
+                result.after = session.continue_within(full, deadline,
+                                                       at_least=-(-full // VERIFY_SHARE_DIV))
+                spent += result.after["epochs"] - short
                 result.status = verdict(result.before, trial_m, result.after, yard or None)
                 if out_dir is not None:
                     _save_run(Path(out_dir) / "final", session)

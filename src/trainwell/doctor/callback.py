@@ -8,6 +8,7 @@ epoch (and ``report.html`` at the end when asked). Deciding is left to
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,10 @@ class DoctorCallback(Callback):
         self._first_probe = 0  # index in health.probes of the epoch under way's first record
         self._probed = False
         self._epoch = 0
+        # wall time spent probing, and probe steps taken (the doctor's time budget subtracts
+        # them from a run's measured time: see trainwell.cli.repair_loop)
+        self.probe_seconds = 0.0
+        self.probe_steps = 0
 
     # ---- events -------------------------------------------------------------------
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -128,11 +133,15 @@ class DoctorCallback(Callback):
             loss_fn = trainer.loss_fn
             self._probed = probe_schedule(step, self.every) and loss_fn is not None
             if loss_fn is not None and self._probed:
+                t0 = time.perf_counter()
                 probe_on_batch(self.probe, self.probe.model, loss_fn, self._batch)
+                self.probe_seconds += time.perf_counter() - t0
             return
         self._probed = self.probe.armed
         if self._probed:
+            t0 = time.perf_counter()
             self.probe.grads()
+            self.probe_seconds += time.perf_counter() - t0
 
     def on_step_end(self, trainer: Trainer, step: int, loss: torch.Tensor) -> None:
         """Keep the loss (no sync); finish a probe step; arm the next one."""
@@ -142,10 +151,13 @@ class DoctorCallback(Callback):
             return
         if self._probed:
             assert probe is not None, "a probe step is set by on_after_backward's probe"
+            t0 = time.perf_counter()
             probe.update()
             rec = probe.record(step, float(loss), self._epoch)
             self.health.probes.append(rec)
             self._probed = False
+            self.probe_seconds += time.perf_counter() - t0
+            self.probe_steps += 1
         if probe_schedule(step + 1, self.every) and self._batch is None:
             probe.arm()
 

@@ -38,7 +38,7 @@ from .wording import (
     value_text,
 )
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["render_report", "verification_cut", "write_report"]
 
 
 def _ok(v: Any) -> bool:
@@ -307,6 +307,9 @@ def _summary(health: Health, findings: list[Finding], doctor: Mapping[str, Any] 
         when = f" (judged against the yardstick at {judged} epochs)" if judged else ""
         parts.append(f"<p class='status' id='status'>Status: <b>{e(status)}</b>{e(when)}; "
                      f"{kept}.</p>")
+        cut = verification_cut(doctor)
+        if cut:
+            parts.append(f"<p id='verified'>{e(cut)}</p>")
         if chosen and isinstance(doctor.get("patch"), Mapping):
             toml = "\n".join(toml_lines(changed(doctor["patch"], settings)))
             parts.append("<p>The applied patch, as it stands in <code>repaired.toml</code>:</p>"
@@ -391,6 +394,17 @@ def _trials(doctor: Mapping[str, Any], settings: Mapping[str, Any] | None) -> li
         )
     parts.append("</table>")
     return parts
+
+
+def verification_cut(doctor: Mapping[str, Any]) -> str | None:
+    """The sentence saying the kept repair was verified over fewer epochs than the run has
+    (the doctor's time budget stopped its continuation), or None."""
+    verified, full = doctor.get("verified_epochs"), doctor.get("full_epochs")
+    if not isinstance(verified, int) or not isinstance(full, int) or verified >= full:
+        return None
+    return (f"The repaired run was verified to epoch {verified} of {full}: its epochs cost more "
+            f"than the broken run's and the doctor's time budget ended there; "
+            f"`trainwell train repaired.toml` trains all {full}.")
 
 
 def render_report(
