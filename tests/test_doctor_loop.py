@@ -119,7 +119,7 @@ def test_time_budget_stops_the_verification_after_the_first_half(tmp_path, monke
     assert result.epochs == 1 + 1 + 1 + 4  # short look, yardstick, trial, 4 more epochs
     assert result.run_seconds_estimate > 0
     doc = json.loads((tmp_path / "doctor.json").read_text())
-    assert doc["verified_epochs"] == 5 and doc["full_epochs"] == 10
+    assert doc["verified_epochs"] == 5 and doc["full_epochs"] == 10 and doc["budget_stopped"]
     line = "The repaired run was verified to epoch 5 of 10"
     assert line in (tmp_path / "report.html").read_text()
     _print_before_after(result)
@@ -138,6 +138,9 @@ def test_one_run_estimate_leaves_out_the_short_looks_dense_probes():
     session = _Session(None, SimpleNamespace(trainer=trainer),
                        SimpleNamespace(probe_seconds=0.5, probe_steps=5))
     assert one_run_seconds_estimate(session, 10) == pytest.approx(10 * 1.5 + 5 * 0.1)
+    # …plus, once, building the run and what its fit() and test evaluation cost outside epochs
+    session.build_seconds, session.seconds = 0.25, 2.0 + 0.125
+    assert one_run_seconds_estimate(session, 10) == pytest.approx(0.375 + 10 * 1.5 + 5 * 0.1)
 
 
 def test_healthy_config_has_no_finding():

@@ -118,7 +118,7 @@ def _print_before_after(result: DoctorResult) -> None:
         print(
             f"{name:<22} {_fmt(t.val_accuracy):>12} {_fmt(t.val_loss):>10}  {', '.join(t.findings) or '-'}"
         )
-    held = result.verified_epochs or result.full_epochs
+    held = result.verified_epochs if result.budget_stopped else result.full_epochs
     print(f"\nchosen: {result.chosen or 'none'} -> status {result.status} "
           f"(judged against the yardstick at {_ep(result.judged_at_epochs)}, held to "
           f"{held}; {_ep(result.epochs)} trained in all)")
@@ -275,7 +275,7 @@ def case_outcome(
         "yardstick_failed": result.yardstick.get("failed"),  # why it is no bar, if it is not
         "reference": case["reference"], "within_reference": bool(ok_final) if not healthy else None,
         "epochs": result.epochs, "full_epochs": result.full_epochs,
-        "verified_epochs": result.verified_epochs,
+        "verified_epochs": result.verified_epochs, "budget_stopped": result.budget_stopped,
         "epochs_ratio": round(result.epochs / full, 3),
         "one_run_seconds": None if one_run is None else round(one_run, 2),
         "time_ratio": round(result.seconds / one_run, 2) if one_run else None,

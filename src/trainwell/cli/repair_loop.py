@@ -178,6 +178,7 @@ class DoctorResult:
     seconds: float = 0.0
     code_changes: list[dict[str, str]] = field(default_factory=list)
     run_seconds_estimate: float = 0.0
+    budget_stopped: bool = False
 
     @property
     def status_detail(self) -> str:
@@ -220,6 +221,7 @@ class DoctorResult:
             "epochs": self.epochs,
             "full_epochs": self.full_epochs,
             "verified_epochs": self.verified_epochs,
+            "budget_stopped": self.budget_stopped,
             "run_seconds_estimate": round(self.run_seconds_estimate, 3),
             "seconds": round(self.seconds, 3),
         }
@@ -246,6 +248,8 @@ class _Session:
     callback: DoctorCallback
     seconds: float = 0.0
     epochs: int = 0
+    build_seconds: float = 0.0
+    budget_stopped: bool = False  # the time budget ended its continuation early
 
     def train_to(self, epochs: int, *, test: bool = True) -> dict[str, Any]:
         """Train until ``epochs`` epochs are done (continuing); return the metrics (the test
@@ -299,13 +303,16 @@ class _Session:
         stop = _Deadline(deadline, self.epoch_seconds())
         stop.after = min(at_least, epochs)
         if self.epochs >= stop.after and time.perf_counter() + stop.epoch_seconds > deadline:
+            self.budget_stopped = self.epochs < epochs
             return self.train_to(self.epochs)  # no room left: the metrics here, test too
         trainer.callbacks.append(stop)
         try:
-            return self.train_to(epochs)
+            metrics = self.train_to(epochs)
         finally:
             trainer.callbacks.remove(stop)
             trainer.stop_training = False
+        self.budget_stopped = stop.fired
+        return metrics
 
     def epoch_seconds(self) -> float:
         """Mean wall time of the epochs trained so far (validation included)."""
@@ -324,6 +331,7 @@ class _Deadline(Callback):
     def __init__(self, deadline: float, epoch_seconds: float) -> None:
         self.deadline, self.epoch_seconds = deadline, epoch_seconds
         self.after = 0  # epochs always trained: no stop before this many are done
+        self.fired = False
         self._start: float | None = None
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
@@ -333,8 +341,9 @@ class _Deadline(Callback):
         now = time.perf_counter()
         if self._start is not None:
             self.epoch_seconds = now - self._start
-        if epoch + 1 >= self.after and now + self.epoch_seconds > self.deadline:
-            trainer.stop_training = True
+        if (epoch + 1 >= self.after and epoch + 1 < trainer.epochs and not trainer.stop_training
+                and now + self.epoch_seconds > self.deadline):
+            trainer.stop_training = self.fired = True
 
 
 def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
@@ -346,10 +355,13 @@ def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
     """
     trainer, cb = session.built.trainer, session.callback
     done = max(1, len(trainer.history))
-    net = max(0.0, session.epoch_seconds() * done - cb.probe_seconds) / done
+    in_epochs = session.epoch_seconds() * done
+    net = max(0.0, in_epochs - cb.probe_seconds) / done
     per_probe = cb.probe_seconds / cb.probe_steps if cb.probe_steps else 0.0
     steps = trainer.step / done * full_epochs
-    return full_epochs * net + -(-int(steps) // DEFAULT_EVERY) * per_probe  # steps 0, 200, …
+    # building it and what fit() and the test evaluation cost outside the epochs, once
+    fixed = session.build_seconds + max(0.0, session.seconds - in_epochs)
+    return fixed + full_epochs * net + -(-int(steps) // DEFAULT_EVERY) * per_probe  # steps 0, 200, …
 
 
 class _Builder:
@@ -380,8 +392,9 @@ class _Builder:
         cb = DoctorCallback(every=every,
                             num_classes=getattr(data, "num_classes", None),  # None: torch data
                             target_range=target_range)
-        return _Session(config, build_run(config, callbacks=[cb] if doctor else [], data=data),
-                        cb)
+        t0 = time.perf_counter()
+        built = build_run(config, callbacks=[cb] if doctor else [], data=data)
+        return _Session(config, built, cb, build_seconds=time.perf_counter() - t0)
 
     def _load(self, config: Config) -> Any:
         if config.data.target is not None:  # the user's own loader: build it each time
@@ -644,6 +657,7 @@ def repair(
                 result.after = session.continue_within(full, deadline,
                                                        at_least=-(-full // VERIFY_SHARE_DIV))
                 spent += result.after["epochs"] - short
+                result.budget_stopped = session.budget_stopped
                 result.status = verdict(result.before, trial_m, result.after, yard or None)
                 if out_dir is not None:
                     _save_run(Path(out_dir) / "final", session)

@@ -400,7 +400,7 @@ def verification_cut(doctor: Mapping[str, Any]) -> str | None:
     """The sentence saying the kept repair was verified over fewer epochs than the run has
     (the doctor's time budget stopped its continuation), or None."""
     verified, full = doctor.get("verified_epochs"), doctor.get("full_epochs")
-    if not isinstance(verified, int) or not isinstance(full, int) or verified >= full:
+    if not doctor.get("budget_stopped") or not isinstance(verified, int) or not isinstance(full, int):
         return None
     return (f"The repaired run was verified to epoch {verified} of {full}: its epochs cost more "
             f"than the broken run's and the doctor's time budget ended there; "
