@@ -300,8 +300,7 @@ class _Session:
         Each epoch's cost is the last one's (the first: the mean of those trained so far).
         """
         trainer = self.built.trainer
-        stop = _Deadline(deadline, self.epoch_seconds())
-        stop.after = min(at_least, epochs)
+        stop = _Deadline(deadline, self.epoch_seconds(), after=min(at_least, epochs))
         if self.epochs >= stop.after and time.perf_counter() + stop.epoch_seconds > deadline:
             self.budget_stopped = self.epochs < epochs
             return self.train_to(self.epochs)  # no room left: the metrics here, test too
@@ -328,9 +327,9 @@ class _Deadline(Callback):
     """Stop training after an epoch when the next one, taking as long, would end after
     ``deadline`` (a ``time.perf_counter()`` value)."""
 
-    def __init__(self, deadline: float, epoch_seconds: float) -> None:
+    def __init__(self, deadline: float, epoch_seconds: float, *, after: int = 0) -> None:
         self.deadline, self.epoch_seconds = deadline, epoch_seconds
-        self.after = 0  # epochs always trained: no stop before this many are done
+        self.after = after  # epochs always trained: no stop before this many are done
         self.fired = False
         self._start: float | None = None
 
@@ -351,7 +350,9 @@ def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
 
     The short look's epochs (validation included) without the time its dense probes took,
     scaled to ``full_epochs``, plus the probes ``trainwell train`` itself takes (step 0 and
-    every :data:`DEFAULT_EVERY` steps), each as long as one of the short look's.
+    every :data:`DEFAULT_EVERY` steps), each as long as one of the short look's, plus once
+    what building the run and the time outside its epochs (fit's start and end, the test
+    evaluation) took.
     """
     trainer, cb = session.built.trainer, session.callback
     done = max(1, len(trainer.history))
