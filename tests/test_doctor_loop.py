@@ -127,20 +127,28 @@ def test_time_budget_stops_the_verification_after_the_first_half(tmp_path, monke
 
 
 def test_one_run_estimate_leaves_out_the_short_looks_dense_probes():
-    # 2 s for the short look's one epoch, 0.5 s of it in 5 probes (0.1 s each); 100 steps per
-    # epoch: 10 epochs take 10 × 1.5 s, plus trainwell train's own probes at steps 0, 200, …,
-    # 800 (5 × 0.1 s).
+    # One short-look epoch of 100 steps in 2.4 s: 94 steps of 15 ms, 5 probe steps of 115 ms
+    # (0.1 s of probe each), a first step of 200 ms (warm-up), 0.215 s of validation. Ten
+    # epochs: 1000 steps at the median 15 ms, 10 validations, and trainwell train's own
+    # probes at steps 0, 200, …, 800 (5 × 0.1 s).
     from types import SimpleNamespace
 
     from trainwell.cli.repair_loop import _Session, one_run_seconds_estimate
 
-    trainer = SimpleNamespace(history=[{"epoch_time_s": 2.0}], step=100)
-    session = _Session(None, SimpleNamespace(trainer=trainer),
-                       SimpleNamespace(probe_seconds=0.5, probe_steps=5))
-    assert one_run_seconds_estimate(session, 10) == pytest.approx(10 * 1.5 + 5 * 0.1)
+    steps = [0.2] + [0.015] * 94 + [0.115] * 5
+    trainer = SimpleNamespace(history=[{"epoch_time_s": 2.4}], step=100)
+    cb = SimpleNamespace(probe_seconds=0.5, probe_steps=5, step_seconds=steps,
+                         epoch_step_seconds=[sum(steps)])
+    session = _Session(None, SimpleNamespace(trainer=trainer), cb)
+    assert one_run_seconds_estimate(session, 10) == pytest.approx(
+        1000 * 0.015 + 10 * (2.4 - sum(steps)) + 5 * 0.1)
     # …plus, once, building the run and what its fit() and test evaluation cost outside epochs
-    session.build_seconds, session.seconds = 0.25, 2.0 + 0.125
-    assert one_run_seconds_estimate(session, 10) == pytest.approx(0.375 + 10 * 1.5 + 5 * 0.1)
+    session.build_seconds, session.seconds = 0.25, 2.4 + 0.125
+    assert one_run_seconds_estimate(session, 10) == pytest.approx(
+        0.375 + 1000 * 0.015 + 10 * (2.4 - sum(steps)) + 5 * 0.1)
+    # no step timed: the epochs less the probes' time, scaled
+    cb.step_seconds, cb.epoch_step_seconds = [], []
+    assert one_run_seconds_estimate(session, 10) == pytest.approx(0.375 + 10 * 1.9 + 5 * 0.1)
 
 
 def test_healthy_config_has_no_finding():

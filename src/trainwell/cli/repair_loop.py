@@ -348,21 +348,26 @@ class _Deadline(Callback):
 def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
     """Wall seconds one ``trainwell train`` of the session's config takes, from its short look.
 
-    The short look's epochs (validation included) without the time its dense probes took,
-    scaled to ``full_epochs``, plus the probes ``trainwell train`` itself takes (step 0 and
-    every :data:`DEFAULT_EVERY` steps), each as long as one of the short look's, plus once
-    what building the run and the time outside its epochs (fit's start and end, the test
-    evaluation) took.
+    Its steps at the short look's median step time (the median leaves out the dense probes
+    and the first steps' warm-up), what each epoch spent outside its steps (validation), the
+    probes ``trainwell train`` itself takes (step 0 and every :data:`DEFAULT_EVERY` steps),
+    each as long as one of the short look's, and once what building the run and the time
+    outside its epochs (fit's start and end, the test evaluation) took.
     """
     trainer, cb = session.built.trainer, session.callback
     done = max(1, len(trainer.history))
     in_epochs = session.epoch_seconds() * done
-    net = max(0.0, in_epochs - cb.probe_seconds) / done
-    per_probe = cb.probe_seconds / cb.probe_steps if cb.probe_steps else 0.0
     steps = trainer.step / done * full_epochs
+    if cb.step_seconds:
+        per_step = sorted(cb.step_seconds)[len(cb.step_seconds) // 2]
+        outside = max(0.0, in_epochs - sum(cb.epoch_step_seconds)) / done
+        epochs_s = steps * per_step + full_epochs * outside
+    else:  # no step timed (a callback without a probe): the epochs less the probes' time
+        epochs_s = full_epochs * max(0.0, in_epochs - cb.probe_seconds) / done
+    per_probe = cb.probe_seconds / cb.probe_steps if cb.probe_steps else 0.0
     # building it and what fit() and the test evaluation cost outside the epochs, once
     fixed = session.build_seconds + max(0.0, session.seconds - in_epochs)
-    return fixed + full_epochs * net + -(-int(steps) // DEFAULT_EVERY) * per_probe  # steps 0, 200, …
+    return fixed + epochs_s + -(-int(steps) // DEFAULT_EVERY) * per_probe  # steps 0, 200, …
 
 
 class _Builder:

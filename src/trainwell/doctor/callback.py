@@ -45,6 +45,9 @@ _EPOCH_KEYS = (
 )
 
 
+STEP_TIMES_KEPT = 4096  # the first steps' times are kept (a long run's list stays small)
+
+
 class DoctorCallback(Callback):
     """Record gradient health during ``Trainer.fit`` (and write ``health.jsonl``).
 
@@ -90,6 +93,12 @@ class DoctorCallback(Callback):
         # them from a run's measured time: see trainwell.cli.repair_loop)
         self.probe_seconds = 0.0
         self.probe_steps = 0
+        # wall seconds of each training step (probe steps included) and of each epoch's
+        # steps in all, for the doctor's estimate of a run's time (median step × steps)
+        self.step_seconds: list[float] = []
+        self.epoch_step_seconds: list[float] = []
+        self._tick: float | None = None
+        self._epoch_steps = 0.0
 
     # ---- events -------------------------------------------------------------------
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -122,6 +131,7 @@ class DoctorCallback(Callback):
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         """Remember the epoch for the probe records."""
         self._epoch = epoch
+        self._tick, self._epoch_steps = time.perf_counter(), 0.0
         if not self._carried:  # a resumed epoch's records so far came with the state
             self._first_probe = len(self.health.probes)
 
@@ -149,6 +159,7 @@ class DoctorCallback(Callback):
         probe = self.probe
         if probe is None:
             return
+        self._time_step()
         if self._probed:
             assert probe is not None, "a probe step is set by on_after_backward's probe"
             t0 = time.perf_counter()
@@ -161,8 +172,20 @@ class DoctorCallback(Callback):
         if probe_schedule(step + 1, self.every) and self._batch is None:
             probe.arm()
 
+    def _time_step(self) -> None:
+        # the time since the last step ended (or the epoch began); a probe step's probe, timed
+        # after this, lands in the next step's time: the median leaves both out
+        now = time.perf_counter()
+        if self._tick is not None:
+            if len(self.step_seconds) < STEP_TIMES_KEPT:
+                self.step_seconds.append(now - self._tick)
+            self._epoch_steps += now - self._tick
+        self._tick = now
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         """Move the epoch's losses to floats (one sync per epoch) and append to the log."""
+        self.epoch_step_seconds.append(self._epoch_steps)
+        self._tick = None
         values = self._losses_so_far()
         self.health.losses += values
         row = {k: metrics[k] for k in _EPOCH_KEYS if k in metrics}
