@@ -122,8 +122,35 @@ def test_time_budget_stops_the_verification_after_the_first_half(tmp_path, monke
     assert doc["verified_epochs"] == 5 and doc["full_epochs"] == 10 and doc["budget_stopped"]
     line = "The repaired run was verified to epoch 5 of 10"
     assert line in (tmp_path / "report.html").read_text()
-    _print_before_after(result)
-    assert line in capsys.readouterr().out
+    _print_before_after(result, tmp_path)
+    printed = capsys.readouterr().out
+    assert line in printed
+    assert f"`trainwell train --resume {tmp_path / 'final'}` trains epochs 6–10" in printed
+
+
+def test_doctor_final_folder_resumes_into_the_repaired_run(tmp_path, monkeypatch):
+    # Verified to epoch 5 of 10 by the time budget, final/ is a run folder: resuming it
+    # trains epochs 6-10 and ends with the weights of `trainwell train repaired.toml`, bit
+    # for bit (the doctor's epochs are not thrown away).
+    from trainwell.cli import repair_loop
+    from trainwell.cli.rundir import resume_config
+    from trainwell.cli.runner import run as train_run
+
+    monkeypatch.setattr(repair_loop, "PLAN_TIME_RUNS", 0.0)
+    config = _config(output_activation="softmax", out_features=1)
+    config = apply_patch(config, {"train.loss": "bce", "train.epochs": 10})
+    result = repair(config, out_dir=tmp_path / "doc")
+    assert result.verified_epochs == 5 and result.resumable
+    assert json.loads((tmp_path / "doc" / "doctor.json").read_text())["resumable"] is True
+    final = tmp_path / "doc" / "final"
+    resumed = train_run(resume_config(final), final, progress=False, resume=True)
+    fresh = train_run(load_config(tmp_path / "doc" / "repaired.toml"), tmp_path / "fresh",
+                      progress=False)
+    assert len(resumed.history) == len(fresh.history) == 10
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in fresh.history]
+    assert resumed.run is not None and fresh.run is not None
+    a, b = resumed.run.model.state_dict(), fresh.run.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_one_run_estimate_leaves_out_the_short_looks_dense_probes():

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_findings(result)
         if not args.diagnose_only:
-            _print_before_after(result)
+            _print_before_after(result, out)
             print("\n".join(applied_patch_lines(config, result, out)))
         print(f"report: {out / 'report.html'}")
     return result.exit_code
@@ -111,7 +111,7 @@ def _ep(n: Any) -> str:
     return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
-def _print_before_after(result: DoctorResult) -> None:
+def _print_before_after(result: DoctorResult, out: Path | None = None) -> None:
     print(f"\n{'trial':<22} {'val_accuracy':>12} {'val_loss':>10}  findings")
     rows = [("(diagnostic)", result.diagnostic)] + [(t.repair, t) for t in result.trials]
     for name, t in rows:
@@ -122,7 +122,7 @@ def _print_before_after(result: DoctorResult) -> None:
     print(f"\nchosen: {result.chosen or 'none'} -> status {result.status} "
           f"(judged against the yardstick at {_ep(result.judged_at_epochs)}, held to "
           f"{held}; {_ep(result.epochs)} trained in all)")
-    cut = verification_cut(result.to_dict())
+    cut = verification_cut(result.to_dict(), str(out / "final") if out else "final")
     if cut:
         print(cut)
     if result.after or result.yardstick:

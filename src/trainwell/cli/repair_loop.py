@@ -69,10 +69,12 @@ from ..doctor.report import write_report
 from ..doctor.signals import signals
 from ..errors import UserError
 from ..train.callbacks import Callback
-from ..train.checkpoint import atomic_write_text
+from ..train.checkpoint import atomic_write_text, latest_checkpoint, save_checkpoint
+from ..train.state import trainer_state
 from .candidates import candidate_patches, code_changes, hidden_activation
 from .late_repair import attach_replay, repair_late_overfitting
-from .runner import build_data, build_run
+from .rundir import claim_run_dir, record_created
+from .runner import build_data, build_run, config_callbacks
 from .yardstick import (
     MIN_GAIN,
     WITHIN_ACCURACY,
@@ -179,6 +181,7 @@ class DoctorResult:
     code_changes: list[dict[str, str]] = field(default_factory=list)
     run_seconds_estimate: float = 0.0
     budget_stopped: bool = False
+    resumable: bool = False  # final/ is a run folder `trainwell train --resume` finishes
 
     @property
     def status_detail(self) -> str:
@@ -222,6 +225,7 @@ class DoctorResult:
             "full_epochs": self.full_epochs,
             "verified_epochs": self.verified_epochs,
             "budget_stopped": self.budget_stopped,
+            "resumable": self.resumable,
             "run_seconds_estimate": round(self.run_seconds_estimate, 3),
             "seconds": round(self.seconds, 3),
         }
@@ -538,12 +542,39 @@ def _tell_yardstick(session: _Session, yard: dict[str, Any]) -> None:
         session.callback.health.context["yardstick_chance_accuracy"] = float(acc)
 
 
-def _save_run(folder: Path, session: _Session) -> None:
-    # config and health only: the call writes one report.html, at its end (about a second
-    # each, a share of the 1.5-run budget); `trainwell doctor report FOLDER` renders this one
+def _checkpoint_into(folder: Path, session: _Session) -> bool:
+    """Make ``folder`` the run folder of the kept repair's continuation, so that
+    ``trainwell train --resume folder`` finishes the very run ``repaired.toml`` gives.
+
+    Only where ``trainwell train`` builds the same callbacks, in the same order (a resume
+    matches callback states by position): early stopping with ``restore_best`` keeps its
+    best weights in a run folder, which the doctor's session did not have. Returns whether
+    the folder was claimed; a folder that exists already is left alone.
+    """
+    config = session.config
+    same = ([type(c) for c in config_callbacks(config, folder)]
+            == [type(c) for c in config_callbacks(config, None)])
+    if not same or folder.exists():
+        return False
+    claim_run_dir(folder)
+    trainer = session.built.trainer
+    trainer._resume_dir = trainer.run_dir = folder  # fit() checkpoints here from now on
+    return True
+
+
+def _save_run(folder: Path, session: _Session, *, checkpoint: bool = False) -> None:
+    # config and health (the call writes one report.html, at its end; `trainwell doctor
+    # report FOLDER` renders this one), and with ``checkpoint`` the epoch it stopped at, when
+    # its continuation trained none (fit() saves the epochs it trains), and the manifest
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.toml", to_toml(session.config))
     session.callback.health.write(folder / "health.jsonl")
+    if checkpoint:
+        trainer = session.built.trainer
+        if latest_checkpoint(folder) is None:
+            save_checkpoint(folder, trainer.epoch, trainer.model, trainer.optimizer,
+                            trainer_state(trainer))
+        record_created(folder)
 
 
 def _pair(
@@ -659,14 +690,17 @@ def repair(
                 # while the call's time allows: a repair that makes each epoch dearer (batch
                 # norm ~1.6-1.9x per step on small nets) is verified over fewer epochs.
                 session.reprobe()
+                final = Path(out_dir) / "final" if out_dir is not None else None
+                resumable = final is not None and _checkpoint_into(final, session)
                 deadline = t0 + PLAN_TIME_RUNS * result.run_seconds_estimate
                 result.after = session.continue_within(full, deadline,
                                                        at_least=-(-full // VERIFY_SHARE_DIV))
                 spent += result.after["epochs"] - short
                 result.budget_stopped = session.budget_stopped
                 result.status = verdict(result.before, trial_m, result.after, yard or None)
-                if out_dir is not None:
-                    _save_run(Path(out_dir) / "final", session)
+                if final is not None:
+                    _save_run(final, session, checkpoint=resumable)
+                    result.resumable = resumable
     result.epochs = spent
     result.seconds = time.perf_counter() - t0
     if out_dir is not None and result.repaired_config is not None:

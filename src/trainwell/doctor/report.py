@@ -396,15 +396,19 @@ def _trials(doctor: Mapping[str, Any], settings: Mapping[str, Any] | None) -> li
     return parts
 
 
-def verification_cut(doctor: Mapping[str, Any]) -> str | None:
+def verification_cut(doctor: Mapping[str, Any], folder: str = "final") -> str | None:
     """The sentence saying the kept repair was verified over fewer epochs than the run has
-    (the doctor's time budget stopped its continuation), or None."""
+    (the doctor's time budget stopped its continuation) and how to finish it (``folder``: the
+    doctor's ``final/`` run folder), or None."""
     verified, full = doctor.get("verified_epochs"), doctor.get("full_epochs")
     if not doctor.get("budget_stopped") or not isinstance(verified, int) or not isinstance(full, int):
         return None
-    return (f"The repaired run was verified to epoch {verified} of {full}: its epochs cost more "
-            f"than the broken run's and the doctor's time budget ended there; "
-            f"`trainwell train repaired.toml` trains all {full}.")
+    said = (f"The repaired run was verified to epoch {verified} of {full}: its epochs cost more "
+            f"than the broken run's and the doctor's time budget ended there; ")
+    if doctor.get("resumable"):
+        return said + (f"`trainwell train --resume {folder}` trains epochs {verified + 1}–{full} "
+                       "of that very run (the run `trainwell train repaired.toml` gives).")
+    return said + f"`trainwell train repaired.toml` trains all {full}."
 
 
 def render_report(
