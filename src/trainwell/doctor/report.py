@@ -403,8 +403,9 @@ def verification_cut(doctor: Mapping[str, Any], folder: str = "final") -> str | 
     verified, full = doctor.get("verified_epochs"), doctor.get("full_epochs")
     if not doctor.get("budget_stopped") or not isinstance(verified, int) or not isinstance(full, int):
         return None
-    said = (f"The repaired run was verified to epoch {verified} of {full}: its epochs cost more "
-            f"than the broken run's and the doctor's time budget ended there; ")
+    said = (f"The repaired run was verified to epoch {verified} of {full}, where the doctor's "
+            "time budget (about 1.5 runs of the config, the short look, yardstick and trials "
+            "included) ended; ")
     if doctor.get("resumable"):
         return said + (f"`trainwell train --resume {folder}` trains epochs {verified + 1}–{full} "
                        "of that very run (the run `trainwell train repaired.toml` gives).")
