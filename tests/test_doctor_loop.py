@@ -154,25 +154,25 @@ def test_doctor_final_folder_resumes_into_the_repaired_run(tmp_path, monkeypatch
 
 
 def test_one_run_estimate_leaves_out_the_short_looks_dense_probes():
-    # One short-look epoch of 100 steps in 2.4 s: 94 steps of 15 ms, 5 probe steps of 115 ms
-    # (0.1 s of probe each), a first step of 200 ms (warm-up), 0.215 s of validation. Ten
-    # epochs: 1000 steps at the median 15 ms, 10 validations, and trainwell train's own
-    # probes at steps 0, 200, …, 800 (5 × 0.1 s).
+    # One short-look epoch of 100 steps in 2.4 s: a first step of 200 ms (warm-up), 99 of
+    # 15 ms (each timed without its probing), 0.5 s in 5 probes (0.1 s each), 0.215 s of
+    # validation. Ten epochs: 1000 steps at the median 15 ms, 10 validations, and trainwell
+    # train's own probes at steps 0, 200, …, 800 (5 × 0.1 s).
     from types import SimpleNamespace
 
     from trainwell.cli.repair_loop import _Session, one_run_seconds_estimate
 
-    steps = [0.2] + [0.015] * 94 + [0.115] * 5
+    steps = [0.2] + [0.015] * 99
     trainer = SimpleNamespace(history=[{"epoch_time_s": 2.4}], step=100)
     cb = SimpleNamespace(probe_seconds=0.5, probe_steps=5, step_seconds=steps,
                          epoch_step_seconds=[sum(steps)])
     session = _Session(None, SimpleNamespace(trainer=trainer), cb)
     assert one_run_seconds_estimate(session, 10) == pytest.approx(
-        1000 * 0.015 + 10 * (2.4 - sum(steps)) + 5 * 0.1)
+        1000 * 0.015 + 10 * 0.215 + 5 * 0.1)
     # …plus, once, building the run and what its fit() and test evaluation cost outside epochs
     session.build_seconds, session.seconds = 0.25, 2.4 + 0.125
     assert one_run_seconds_estimate(session, 10) == pytest.approx(
-        0.375 + 1000 * 0.015 + 10 * (2.4 - sum(steps)) + 5 * 0.1)
+        0.375 + 1000 * 0.015 + 10 * 0.215 + 5 * 0.1)
     # no step timed: the epochs less the probes' time, scaled
     cb.step_seconds, cb.epoch_step_seconds = [], []
     assert one_run_seconds_estimate(session, 10) == pytest.approx(0.375 + 10 * 1.9 + 5 * 0.1)

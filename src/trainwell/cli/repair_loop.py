@@ -352,8 +352,9 @@ class _Deadline(Callback):
 def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
     """Wall seconds one ``trainwell train`` of the session's config takes, from its short look.
 
-    Its steps at the short look's median step time (the median leaves out the dense probes
-    and the first steps' warm-up), what each epoch spent outside its steps (validation), the
+    Its steps at the short look's median step time (steps are timed without their probing,
+    and the median leaves out the first steps' warm-up), what each epoch spent outside its
+    steps and probes (validation), the
     probes ``trainwell train`` itself takes (step 0 and every :data:`DEFAULT_EVERY` steps),
     each as long as one of the short look's, and once what building the run and the time
     outside its epochs (fit's start and end, the test evaluation) took.
@@ -364,7 +365,7 @@ def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
     steps = trainer.step / done * full_epochs
     if cb.step_seconds:
         per_step = sorted(cb.step_seconds)[len(cb.step_seconds) // 2]
-        outside = max(0.0, in_epochs - sum(cb.epoch_step_seconds)) / done
+        outside = max(0.0, in_epochs - sum(cb.epoch_step_seconds) - cb.probe_seconds) / done
         epochs_s = steps * per_step + full_epochs * outside
     else:  # no step timed (a callback without a probe): the epochs less the probes' time
         epochs_s = full_epochs * max(0.0, in_epochs - cb.probe_seconds) / done

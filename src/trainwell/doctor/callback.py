@@ -93,11 +93,12 @@ class DoctorCallback(Callback):
         # them from a run's measured time: see trainwell.cli.repair_loop)
         self.probe_seconds = 0.0
         self.probe_steps = 0
-        # wall seconds of each training step (probe steps included) and of each epoch's
+        # wall seconds of each training step (its probing left out) and of each epoch's
         # steps in all, for the doctor's estimate of a run's time (median step × steps)
         self.step_seconds: list[float] = []
         self.epoch_step_seconds: list[float] = []
         self._tick: float | None = None
+        self._probed_at_tick = 0.0
         self._epoch_steps = 0.0
 
     # ---- events -------------------------------------------------------------------
@@ -132,6 +133,7 @@ class DoctorCallback(Callback):
         """Remember the epoch for the probe records."""
         self._epoch = epoch
         self._tick, self._epoch_steps = time.perf_counter(), 0.0
+        self._probed_at_tick = self.probe_seconds
         if not self._carried:  # a resumed epoch's records so far came with the state
             self._first_probe = len(self.health.probes)
 
@@ -173,14 +175,15 @@ class DoctorCallback(Callback):
             probe.arm()
 
     def _time_step(self) -> None:
-        # the time since the last step ended (or the epoch began); a probe step's probe, timed
-        # after this, lands in the next step's time: the median leaves both out
+        # the time since the last step ended (or the epoch began), less the probing done in
+        # it: a step's own cost, whatever the probe period
         now = time.perf_counter()
         if self._tick is not None:
+            step = max(0.0, now - self._tick - (self.probe_seconds - self._probed_at_tick))
             if len(self.step_seconds) < STEP_TIMES_KEPT:
-                self.step_seconds.append(now - self._tick)
-            self._epoch_steps += now - self._tick
-        self._tick = now
+                self.step_seconds.append(step)
+            self._epoch_steps += step
+        self._tick, self._probed_at_tick = now, self.probe_seconds
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         """Move the epoch's losses to floats (one sync per epoch) and append to the log."""
