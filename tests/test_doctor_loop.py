@@ -151,6 +151,12 @@ def test_doctor_final_folder_resumes_into_the_repaired_run(tmp_path, monkeypatch
     assert resumed.run is not None and fresh.run is not None
     a, b = resumed.run.model.state_dict(), fresh.run.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # A second call into the same folder replaces that final/ (its epoch-10 checkpoint is
+    # another run's): the new one holds only its own epoch-5 checkpoint.
+    again = repair(apply_patch(config, {"seed": 1}), out_dir=tmp_path / "doc")
+    assert again.resumable and again.verified_epochs == 5
+    assert sorted(p.name for p in (final / "checkpoints").iterdir()) == [
+        "epoch-0005.json", "epoch-0005.safetensors"]
 
 
 def test_one_run_estimate_leaves_out_the_short_looks_dense_probes():

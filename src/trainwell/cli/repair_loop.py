@@ -73,7 +73,7 @@ from ..train.checkpoint import atomic_write_text, latest_checkpoint, save_checkp
 from ..train.state import trainer_state
 from .candidates import candidate_patches, code_changes, hidden_activation
 from .late_repair import attach_replay, repair_late_overfitting
-from .rundir import claim_run_dir, record_created
+from .rundir import claim_run_dir, record_created, remove_created
 from .runner import build_data, build_run, config_callbacks
 from .yardstick import (
     MIN_GAIN,
@@ -549,13 +549,16 @@ def _checkpoint_into(folder: Path, session: _Session) -> bool:
 
     Only where ``trainwell train`` builds the same callbacks, in the same order (a resume
     matches callback states by position): early stopping with ``restore_best`` keeps its
-    best weights in a run folder, which the doctor's session did not have. Returns whether
-    the folder was claimed; a folder that exists already is left alone.
+    best weights in a run folder, which the doctor's session did not have. A ``final/`` an
+    earlier doctor call left in the same output folder is removed first (its checkpoints
+    belong to another run); a folder with other files is left alone. Returns whether the
+    folder was claimed.
     """
+    remove_created(folder)  # only what trainwell wrote there, by its manifest
     config = session.config
     same = ([type(c) for c in config_callbacks(config, folder)]
             == [type(c) for c in config_callbacks(config, None)])
-    if not same or folder.exists():
+    if not same or (folder.exists() and any(folder.iterdir())):
         return False
     claim_run_dir(folder)
     trainer = session.built.trainer
