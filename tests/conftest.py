@@ -49,4 +49,5 @@ def _doctor_verifies_fully(monkeypatch):
     from trainwell.cli import repair_loop
 
     monkeypatch.setattr(repair_loop, "PLAN_TIME_RUNS", float("inf"))
+    monkeypatch.setattr(repair_loop, "LIMIT_TIME_RUNS", float("inf"))
     yield

@@ -128,6 +128,27 @@ def test_time_budget_stops_the_verification_after_the_first_half(tmp_path, monke
     assert f"`trainwell train --resume {tmp_path / 'final'}` trains epochs 6–10" in printed
 
 
+def test_time_limit_stops_the_verification_even_in_the_first_half(tmp_path, monkeypatch):
+    # A hard limit already spent (0 runs): no epoch past the kept trial's one is started,
+    # not even to reach the run's first half; the verdict is taken where it stopped, the
+    # outputs say so, and final/ still resumes from there.
+    from trainwell.cli import repair_loop
+
+    monkeypatch.setattr(repair_loop, "PLAN_TIME_RUNS", 0.0)
+    monkeypatch.setattr(repair_loop, "LIMIT_TIME_RUNS", 0.0)
+    config = _config(output_activation="softmax", out_features=1)
+    config = apply_patch(config, {"train.loss": "bce", "train.epochs": 10})
+    result = repair(config, out_dir=tmp_path)
+    assert result.chosen == "fix_output_head"
+    assert result.after["epochs"] == 1 == result.verified_epochs and result.budget_stopped
+    assert result.after["test_accuracy"] is not None  # the verdict's numbers, test included
+    assert result.epochs == 1 + 1 + 1
+    doc = json.loads((tmp_path / "doctor.json").read_text())
+    assert doc["verified_epochs"] == 1 and doc["resumable"] is True
+    names = sorted(p.name for p in (tmp_path / "final" / "checkpoints").iterdir())
+    assert names == ["epoch-0001.json", "epoch-0001.safetensors"]
+
+
 def test_doctor_final_folder_resumes_into_the_repaired_run(tmp_path, monkeypatch):
     # Verified to epoch 5 of 10 by the time budget, final/ is a run folder: resuming it
     # trains epochs 6-10 and ends with the weights of `trainwell train repaired.toml`, bit
@@ -159,29 +180,37 @@ def test_doctor_final_folder_resumes_into_the_repaired_run(tmp_path, monkeypatch
         "epoch-0005.json", "epoch-0005.safetensors"]
 
 
-def test_one_run_estimate_leaves_out_the_short_looks_dense_probes():
-    # One short-look epoch of 100 steps in 2.4 s: a first step of 200 ms (warm-up), 99 of
-    # 15 ms (each timed without its probing), 0.5 s in 5 probes (0.1 s each), 0.215 s of
-    # validation. Ten epochs: 1000 steps at the median 15 ms, 10 validations, and trainwell
-    # train's own probes at steps 0, 200, …, 800 (5 × 0.1 s).
+def test_one_run_estimate_sums_what_a_run_does():
+    # One short-look epoch of 100 steps: 3 warm-up steps of 200 ms, 97 of 15 ms (each timed
+    # without its probing), 0.5 s in 5 probes (0.1 s each) and 0.215 s of validation, 2.77 s
+    # from the epoch's start to its end. Ten epochs of trainwell train: the short look's steps,
+    # then 900 at the 15 ms mean after the warm-up, 10 validations, its own probes at steps
+    # 0, 200, …, 800 (5 × 0.1 s); once: loading (0.1 s), building (0.25 s), fit's own time
+    # outside epochs (0.02 s), the final evaluation of 3,200 + 400 + 200 samples at the test
+    # evaluation's 0.05 s per 200, and the folder's writes (0.3 s).
     from types import SimpleNamespace
 
     from trainwell.cli.repair_loop import _Session, one_run_seconds_estimate
 
-    steps = [0.2] + [0.015] * 99
+    steps = [0.2] * 3 + [0.015] * 97
     trainer = SimpleNamespace(history=[{"epoch_time_s": 2.4}], step=100)
     cb = SimpleNamespace(probe_seconds=0.5, probe_steps=5, step_seconds=steps,
-                         epoch_step_seconds=[sum(steps)])
-    session = _Session(None, SimpleNamespace(trainer=trainer), cb)
+                         epoch_step_seconds=[sum(steps)], epoch_seconds=[sum(steps) + 0.715])
+    data = SimpleNamespace(train=range(3200), val=range(400), test=range(200))
+    session = _Session(None, SimpleNamespace(trainer=trainer, data=data), cb)
     assert one_run_seconds_estimate(session, 10) == pytest.approx(
-        1000 * 0.015 + 10 * 0.215 + 5 * 0.1)
-    # …plus, once, building the run and what its fit() and test evaluation cost outside epochs
-    session.build_seconds, session.seconds = 0.25, 2.4 + 0.125
+        sum(steps) + 900 * 0.015 + 10 * 0.215 + 5 * 0.1)
+    session.load_seconds, session.build_seconds, session.write_seconds = 0.1, 0.25, 0.3
+    session.eval_seconds, session.eval_samples = 0.05, 200
+    session.seconds = sum(cb.epoch_seconds) + 0.02 + 0.05
     assert one_run_seconds_estimate(session, 10) == pytest.approx(
-        0.375 + 1000 * 0.015 + 10 * 0.215 + 5 * 0.1)
-    # no step timed: the epochs less the probes' time, scaled
-    cb.step_seconds, cb.epoch_step_seconds = [], []
-    assert one_run_seconds_estimate(session, 10) == pytest.approx(0.375 + 10 * 1.9 + 5 * 0.1)
+        0.1 + 0.25 + 0.02 + 0.05 / 200 * 3800 + 0.3
+        + sum(steps) + 900 * 0.015 + 10 * 0.215 + 5 * 0.1)
+    # no step timed: the epochs (the trainer's epoch_time_s) less the probes' time, scaled
+    cb.step_seconds, cb.epoch_step_seconds, cb.epoch_seconds = [], [], []
+    session.seconds = 2.4 + 0.02 + 0.05
+    assert one_run_seconds_estimate(session, 10) == pytest.approx(
+        0.1 + 0.25 + 0.02 + 0.95 + 0.3 + 10 * 1.9 + 5 * 0.1)
 
 
 def test_healthy_config_has_no_finding():

@@ -5,7 +5,7 @@ call trains at most ``BUDGET_RUNS · E`` epochs in all, the yardstick included, 
 ``PLAN_RUNS · E`` so that building, evaluating and probing fit in the rest. Epochs are not
 seconds: a kept repair can make each epoch dearer (batch norm costs ~1.6-1.9× per step on a
 deep narrow MLP in plain torch), so its continuation also stops at a wall-time budget of
-``PLAN_TIME_RUNS`` runs, one run estimated from the short look
+``PLAN_TIME_RUNS`` runs (``LIMIT_TIME_RUNS`` at most), one run estimated from the short look
 (:func:`one_run_seconds_estimate`); ``verified_epochs`` in the result says how far it got
 (measured per case by ``trainwell doctor --cases``).
 
@@ -30,9 +30,11 @@ deep narrow MLP in plain torch), so its continuation also stops at a wall-time b
    patches on different fields) is tried.
 4. **The kept repair** is the best trial that beats the diagnostic run by ``MIN_GAIN``
    (same budget, same seed); it continues toward ``E`` epochs (``after``), starting no epoch
-   that would end past ``PLAN_TIME_RUNS`` estimated runs since the call began, so a repair
-   whose epochs cost more than the broken run's is verified over fewer epochs (said in the
-   terminal, the JSON and the report). The yardstick is not continued.
+   that would end past ``PLAN_TIME_RUNS`` estimated runs since the call began once the run's
+   first half is verified, and none at all that would end past ``LIMIT_TIME_RUNS``, so a
+   repair whose epochs cost more than the broken run's is verified over fewer epochs (said
+   in the terminal, the JSON and the report; ``final/`` resumes it). The yardstick is not
+   continued.
 
 A yardstick or trial that fails to build or train is recorded with a one-line reason
 (``yardstick["failed"]``, ``Trial.error``) and the diagnosis goes on; a yardstick that stays
@@ -53,6 +55,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -100,8 +103,9 @@ PLAN_RUNS = 1.35  # epochs planned; the other 0.15 run covers building, evaluati
 # Wall time the call plans (one run estimated from the short look): the kept repair's
 # continuation starts no epoch that would end past it; the rest of BUDGET_RUNS covers the final
 # evaluation and the report.
-PLAN_TIME_RUNS = 1.35
-VERIFY_SHARE_DIV = 2  # …but the kept repair is always verified over the run's first half
+PLAN_TIME_RUNS = 1.25
+VERIFY_SHARE_DIV = 2  # …but the kept repair is always verified over the run's first half…
+LIMIT_TIME_RUNS = 1.4  # …unless an epoch of it would end past this many estimated runs
 DIAG_SHARE = 0.1  # share of the full budget the diagnostic, the yardstick and each trial train
 DIAG_MIN_EPOCHS = 1  # …but at least one epoch
 # A probe step runs the 256-sample probe batch with hooks and activation histograms: ~11 ms
@@ -253,6 +257,10 @@ class _Session:
     seconds: float = 0.0
     epochs: int = 0
     build_seconds: float = 0.0
+    load_seconds: float = 0.0  # loading its data (once per data config; trainwell train: once)
+    eval_seconds: float = 0.0  # evaluating the test split after the short look…
+    eval_samples: int = 0  # …on this many samples
+    write_seconds: float = 0.0  # what a run folder's writes would add to one run of it
     budget_stopped: bool = False  # the time budget ended its continuation early
 
     def train_to(self, epochs: int, *, test: bool = True) -> dict[str, Any]:
@@ -265,7 +273,11 @@ class _Session:
         history = self.built.fit(until=epochs)
         self.epochs = len(history)
         split = self.built.data.test if test else None
+        t_eval = time.perf_counter()
         test_m = trainer.evaluate(split) if split is not None else {}
+        if split is not None and not self.eval_samples:
+            self.eval_seconds = time.perf_counter() - t_eval
+            self.eval_samples = _samples(split) or 0
         self.seconds += time.perf_counter() - t0
         last = history[-1] if history else {}
         return {
@@ -296,17 +308,20 @@ class _Session:
                 return metrics, True
         return (metrics if metrics is not None else self.train_to(epochs, test=False)), False
 
-    def continue_within(self, epochs: int, deadline: float, *, at_least: int) -> dict[str, Any]:
+    def continue_within(self, epochs: int, deadline: float, *, at_least: int,
+                        limit: float = math.inf) -> dict[str, Any]:
         """Continue to ``at_least`` epochs, then toward ``epochs`` starting no epoch that would
-        end after ``deadline`` (a ``time.perf_counter()`` value); return the metrics where it
-        stopped (their ``epochs`` says where).
+        end after ``deadline`` (a ``time.perf_counter()`` value); no epoch at all, not even
+        one of the first ``at_least``, that would end after ``limit``. Return the metrics
+        where it stopped (their ``epochs`` says where).
 
         Each epoch's cost is the last one's (the first: the mean of those trained so far).
         """
         trainer = self.built.trainer
-        stop = _Deadline(deadline, self.epoch_seconds(), after=min(at_least, epochs))
-        if self.epochs >= stop.after and time.perf_counter() + stop.epoch_seconds > deadline:
-            self.budget_stopped = self.epochs < epochs
+        stop = _Deadline(deadline, self.epoch_seconds(), after=min(at_least, epochs),
+                         limit=limit)
+        if self.epochs < epochs and stop.would_pass(time.perf_counter(), self.epochs):
+            self.budget_stopped = True
             return self.train_to(self.epochs)  # no room left: the metrics here, test too
         trainer.callbacks.append(stop)
         try:
@@ -329,13 +344,20 @@ class _Session:
 
 class _Deadline(Callback):
     """Stop training after an epoch when the next one, taking as long, would end after
-    ``deadline`` (a ``time.perf_counter()`` value)."""
+    ``deadline`` (once ``after`` epochs are done) or after ``limit`` (at any epoch); both are
+    ``time.perf_counter()`` values."""
 
-    def __init__(self, deadline: float, epoch_seconds: float, *, after: int = 0) -> None:
-        self.deadline, self.epoch_seconds = deadline, epoch_seconds
-        self.after = after  # epochs always trained: no stop before this many are done
+    def __init__(self, deadline: float, epoch_seconds: float, *, after: int = 0,
+                 limit: float = math.inf) -> None:
+        self.deadline, self.limit, self.epoch_seconds = deadline, limit, epoch_seconds
+        self.after = after  # epochs trained before the deadline counts (the limit always does)
         self.fired = False
         self._start: float | None = None
+
+    def would_pass(self, now: float, done: int) -> bool:
+        """Whether an epoch started at ``now`` after ``done`` epochs would end too late."""
+        end = now + self.epoch_seconds
+        return end > self.limit or (done >= self.after and end > self.deadline)
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         self._start = time.perf_counter()
@@ -344,42 +366,89 @@ class _Deadline(Callback):
         now = time.perf_counter()
         if self._start is not None:
             self.epoch_seconds = now - self._start
-        if (epoch + 1 >= self.after and epoch + 1 < trainer.epochs and not trainer.stop_training
-                and now + self.epoch_seconds > self.deadline):
+        if (epoch + 1 < trainer.epochs and not trainer.stop_training
+                and self.would_pass(now, epoch + 1)):
             trainer.stop_training = self.fired = True
+
+
+def _samples(split: Any) -> int | None:
+    """Samples in a data split (a DataLoader: its dataset's); None when unknown."""
+    try:
+        return len(getattr(split, "dataset", split))
+    except TypeError:
+        return None
+
+
+STEP_WARMUP = 3  # the short look's first steps, slower (allocations), are left out of its mean
 
 
 def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
     """Wall seconds one ``trainwell train`` of the session's config takes, from its short look.
 
-    Its steps at the short look's median step time (steps are timed without their probing,
-    and the median leaves out the first steps' warm-up), what each epoch spent outside its
-    steps and probes (validation), the
-    probes ``trainwell train`` itself takes (step 0 and every :data:`DEFAULT_EVERY` steps),
-    each as long as one of the short look's, and once what building the run and the time
-    outside its epochs (fit's start and end, the test evaluation) took.
+    The sum of what such a run does, each part timed in the short look:
+
+    - loading the data and building the run, once;
+    - its steps: the short look's, then the rest at the short look's mean step time after
+      its first :data:`STEP_WARMUP` steps (each step timed without the probing done in it);
+    - each epoch's time outside its steps and probes (validation), ``E`` times;
+    - the probes ``trainwell train`` itself takes (step 0 and every :data:`DEFAULT_EVERY`
+      steps), each as long as one of the short look's;
+    - the final evaluation of the training, validation and test splits, at the seconds per
+      sample the short look's test evaluation took;
+    - what ``fit()`` costs outside its epochs;
+    - the run folder's writes (:func:`_time_folder_writes`).
     """
     trainer, cb = session.built.trainer, session.callback
     done = max(1, len(trainer.history))
-    in_epochs = session.epoch_seconds() * done
+    timed = len(cb.epoch_seconds) == len(cb.epoch_step_seconds) == done
+    # epochs with their validation (the trainer's own epoch_time_s leaves validation out)
+    in_epochs = sum(cb.epoch_seconds) if timed else session.epoch_seconds() * done
     steps = trainer.step / done * full_epochs
-    if cb.step_seconds:
-        per_step = sorted(cb.step_seconds)[len(cb.step_seconds) // 2]
-        outside = max(0.0, in_epochs - sum(cb.epoch_step_seconds) - cb.probe_seconds) / done
-        epochs_s = steps * per_step + full_epochs * outside
+    if cb.step_seconds and timed:
+        later = cb.step_seconds[STEP_WARMUP:] or cb.step_seconds
+        short_steps = sum(cb.epoch_step_seconds)
+        rest = max(0.0, steps - trainer.step) * sum(later) / len(later)
+        outside = max(0.0, in_epochs - short_steps - cb.probe_seconds) / done
+        epochs_s = short_steps + rest + full_epochs * outside
     else:  # no step timed (a callback without a probe): the epochs less the probes' time
         epochs_s = full_epochs * max(0.0, in_epochs - cb.probe_seconds) / done
     per_probe = cb.probe_seconds / cb.probe_steps if cb.probe_steps else 0.0
-    # building it and what fit() and the test evaluation cost outside the epochs, once
-    fixed = session.build_seconds + max(0.0, session.seconds - in_epochs)
+    data = session.built.data
+    final_eval = 0.0
+    if session.eval_samples:
+        sizes = [_samples(getattr(data, name, None)) for name in ("train", "val", "test")]
+        final_eval = session.eval_seconds / session.eval_samples * sum(n or 0 for n in sizes)
+    fit_rest = max(0.0, session.seconds - in_epochs - session.eval_seconds)
+    fixed = (session.load_seconds + session.build_seconds + fit_rest + final_eval
+             + session.write_seconds)
     return fixed + epochs_s + -(-int(steps) // DEFAULT_EVERY) * per_probe  # steps 0, 200, …
+
+
+def _time_folder_writes(session: _Session, full_epochs: int) -> None:
+    """Set ``session.write_seconds``: what writing its run folder adds to one run of the
+    session's config — its checkpoints (every ``train.checkpoint_every`` epochs and the last),
+    ``health.jsonl`` after every epoch and ``report.html`` once — from one of each written
+    now into a temporary folder (the short look writes none)."""
+    trainer, cb = session.built.trainer, session.callback
+    every = max(1, int(session.config.train.checkpoint_every))
+    with tempfile.TemporaryDirectory(prefix="trainwell-doctor-") as tmp:
+        t0 = time.perf_counter()
+        save_checkpoint(Path(tmp), trainer.epoch, trainer.model, trainer.optimizer,
+                        trainer_state(trainer))
+        t1 = time.perf_counter()
+        cb.health.write(Path(tmp) / "health.jsonl")
+        t2 = time.perf_counter()
+        write_report(tmp, health=cb.health, findings=[])
+        t3 = time.perf_counter()
+    checkpoints = -(-full_epochs // every)  # …and the last epoch's, counted here
+    session.write_seconds = checkpoints * (t1 - t0) + (full_epochs + 1) * (t2 - t1) + (t3 - t2)
 
 
 class _Builder:
     """Builds sessions, sharing the loaded data between configs whose data agree."""
 
     def __init__(self) -> None:
-        self._data: dict[str, Any] = {}
+        self._data: dict[str, tuple[Any, float]] = {}
 
     def session(self, config: Config, probe_epochs: int, probes: int = DIAG_PROBES,
                 *, doctor: bool = True) -> _Session:
@@ -392,7 +461,7 @@ class _Builder:
         in ``probe_epochs`` epochs (0: step 0 only). ``doctor=False`` (the yardstick, whose
         metrics alone are read) trains without the doctor's callback: no probe, no record.
         """
-        data = self._load(config)
+        data, load_seconds = self._load(config)
         steps = probe_epochs * -(-len(data.train) // config.train.batch_size)
         # probes=0 (the yardstick): a probe period past the run's end, step 0 only.
         every = max(1, steps // probes) if probes else 10 * steps * config.train.epochs + 1
@@ -405,15 +474,20 @@ class _Builder:
                             target_range=target_range)
         t0 = time.perf_counter()
         built = build_run(config, callbacks=[cb] if doctor else [], data=data)
-        return _Session(config, built, cb, build_seconds=time.perf_counter() - t0)
+        return _Session(config, built, cb, build_seconds=time.perf_counter() - t0,
+                        load_seconds=load_seconds)
 
-    def _load(self, config: Config) -> Any:
-        if config.data.target is not None:  # the user's own loader: build it each time
-            return build_data(config)
+    def _load(self, config: Config) -> tuple[Any, float]:
+        """The config's data and the seconds loading it took (the first time, if shared)."""
         key = json.dumps([config.data.model_dump(mode="json"), config.seed, str(config.root)],
                          sort_keys=True, default=str)
-        if key not in self._data:
-            self._data[key] = build_data(config)
+        if config.data.target is not None or key not in self._data:
+            # the user's own loader is built each time (it may hold state)
+            t0 = time.perf_counter()
+            loaded = (build_data(config), time.perf_counter() - t0)
+            if config.data.target is not None:
+                return loaded
+            self._data[key] = loaded
         return self._data[key]
 
 
@@ -461,6 +535,7 @@ def _diagnose(
     if full_look:
         attach_replay(session.built.trainer, config)  # early stopping, watched (late_repair)
     metrics = session.train_to(short)
+    _time_folder_writes(session, config.train.epochs)
     run_estimate = one_run_seconds_estimate(session, config.train.epochs)
     yard: dict[str, Any] = {}
     spent = short
@@ -696,9 +771,10 @@ def repair(
                 session.reprobe()
                 final = Path(out_dir) / "final" if out_dir is not None else None
                 resumable = final is not None and _checkpoint_into(final, session)
-                deadline = t0 + PLAN_TIME_RUNS * result.run_seconds_estimate
-                result.after = session.continue_within(full, deadline,
-                                                       at_least=-(-full // VERIFY_SHARE_DIV))
+                run_s = result.run_seconds_estimate
+                result.after = session.continue_within(
+                    full, t0 + PLAN_TIME_RUNS * run_s, at_least=-(-full // VERIFY_SHARE_DIV),
+                    limit=t0 + LIMIT_TIME_RUNS * run_s)
                 spent += result.after["epochs"] - short
                 result.budget_stopped = session.budget_stopped
                 result.status = verdict(result.before, trial_m, result.after, yard or None)

@@ -97,6 +97,9 @@ class DoctorCallback(Callback):
         # steps in all, for the doctor's estimate of a run's time (median step × steps)
         self.step_seconds: list[float] = []
         self.epoch_step_seconds: list[float] = []
+        # wall seconds of each epoch from its start to its on_epoch_end (validation included)
+        self.epoch_seconds: list[float] = []
+        self._epoch_t0: float | None = None
         self._tick: float | None = None
         self._probed_at_tick = 0.0
         self._epoch_steps = 0.0
@@ -133,6 +136,7 @@ class DoctorCallback(Callback):
         """Remember the epoch for the probe records."""
         self._epoch = epoch
         self._tick, self._epoch_steps = time.perf_counter(), 0.0
+        self._epoch_t0 = self._tick
         self._probed_at_tick = self.probe_seconds
         if not self._carried:  # a resumed epoch's records so far came with the state
             self._first_probe = len(self.health.probes)
@@ -188,7 +192,9 @@ class DoctorCallback(Callback):
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, Any]) -> None:
         """Move the epoch's losses to floats (one sync per epoch) and append to the log."""
         self.epoch_step_seconds.append(self._epoch_steps)
-        self._tick = None
+        if self._epoch_t0 is not None:
+            self.epoch_seconds.append(time.perf_counter() - self._epoch_t0)
+        self._tick = self._epoch_t0 = None
         values = self._losses_so_far()
         self.health.losses += values
         row = {k: metrics[k] for k in _EPOCH_KEYS if k in metrics}
