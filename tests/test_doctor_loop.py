@@ -190,7 +190,12 @@ def test_one_run_estimate_sums_what_a_run_does():
     # evaluation's 0.05 s per 200, and the folder's writes (0.3 s).
     from types import SimpleNamespace
 
-    from trainwell.cli.repair_loop import _Session, one_run_seconds_estimate
+    from trainwell.cli.repair_loop import (
+        _Session,
+        once_seconds,
+        one_run_seconds_estimate,
+        per_epoch_seconds,
+    )
 
     steps = [0.2] * 3 + [0.015] * 97
     trainer = SimpleNamespace(history=[{"epoch_time_s": 2.4}], step=100)
@@ -200,17 +205,58 @@ def test_one_run_estimate_sums_what_a_run_does():
     session = _Session(None, SimpleNamespace(trainer=trainer, data=data), cb)
     assert one_run_seconds_estimate(session, 10) == pytest.approx(
         sum(steps) + 900 * 0.015 + 10 * 0.215 + 5 * 0.1)
-    session.load_seconds, session.build_seconds, session.write_seconds = 0.1, 0.25, 0.3
+    # the folder's writes: a checkpoint after every epoch (checkpoint_every = 1), health.jsonl
+    # after every epoch and once at the start, report.html once
+    session.config = SimpleNamespace(train=SimpleNamespace(checkpoint_every=1))
+    session.checkpoint_seconds, session.health_seconds, session.report_seconds = 0.02, 0.001, 0.1
+    session.load_seconds, session.build_seconds = 0.1, 0.25
     session.eval_seconds, session.eval_samples = 0.05, 200
     session.seconds = sum(cb.epoch_seconds) + 0.02 + 0.05
+    once = 0.1 + 0.25 + 0.02 + 0.05 / 200 * 3800 + 0.1
+    assert once_seconds(session) == pytest.approx(once)
+    assert per_epoch_seconds(session, 10) == pytest.approx((5 * 0.1 + 10 * 0.02 + 11 * 0.001) / 10)
     assert one_run_seconds_estimate(session, 10) == pytest.approx(
-        0.1 + 0.25 + 0.02 + 0.05 / 200 * 3800 + 0.3
-        + sum(steps) + 900 * 0.015 + 10 * 0.215 + 5 * 0.1)
+        once + 10 * 0.02 + 11 * 0.001 + sum(steps) + 900 * 0.015 + 10 * 0.215 + 5 * 0.1)
+    # checkpoint_every = 4: epochs 4, 8 and the last
+    session.config.train.checkpoint_every = 4
+    assert per_epoch_seconds(session, 10) == pytest.approx((5 * 0.1 + 3 * 0.02 + 11 * 0.001) / 10)
+    session.config.train.checkpoint_every = 1
     # no step timed: the epochs (the trainer's epoch_time_s) less the probes' time, scaled
     cb.step_seconds, cb.epoch_step_seconds, cb.epoch_seconds = [], [], []
     session.seconds = 2.4 + 0.02 + 0.05
     assert one_run_seconds_estimate(session, 10) == pytest.approx(
-        0.1 + 0.25 + 0.02 + 0.95 + 0.3 + 10 * 1.9 + 5 * 0.1)
+        0.1 + 0.25 + 0.02 + 0.95 + 0.1 + 10 * 0.02 + 11 * 0.001 + 10 * 1.9 + 5 * 0.1)
+
+
+def test_budget_rebases_on_a_same_cost_continuation():
+    # A short look slowed by the machine estimated 2.0 s for one run; the kept repair (a lower
+    # learning rate) computes the same steps, and its continuation's epochs take 0.1 s: one
+    # run is re-estimated as once (0.3 s) + 10 × (0.1 + 0.02) = 1.5 s and the deadline moves
+    # in. A repair that changes the steps (batch norm) keeps the first estimate.
+    from trainwell.cli.repair_loop import _Budget, same_cost
+
+    config = _config()
+    assert same_cost(config, {"optim.lr": 0.01, "schedule.name": "constant"})
+    assert same_cost(config, {"model.activation": config.model.activation, "model.init": "auto"})
+    assert not same_cost(config, {"model.batch_norm": True})
+    assert config.optim.name == "adam"
+    assert not same_cost(config, {"optim.name": "sgd", "optim.lr": 0.1})
+    budget = _Budget(100.0, 2.0, 10, once=0.3, per_epoch=0.02, same_cost=True)
+    assert budget.deadline == pytest.approx(100.0 + repair_loop_plan() * 2.0)
+    budget.rebase(0.1)
+    budget.rebase(0.1)
+    assert budget.run_seconds == pytest.approx(1.5)
+    budget.rebase(0.5)  # a slow epoch later: the estimate never moves out again
+    assert budget.run_seconds == pytest.approx(min(1.5, 0.3 + 10 * (0.7 / 3 + 0.02)))
+    other = _Budget(100.0, 2.0, 10, once=0.3, per_epoch=0.02, same_cost=False)
+    other.rebase(0.1)
+    assert other.run_seconds == 2.0
+
+
+def repair_loop_plan() -> float:
+    from trainwell.cli import repair_loop
+
+    return repair_loop.PLAN_TIME_RUNS
 
 
 def test_healthy_config_has_no_finding():

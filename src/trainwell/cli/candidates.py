@@ -10,6 +10,7 @@ cause in the initialization.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .. import nn as tw_nn
@@ -70,16 +71,30 @@ def _user_patch(name: str, config: Config, activation: str | None) -> dict[str, 
     return patch
 
 
+_ACTIVATION_MODULES: dict[str, bool] = {}  # a model's answer, by the config parts it depends on
+
+
 def _has_activation_modules(config: Config) -> bool:
     """The user's model (built from the config's seed, untrained) holds hidden activation
-    modules that :func:`trainwell.nn.swap_activations` can replace."""
-    try:
-        data = build_data(config)
-        model = build_model(config, data)
-    except Exception:  # noqa: BLE001 - a model that does not build offers no swap
-        return False
-    sample = data.train.x[:2] if isinstance(data, Dataset) else first_inputs(data)
-    return bool(tw_nn.activation_modules(model, sample))
+    modules that :func:`trainwell.nn.swap_activations` can replace.
+
+    Building the user's data and model takes as long as a few training epochs of a small
+    run, and a doctor call asks for every candidate list: the answer is kept per model,
+    data, seed and root."""
+    key = json.dumps([config.model.model_dump(mode="json"), config.data.model_dump(mode="json"),
+                      config.seed, str(config.root)], sort_keys=True, default=str)
+    if key not in _ACTIVATION_MODULES:
+        try:
+            data = build_data(config)
+            model = build_model(config, data)
+            sample = data.train.x[:2] if isinstance(data, Dataset) else first_inputs(data)
+            found = bool(tw_nn.activation_modules(model, sample))
+        except Exception:  # noqa: BLE001 - a model that does not build offers no swap
+            found = False
+        if len(_ACTIVATION_MODULES) > 64:
+            _ACTIVATION_MODULES.clear()
+        _ACTIVATION_MODULES[key] = found
+    return _ACTIVATION_MODULES[key]
 
 
 def candidate_patches(

@@ -260,7 +260,10 @@ class _Session:
     load_seconds: float = 0.0  # loading its data (once per data config; trainwell train: once)
     eval_seconds: float = 0.0  # evaluating the test split after the short look…
     eval_samples: int = 0  # …on this many samples
-    write_seconds: float = 0.0  # what a run folder's writes would add to one run of it
+    # one checkpoint, one health.jsonl and one report.html written (_time_folder_writes)
+    checkpoint_seconds: float = 0.0
+    health_seconds: float = 0.0
+    report_seconds: float = 0.0
     budget_stopped: bool = False  # the time budget ended its continuation early
 
     def train_to(self, epochs: int, *, test: bool = True) -> dict[str, Any]:
@@ -308,18 +311,17 @@ class _Session:
                 return metrics, True
         return (metrics if metrics is not None else self.train_to(epochs, test=False)), False
 
-    def continue_within(self, epochs: int, deadline: float, *, at_least: int,
-                        limit: float = math.inf) -> dict[str, Any]:
+    def continue_within(self, epochs: int, budget: _Budget, *, at_least: int) -> dict[str, Any]:
         """Continue to ``at_least`` epochs, then toward ``epochs`` starting no epoch that would
-        end after ``deadline`` (a ``time.perf_counter()`` value); no epoch at all, not even
-        one of the first ``at_least``, that would end after ``limit``. Return the metrics
-        where it stopped (their ``epochs`` says where).
+        end after the budget's deadline; no epoch at all, not even one of the first
+        ``at_least``, that would end after its limit. Return the metrics where it stopped
+        (their ``epochs`` says where).
 
-        Each epoch's cost is the last one's (the first: the mean of those trained so far).
+        Each epoch's cost is the last one's (the first: the mean of those trained so far);
+        each epoch trained is also a sample for :meth:`_Budget.rebase`.
         """
         trainer = self.built.trainer
-        stop = _Deadline(deadline, self.epoch_seconds(), after=min(at_least, epochs),
-                         limit=limit)
+        stop = _Deadline(budget, self.epoch_seconds(), after=min(at_least, epochs))
         if self.epochs < epochs and stop.would_pass(time.perf_counter(), self.epochs):
             self.budget_stopped = True
             return self.train_to(self.epochs)  # no room left: the metrics here, test too
@@ -342,14 +344,51 @@ class _Session:
         self.callback.every = max(self.callback.every, DEFAULT_EVERY)
 
 
-class _Deadline(Callback):
-    """Stop training after an epoch when the next one, taking as long, would end after
-    ``deadline`` (once ``after`` epochs are done) or after ``limit`` (at any epoch); both are
-    ``time.perf_counter()`` values."""
+@dataclass
+class _Budget:
+    """A doctor call's wall-time budget: ``PLAN_TIME_RUNS`` (deadline) and ``LIMIT_TIME_RUNS``
+    (limit) estimated runs of the broken config from ``start`` (``time.perf_counter()``).
 
-    def __init__(self, deadline: float, epoch_seconds: float, *, after: int = 0,
-                 limit: float = math.inf) -> None:
-        self.deadline, self.limit, self.epoch_seconds = deadline, limit, epoch_seconds
+    ``run_seconds`` starts as :func:`one_run_seconds_estimate`, one epoch's sample. Where the
+    kept repair changes nothing a step computes (``same_cost``: a learning rate, a schedule,
+    an initialization, input scaling, early stopping, the head's loss) its continuation's
+    epochs are further samples of the broken run's epochs, taken later in the call: one run
+    is then re-estimated from them (``once`` + ``E`` × their mean + ``per_epoch``) and the
+    lower estimate kept — a short look slowed by the machine no longer moves the deadline
+    out.
+    """
+
+    start: float
+    run_seconds: float
+    epochs: int = 1
+    once: float = 0.0  # the estimate's once-per-run part: loading, building, final evaluation
+    per_epoch: float = 0.0  # per epoch, what the continuation's epochs leave out (probes, …)
+    same_cost: bool = False
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def deadline(self) -> float:
+        return self.start + PLAN_TIME_RUNS * self.run_seconds
+
+    @property
+    def limit(self) -> float:
+        return self.start + LIMIT_TIME_RUNS * self.run_seconds
+
+    def rebase(self, epoch_seconds: float) -> None:
+        """One more continuation epoch of ``epoch_seconds``: re-estimate where it is cost-free."""
+        self.samples.append(epoch_seconds)
+        if self.same_cost:
+            mean = sum(self.samples) / len(self.samples)
+            again = self.once + self.epochs * (mean + self.per_epoch)
+            self.run_seconds = min(self.run_seconds, again)
+
+
+class _Deadline(Callback):
+    """Stop training after an epoch when the next one, taking as long, would end after the
+    budget's deadline (once ``after`` epochs are done) or after its limit (at any epoch)."""
+
+    def __init__(self, budget: _Budget, epoch_seconds: float, *, after: int = 0) -> None:
+        self.budget, self.epoch_seconds = budget, epoch_seconds
         self.after = after  # epochs trained before the deadline counts (the limit always does)
         self.fired = False
         self._start: float | None = None
@@ -357,7 +396,7 @@ class _Deadline(Callback):
     def would_pass(self, now: float, done: int) -> bool:
         """Whether an epoch started at ``now`` after ``done`` epochs would end too late."""
         end = now + self.epoch_seconds
-        return end > self.limit or (done >= self.after and end > self.deadline)
+        return end > self.budget.limit or (done >= self.after and end > self.budget.deadline)
 
     def on_epoch_start(self, trainer: Any, epoch: int) -> None:
         self._start = time.perf_counter()
@@ -366,9 +405,30 @@ class _Deadline(Callback):
         now = time.perf_counter()
         if self._start is not None:
             self.epoch_seconds = now - self._start
+            self.budget.rebase(self.epoch_seconds)
         if (epoch + 1 < trainer.epochs and not trainer.stop_training
                 and self.would_pass(now, epoch + 1)):
             trainer.stop_training = self.fired = True
+
+
+# Config fields a repair may change without changing what a training step computes or how
+# long it takes (the kept repair's continuation then times the broken run's epochs too).
+SAME_COST_FIELDS = ("optim.lr", "schedule.", "model.init", "model.bias_init",
+                    "model.head_init", "model.reinit", "data.standardize", "data.input_scale",
+                    "train.early_stopping", "train.loss", "model.output_activation")
+
+
+def same_cost(config: Config, patch: dict[str, Any]) -> bool:
+    """Whether ``patch`` changes only :data:`SAME_COST_FIELDS` of ``config`` (a field set to
+    the value it has is no change)."""
+    def current(key: str) -> Any:
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part, None) if not isinstance(value, dict) else value.get(part)
+        return value
+
+    changed = [k for k, v in patch.items() if current(k) != v]
+    return all(k.startswith(SAME_COST_FIELDS) for k in changed)
 
 
 def _samples(split: Any) -> int | None:
@@ -397,6 +457,9 @@ def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
       sample the short look's test evaluation took;
     - what ``fit()`` costs outside its epochs;
     - the run folder's writes (:func:`_time_folder_writes`).
+
+    (:func:`once_seconds` and :func:`per_epoch_seconds` give the parts that are not the
+    short look's epochs.)
     """
     trainer, cb = session.built.trainer, session.callback
     done = max(1, len(trainer.history))
@@ -412,25 +475,49 @@ def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
         epochs_s = short_steps + rest + full_epochs * outside
     else:  # no step timed (a callback without a probe): the epochs less the probes' time
         epochs_s = full_epochs * max(0.0, in_epochs - cb.probe_seconds) / done
-    per_probe = cb.probe_seconds / cb.probe_steps if cb.probe_steps else 0.0
+    return once_seconds(session) + epochs_s + per_epoch_seconds(session, full_epochs) * full_epochs
+
+
+def once_seconds(session: _Session) -> float:
+    """The part of :func:`one_run_seconds_estimate` a run spends once: loading its data,
+    building it, ``fit()`` outside its epochs, the final evaluation of the training,
+    validation and test splits (at the seconds per sample of the short look's test
+    evaluation) and writing ``report.html``."""
+    cb = session.callback
     data = session.built.data
     final_eval = 0.0
     if session.eval_samples:
         sizes = [_samples(getattr(data, name, None)) for name in ("train", "val", "test")]
         final_eval = session.eval_seconds / session.eval_samples * sum(n or 0 for n in sizes)
+    done = max(1, len(session.built.trainer.history))
+    in_epochs = (sum(cb.epoch_seconds) if len(cb.epoch_seconds) == done
+                 else session.epoch_seconds() * done)
     fit_rest = max(0.0, session.seconds - in_epochs - session.eval_seconds)
-    fixed = (session.load_seconds + session.build_seconds + fit_rest + final_eval
-             + session.write_seconds)
-    return fixed + epochs_s + -(-int(steps) // DEFAULT_EVERY) * per_probe  # steps 0, 200, …
+    return (session.load_seconds + session.build_seconds + fit_rest + final_eval
+            + session.report_seconds)
 
 
-def _time_folder_writes(session: _Session, full_epochs: int) -> None:
-    """Set ``session.write_seconds``: what writing its run folder adds to one run of the
-    session's config — its checkpoints (every ``train.checkpoint_every`` epochs and the last),
-    ``health.jsonl`` after every epoch and ``report.html`` once — from one of each written
-    now into a temporary folder (the short look writes none)."""
+def per_epoch_seconds(session: _Session, full_epochs: int) -> float:
+    """The part of :func:`one_run_seconds_estimate` that is not the short look's epochs, per
+    epoch of the run: ``trainwell train``'s own probes (step 0 and every
+    :data:`DEFAULT_EVERY` steps, each as long as one of the short look's) and its folder's
+    checkpoints (every ``train.checkpoint_every`` epochs and the last) and ``health.jsonl``
+    (after every epoch)."""
+    cb, trainer = session.callback, session.built.trainer
+    steps = trainer.step / max(1, len(trainer.history)) * full_epochs
+    per_probe = cb.probe_seconds / cb.probe_steps if cb.probe_steps else 0.0
+    probes = -(-int(steps) // DEFAULT_EVERY) * per_probe  # steps 0, 200, …
+    every = max(1, int(getattr(getattr(session.config, "train", None), "checkpoint_every", 1)))
+    writes = (-(-full_epochs // every) * session.checkpoint_seconds
+              + (full_epochs + 1) * session.health_seconds)
+    return (probes + writes) / max(1, full_epochs)
+
+
+def _time_folder_writes(session: _Session) -> None:
+    """Time what writing its run folder adds to a run of the session's config: one
+    checkpoint, one ``health.jsonl`` and one ``report.html``, written now into a temporary
+    folder (the short look writes none); see :func:`per_epoch_seconds` for how often."""
     trainer, cb = session.built.trainer, session.callback
-    every = max(1, int(session.config.train.checkpoint_every))
     with tempfile.TemporaryDirectory(prefix="trainwell-doctor-") as tmp:
         t0 = time.perf_counter()
         save_checkpoint(Path(tmp), trainer.epoch, trainer.model, trainer.optimizer,
@@ -440,8 +527,8 @@ def _time_folder_writes(session: _Session, full_epochs: int) -> None:
         t2 = time.perf_counter()
         write_report(tmp, health=cb.health, findings=[])
         t3 = time.perf_counter()
-    checkpoints = -(-full_epochs // every)  # …and the last epoch's, counted here
-    session.write_seconds = checkpoints * (t1 - t0) + (full_epochs + 1) * (t2 - t1) + (t3 - t2)
+    session.checkpoint_seconds, session.health_seconds = t1 - t0, t2 - t1
+    session.report_seconds = t3 - t2
 
 
 class _Builder:
@@ -535,7 +622,7 @@ def _diagnose(
     if full_look:
         attach_replay(session.built.trainer, config)  # early stopping, watched (late_repair)
     metrics = session.train_to(short)
-    _time_folder_writes(session, config.train.epochs)
+    _time_folder_writes(session)
     run_estimate = one_run_seconds_estimate(session, config.train.epochs)
     yard: dict[str, Any] = {}
     spent = short
@@ -771,10 +858,12 @@ def repair(
                 session.reprobe()
                 final = Path(out_dir) / "final" if out_dir is not None else None
                 resumable = final is not None and _checkpoint_into(final, session)
-                run_s = result.run_seconds_estimate
-                result.after = session.continue_within(
-                    full, t0 + PLAN_TIME_RUNS * run_s, at_least=-(-full // VERIFY_SHARE_DIV),
-                    limit=t0 + LIMIT_TIME_RUNS * run_s)
+                budget = _Budget(t0, result.run_seconds_estimate, full,
+                                 once_seconds(diag_session),
+                                 per_epoch_seconds(diag_session, full),
+                                 same_cost(config, result.patch))
+                result.after = session.continue_within(full, budget,
+                                                       at_least=-(-full // VERIFY_SHARE_DIV))
                 spent += result.after["epochs"] - short
                 result.budget_stopped = session.budget_stopped
                 result.status = verdict(result.before, trial_m, result.after, yard or None)
