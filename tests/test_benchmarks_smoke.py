@@ -72,3 +72,18 @@ def test_gpu_benchmark_without_cuda_skips_cleanly():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout) == {"skipped": "no CUDA device"}
     assert len(proc.stderr.strip().splitlines()) == 1 and "no CUDA device" in proc.stderr
+
+
+def test_doctor_estimate_benchmark_prints_a_ratio_per_case():
+    # benchmarks/doctor_estimate.py on one small case: a JSON line with both times and their
+    # ratio, then the summary over the cases run (the ratio's value is the machine's).
+    script = ROOT / "benchmarks" / "doctor_estimate.py"
+    proc = subprocess.run([sys.executable, str(script), "healthy_moons"], capture_output=True,
+                          text=True, timeout=300, env=_env(), cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row, summary = (json.loads(line) for line in proc.stdout.strip().splitlines())
+    assert row["case"] == "healthy_moons"
+    for key in ("estimate_s", "one_run_s", "ratio"):
+        _positive(row[key], key)
+    assert row["ratio"] == pytest.approx(row["estimate_s"] / row["one_run_s"], abs=0.02)
+    assert summary["summary"]["cases"] == 1 and summary["summary"]["median"] == row["ratio"]

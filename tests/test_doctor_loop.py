@@ -237,7 +237,7 @@ def test_budget_rebases_on_a_same_cost_continuation():
 
     config = _config()
     assert same_cost(config, {"optim.lr": 0.01, "schedule.name": "constant"})
-    assert same_cost(config, {"model.activation": config.model.activation, "model.init": "auto"})
+    assert same_cost(config, {"model.activation": "elu", "model.init": "auto"})
     assert not same_cost(config, {"model.batch_norm": True})
     assert config.optim.name == "adam"
     assert not same_cost(config, {"optim.name": "sgd", "optim.lr": 0.1})
