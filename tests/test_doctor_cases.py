@@ -112,3 +112,35 @@ def test_the_case_models_are_one_net_however_the_activations_are_written(act):
         outs.append(net.double()(x))
     for out in outs[1:]:
         torch.testing.assert_close(out, outs[0], rtol=1e-6, atol=1e-9)
+
+
+def test_timing_rounds_report_the_median_ratio_and_keep_the_first_calls_files(capsys, tmp_path):
+    # --timing-rounds 3 on a one-case folder: the doctor call is timed three times, each
+    # between runs of its own; time_ratio is the median of the three ratios, and the output
+    # folder holds the first call's files only.
+    import shutil
+    import statistics
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    shutil.copy(CASES / "healthy_moons.toml", cases)
+    (cases / "cases.toml").write_text(
+        '[[case]]\nname = "healthy_moons"\nconfig = "healthy_moons.toml"\n'
+        'expected = "healthy"\nreference = 0.958\n', encoding="utf-8")
+    out = tmp_path / "out"
+    code = main(["doctor", "--cases", str(cases), "--json", "--timing-rounds", "3",
+                 "--out", str(out)])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+            if line.startswith('{"case"')]
+    assert code == 0 and len(rows) == 1
+    row = rows[0]
+    assert len(row["time_ratios"]) == 3 and all(r > 0 for r in row["time_ratios"])
+    assert row["time_ratio"] == pytest.approx(statistics.median(row["time_ratios"]), abs=0.011)
+    assert sorted(p.name for p in out.iterdir()) == ["healthy_moons"]
+    assert not any(p.name.startswith("round") for p in (out / "healthy_moons").iterdir())
+
+
+def test_timing_rounds_below_one_is_refused(capsys):
+    code = main(["doctor", "--cases", str(CASES), "--timing-rounds", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["error: --timing-rounds: must be >= 1, got 0"]

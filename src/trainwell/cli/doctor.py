@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -54,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true", help="with --cases: only cases marked fast")
     parser.add_argument("--no-timing", action="store_true",
                         help="with --cases: do not time one run of each case (no time_ratio)")
+    parser.add_argument("--timing-rounds", type=int, default=1, metavar="N",
+                        help="with --cases: time each case's doctor call N times, each between "
+                             "runs of its own, and report the median ratio (a noisy machine)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/NAME-doctor)")
     parser.add_argument("--max-trials", type=int, default=MAX_TRIALS,
                         help="repair trials at most (the time budget may allow fewer)")
@@ -68,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_trials < 0:
         raise UserError(f"--max-trials: must be >= 0, got {args.max_trials}")
+    if args.timing_rounds < 1:
+        raise UserError(f"--timing-rounds: must be >= 1, got {args.timing_rounds}")
     if args.cases:
         if args.config:
             raise UserError("doctor: give CONFIG or --cases DIR, not both")
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             diagnose_only=args.diagnose_only,
             out=args.out,
             timing=not args.no_timing,
+            timing_rounds=args.timing_rounds,
         )
     if not args.config:
         raise UserError("doctor: CONFIG is missing; give a TOML config (or --cases DIR)")
@@ -292,8 +299,15 @@ def run_cases(
     diagnose_only: bool = False,
     out: str | None = None,
     timing: bool = True,
+    timing_rounds: int = 1,
 ) -> int:
     """Run the doctor over every case; print one row per case and the totals.
+
+    With ``timing_rounds`` > 1 each case's doctor call is made that many times, each round
+    between runs of its own (two before, one after), and ``time_ratio`` is the median of the
+    rounds' ratios (``time_ratios`` lists them): how this project's benchmarks compare two
+    sides on a machine whose speed moves between minutes. The row's findings, status and
+    files are the first call's.
 
     Returns:
         0 when every case is detected right, no healthy control is flagged, and at least
@@ -306,23 +320,41 @@ def run_cases(
     for case in cases:
         config = _case_config(folder, case)
         run_out = Path(out) / case["name"] if out else None
-        # Runs of the broken config timed before and after the doctor call (the median of
-        # all): a load that changes during the case weighs on both sides alike. In this
-        # process, each with its output folder (report included) or neither.
-        with tempfile.TemporaryDirectory(prefix="trainwell-timing-") as tmp:
-            train_out = Path(tmp) if run_out is not None else None
-            runs = _timed_runs(config, TIMING_RUNS - TIMING_RUNS // 2, train_out) if timing else []
-            t_call, c_call = time.perf_counter(), time.process_time()
-            result = (
-                diagnose(config, out_dir=run_out) if diagnose_only
-                else repair(config, out_dir=run_out)
-            )
-            result.seconds = time.perf_counter() - t_call  # the whole call, its files included
-            call_cpu = time.process_time() - c_call
-            runs += _timed_runs(config, TIMING_RUNS // 2, train_out) if timing else []
-        one_run = _middle([w for w, _ in runs]) if runs else None
-        one_cpu = _middle([c for _, c in runs]) if runs else 0.0
-        row = case_outcome(case, result, one_run, call_cpu / one_cpu if one_cpu else None)
+        first: DoctorResult | None = None
+        wall_ratios: list[float] = []
+        cpu_ratios: list[float] = []
+        all_runs: list[tuple[float, float]] = []
+        for round_ in range(timing_rounds if timing else 1):
+            # Runs of the broken config timed before and after the doctor call (the median of
+            # all): a load that changes during the case weighs on both sides alike. In this
+            # process, each with its output folder (report included) or neither.
+            with tempfile.TemporaryDirectory(prefix="trainwell-timing-") as tmp:
+                train_out = Path(tmp) if run_out is not None else None
+                call_out = run_out if round_ == 0 or run_out is None else Path(tmp) / "doctor"
+                runs = (_timed_runs(config, TIMING_RUNS - TIMING_RUNS // 2, train_out)
+                        if timing else [])
+                t_call, c_call = time.perf_counter(), time.process_time()
+                result = (
+                    diagnose(config, out_dir=call_out) if diagnose_only
+                    else repair(config, out_dir=call_out)
+                )
+                result.seconds = time.perf_counter() - t_call  # the whole call, files included
+                call_cpu = time.process_time() - c_call
+                runs += _timed_runs(config, TIMING_RUNS // 2, train_out) if timing else []
+            if runs:
+                wall_ratios.append(result.seconds / _middle([w for w, _ in runs]))
+                cpu_one = _middle([c for _, c in runs])
+                cpu_ratios.append(call_cpu / cpu_one if cpu_one else 0.0)
+                all_runs += runs
+            first = first or result
+        assert first is not None
+        one_run = _middle([w for w, _ in all_runs]) if all_runs else None
+        row = case_outcome(case, first, one_run, _middle(cpu_ratios) if cpu_ratios else None)
+        if wall_ratios:
+            row["time_ratio"] = round(statistics.median(wall_ratios), 2)
+            row["cpu_time_ratio"] = round(statistics.median(cpu_ratios), 2)
+            if timing_rounds > 1:
+                row["time_ratios"] = [round(r, 2) for r in wall_ratios]
         rows.append(row)
         if as_json:
             print(json.dumps(row), flush=True)
