@@ -251,6 +251,10 @@ def test_budget_rebases_on_a_same_cost_continuation():
     other = _Budget(100.0, 2.0, 10, once=0.3, per_epoch=0.02, same_cost=False)
     other.rebase(0.1)
     assert other.run_seconds == 2.0
+    # …but a same-cost trial's epoch (a lower learning rate tried first) is a sample for any
+    # kept repair
+    other.sample(0.1)
+    assert other.run_seconds == pytest.approx(1.5)
 
 
 def repair_loop_plan() -> float:
@@ -349,3 +353,25 @@ def test_the_pair_joins_the_best_single_with_the_runner_up_on_other_fields():
     assert _pair(config, trials[:1]) is None  # one single: no pair
     both_lr = [trials[0], trials[2]]
     assert _pair(config, both_lr) is None  # the same field twice: no pair
+
+
+@pytest.mark.filterwarnings("ignore:init.*symmetry problem:UserWarning")
+def test_same_cost_trials_feed_the_budget(monkeypatch):
+    # Zero init: the kept re-initialization changes no step's cost, so its trial's epoch is a
+    # sample of the broken run's epochs; one claiming 0 s re-estimates one run as once + E ×
+    # per_epoch (stubbed 0.25 s and 0.01 s, E = 3).
+    from trainwell.cli import repair_loop
+
+    seen = []
+
+    def trial_epochs(session):
+        seen.append(dict(session.config.model))
+        return [0.0]
+
+    monkeypatch.setattr(repair_loop, "_trial_epochs", trial_epochs)
+    monkeypatch.setattr(repair_loop, "once_seconds", lambda session: 0.25)
+    monkeypatch.setattr(repair_loop, "per_epoch_seconds", lambda session, epochs: 0.01)
+    result = repair(_config(init="zeros"))
+    assert result.chosen == "reinit_by_activation" and len(seen) == 1
+    assert result.run_seconds_budgeted == pytest.approx(0.25 + 3 * 0.01)
+    assert result.run_seconds_estimate > result.run_seconds_budgeted

@@ -183,7 +183,8 @@ class DoctorResult:
     full_epochs: int = 0
     seconds: float = 0.0
     code_changes: list[dict[str, str]] = field(default_factory=list)
-    run_seconds_estimate: float = 0.0
+    run_seconds_estimate: float = 0.0  # one run of the config, estimated from the short look
+    run_seconds_budgeted: float = 0.0  # …as the time budget last had it (re-estimated: _Budget)
     budget_stopped: bool = False
     resumable: bool = False  # final/ is a run folder `trainwell train --resume` finishes
 
@@ -231,6 +232,7 @@ class DoctorResult:
             "budget_stopped": self.budget_stopped,
             "resumable": self.resumable,
             "run_seconds_estimate": round(self.run_seconds_estimate, 3),
+            "run_seconds_budgeted": round(self.run_seconds_budgeted, 3),
             "seconds": round(self.seconds, 3),
         }
 
@@ -353,9 +355,9 @@ class _Budget:
     kept repair leaves a step's cost as it was (``same_cost``: a learning rate, a schedule, an
     initialization, an activation function, input scaling, early stopping, the head's loss)
     its continuation's epochs are further samples of the broken run's epochs, taken later in
-    the call: one run is then re-estimated from them (``once`` + ``E`` × their mean +
-    ``per_epoch``) and the lower estimate kept — a short look slowed by the machine no longer
-    moves the deadline out.
+    the call, and so are the epochs of every same-cost trial (:func:`_trial_epochs`): one run
+    is then re-estimated from them (``once`` + ``E`` × their mean + ``per_epoch``) and the
+    lower estimate kept — a short look slowed by the machine no longer moves the deadline out.
     """
 
     start: float
@@ -374,13 +376,17 @@ class _Budget:
     def limit(self) -> float:
         return self.start + LIMIT_TIME_RUNS * self.run_seconds
 
-    def rebase(self, epoch_seconds: float) -> None:
-        """One more continuation epoch of ``epoch_seconds``: re-estimate where it is cost-free."""
+    def sample(self, epoch_seconds: float) -> None:
+        """One more epoch that cost what the broken run's epochs cost (a same-cost trial's or
+        continuation's): re-estimate one run from all of them, keep the lower estimate."""
         self.samples.append(epoch_seconds)
+        mean = sum(self.samples) / len(self.samples)
+        self.run_seconds = min(self.run_seconds, self.once + self.epochs * (mean + self.per_epoch))
+
+    def rebase(self, epoch_seconds: float) -> None:
+        """One more continuation epoch of ``epoch_seconds``: a sample where it is same-cost."""
         if self.same_cost:
-            mean = sum(self.samples) / len(self.samples)
-            again = self.once + self.epochs * (mean + self.per_epoch)
-            self.run_seconds = min(self.run_seconds, again)
+            self.sample(epoch_seconds)
 
 
 class _Deadline(Callback):
@@ -409,6 +415,16 @@ class _Deadline(Callback):
         if (epoch + 1 < trainer.epochs and not trainer.stop_training
                 and self.would_pass(now, epoch + 1)):
             trainer.stop_training = self.fired = True
+
+
+def _trial_epochs(session: _Session) -> list[float]:
+    """A trial's epochs as samples of its config's epoch cost: their wall time from start to
+    ``on_epoch_end`` (validation included), less the probing (a trial probes at step 0)."""
+    cb = session.callback
+    n = len(cb.epoch_seconds)
+    if not n:
+        return []
+    return [max(0.0, sum(cb.epoch_seconds) - cb.probe_seconds) / n] * n
 
 
 # Config fields a repair may change without changing how long a training step takes (the
@@ -819,6 +835,7 @@ def repair(
         # a trial this good equals the recipe (a failed recipe ends no search)
         matched = math.inf if yard.get("failed") else _score(yard) - WITHIN_ACCURACY
         done: list[tuple[Trial, dict[str, Any]]] = []
+        cost_samples: list[float] = []
         queue = candidate_patches(config, result.findings, activation)
         paired = False
         while len(result.trials) < max_trials and room():
@@ -842,6 +859,8 @@ def repair(
                 done.append((failed, {}))
                 continue
             spent += session.epochs
+            if not aborted and same_cost(config, patch):
+                cost_samples += _trial_epochs(session)  # the broken run's epoch cost, again
             _tell_yardstick(session, yard)
             kinds = [f.kind for f in session.callback.findings()]
             trial = Trial(name, patch, metrics["val_accuracy"], metrics["val_loss"], kinds,
@@ -866,8 +885,11 @@ def repair(
                                  once_seconds(diag_session),
                                  per_epoch_seconds(diag_session, full),
                                  same_cost(config, result.patch))
+                for seconds in cost_samples:
+                    budget.sample(seconds)
                 result.after = session.continue_within(full, budget,
                                                        at_least=-(-full // VERIFY_SHARE_DIV))
+                result.run_seconds_budgeted = budget.run_seconds
                 spent += result.after["epochs"] - short
                 result.budget_stopped = session.budget_stopped
                 result.status = verdict(result.before, trial_m, result.after, yard or None)
