@@ -239,6 +239,7 @@ def test_budget_rebases_on_a_same_cost_continuation():
     assert same_cost(config, {"optim.lr": 0.01, "schedule.name": "constant"})
     assert same_cost(config, {"model.activation": "elu", "model.init": "auto"})
     assert not same_cost(config, {"model.batch_norm": True})
+    assert not same_cost(config, {"model.swap_activation": "relu", "model.activation": "relu"})
     assert config.optim.name == "adam"
     assert not same_cost(config, {"optim.name": "sgd", "optim.lr": 0.1})
     budget = _Budget(100.0, 2.0, 10, once=0.3, per_epoch=0.02, same_cost=True)

@@ -429,13 +429,16 @@ def _trial_epochs(session: _Session) -> list[float]:
 
 # Config fields a repair may change without changing how long a training step takes (the
 # kept repair's continuation then times the broken run's epochs too): values, not shapes or
-# operations — and one activation function for another, one elementwise op for another (20 ×
+# operations — and one built-in activation for another, one elementwise op for another (20 ×
 # Linear(64) + activation, batch 32, SGD, 1 thread: sigmoid 1,190, ReLU 1,214, ELU 1,249,
-# tanh 1,326, SELU 1,355 µs per step). Batch norm, dropout, another optimizer are not.
+# tanh 1,326, SELU 1,355 µs per step; on a user's model model.activation only sets the init's
+# gain). Not a user's activation modules swapped (model.swap_activation): a hand-written
+# activation can cost several ops (custom_sigmoid_normal_deep: an epoch 0.22 s, 0.10 s with
+# ReLU modules swapped in). Batch norm, dropout, another optimizer are not either.
 SAME_COST_FIELDS = ("optim.lr", "schedule.", "model.init", "model.bias_init",
                     "model.head_init", "model.reinit", "model.activation",
-                    "model.swap_activation", "data.standardize", "data.input_scale",
-                    "train.early_stopping", "train.loss", "model.output_activation")
+                    "data.standardize", "data.input_scale", "train.early_stopping",
+                    "train.loss", "model.output_activation")
 
 
 def same_cost(config: Config, patch: dict[str, Any]) -> bool:
