@@ -349,10 +349,10 @@ def run_cases(
             first = first or result
         assert first is not None
         one_run = _middle([w for w, _ in all_runs]) if all_runs else None
-        row = case_outcome(case, first, one_run, _middle(cpu_ratios) if cpu_ratios else None)
-        if wall_ratios:
+        row = case_outcome(case, first, one_run,
+                           statistics.median(cpu_ratios) if cpu_ratios else None)
+        if wall_ratios:  # the rounds' median, not the first call over the runs' median
             row["time_ratio"] = round(statistics.median(wall_ratios), 2)
-            row["cpu_time_ratio"] = round(statistics.median(cpu_ratios), 2)
             if timing_rounds > 1:
                 row["time_ratios"] = [round(r, 2) for r in wall_ratios]
         rows.append(row)

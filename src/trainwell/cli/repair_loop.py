@@ -70,6 +70,7 @@ from ..doctor.causes import primary_and_consequences
 from ..doctor.findings import Finding, Health
 from ..doctor.report import write_report
 from ..doctor.signals import signals
+from ..doctor.wording import lookup
 from ..errors import UserError
 from ..train.callbacks import Callback
 from ..train.checkpoint import atomic_write_text, latest_checkpoint, save_checkpoint
@@ -353,7 +354,7 @@ class _Budget:
 
     ``run_seconds`` starts as :func:`one_run_seconds_estimate`, one epoch's sample. Where the
     kept repair leaves a step's cost as it was (``same_cost``: a learning rate, a schedule, an
-    initialization, an activation function, input scaling, early stopping, the head's loss)
+    initialization, a built-in activation, input scaling, early stopping, the head's loss)
     its continuation's epochs are further samples of the broken run's epochs, taken later in
     the call, and so are the epochs of every same-cost trial (:func:`_trial_epochs`): one run
     is then re-estimated from them (``once`` + ``E`` × their mean + ``per_epoch``) and the
@@ -444,13 +445,8 @@ SAME_COST_FIELDS = ("optim.lr", "schedule.", "model.init", "model.bias_init",
 def same_cost(config: Config, patch: dict[str, Any]) -> bool:
     """Whether ``patch`` changes only :data:`SAME_COST_FIELDS` of ``config`` (a field set to
     the value it has is no change)."""
-    def current(key: str) -> Any:
-        value: Any = config
-        for part in key.split("."):
-            value = getattr(value, part, None) if not isinstance(value, dict) else value.get(part)
-        return value
-
-    changed = [k for k, v in patch.items() if current(k) != v]
+    current = config.model_dump(mode="json")
+    changed = [k for k, v in patch.items() if lookup(current, k) != v]
     return all(k.startswith(SAME_COST_FIELDS) for k in changed)
 
 
