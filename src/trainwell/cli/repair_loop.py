@@ -461,6 +461,15 @@ def _samples(split: Any) -> int | None:
 STEP_WARMUP = 3  # the short look's first steps, slower (allocations), are left out of its mean
 
 
+def _in_epochs(session: _Session) -> float:
+    """Wall seconds the session's epochs took, each from its start to its ``on_epoch_end``
+    (validation included; the trainer's own ``epoch_time_s`` leaves validation out, and is
+    the fallback where the callback did not time every epoch)."""
+    cb = session.callback
+    done = max(1, len(session.built.trainer.history))
+    return sum(cb.epoch_seconds) if len(cb.epoch_seconds) == done else session.epoch_seconds() * done
+
+
 def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
     """Wall seconds one ``trainwell train`` of the session's config takes, from its short look.
 
@@ -483,8 +492,7 @@ def one_run_seconds_estimate(session: _Session, full_epochs: int) -> float:
     trainer, cb = session.built.trainer, session.callback
     done = max(1, len(trainer.history))
     timed = len(cb.epoch_seconds) == len(cb.epoch_step_seconds) == done
-    # epochs with their validation (the trainer's own epoch_time_s leaves validation out)
-    in_epochs = sum(cb.epoch_seconds) if timed else session.epoch_seconds() * done
+    in_epochs = _in_epochs(session)
     steps = trainer.step / done * full_epochs
     if cb.step_seconds and timed:
         later = cb.step_seconds[STEP_WARMUP:] or cb.step_seconds
@@ -502,16 +510,12 @@ def once_seconds(session: _Session) -> float:
     building it, ``fit()`` outside its epochs, the final evaluation of the training,
     validation and test splits (at the seconds per sample of the short look's test
     evaluation) and writing ``report.html``."""
-    cb = session.callback
     data = session.built.data
     final_eval = 0.0
     if session.eval_samples:
         sizes = [_samples(getattr(data, name, None)) for name in ("train", "val", "test")]
         final_eval = session.eval_seconds / session.eval_samples * sum(n or 0 for n in sizes)
-    done = max(1, len(session.built.trainer.history))
-    in_epochs = (sum(cb.epoch_seconds) if len(cb.epoch_seconds) == done
-                 else session.epoch_seconds() * done)
-    fit_rest = max(0.0, session.seconds - in_epochs - session.eval_seconds)
+    fit_rest = max(0.0, session.seconds - _in_epochs(session) - session.eval_seconds)
     return (session.load_seconds + session.build_seconds + fit_rest + final_eval
             + session.report_seconds)
 
